@@ -1,0 +1,3 @@
+from vmimages.cli import main
+
+main()

@@ -1,0 +1,57 @@
+"""The actions: one module per family, each handler named after the action it serves.
+
+A handler gets the validated parameters and a Context, and returns the response fields; the
+app wraps them in the envelope. Handlers are registered per dialect (API.md §1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from vmimages.errors import ApiError, Code
+from vmimages.protocol import SEED
+from vmimages.store import Store
+from vmimages.validation import Spec, shown
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    store: Store
+    version: str  # SEED ("") or a published X-ZC-Version
+    caller: int | None  # the calling account; None before authentication exists
+
+
+Handler = Callable[[Context, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    name: str
+    params: Spec
+    handler: Handler
+
+
+def _registry() -> dict[tuple[bool, str], Action]:
+    from vmimages.actions import images, locations
+
+    table: dict[tuple[bool, str], Action] = {}
+    for module in (images, locations):
+        for action in module.SEED_ACTIONS:
+            table[(True, action.name)] = action
+    return table
+
+
+ACTIONS = _registry()
+
+
+def find_action(version: str, name: str) -> Action:
+    action = ACTIONS.get((version == SEED, name))
+    if action is None:
+        dialect = "the seed dialect" if version == SEED else f"version {version}"
+        raise ApiError(
+            Code.AUTHFAILURE_UNAUTHORIZED_OPERATION,
+            f"The action `{shown(name)}` does not exist in {dialect}.",
+        )
+    return action

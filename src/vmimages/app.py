@@ -1,0 +1,144 @@
+"""The ASGI application: `create_app(settings)` and the one request pipeline.
+
+Pipeline: endpoint → content type → body (bounded) → action header → dialect → JSON object →
+caller (authentication slots in here) → action → parameters → handler → envelope.
+Every exception becomes an error envelope in `handle`, the only place that builds one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from vmimages import actions, errors, protocol
+from vmimages.catalog import DomainError
+from vmimages.config import Settings
+from vmimages.errors import ApiError, Code
+from vmimages.store import Store, open_store
+from vmimages.validation import validate
+
+log = logging.getLogger("vmimages")
+
+# How much of an oversized body is read (and dropped) before answering 413, as a multiple of
+# the limit; beyond it the 413 is sent at once and the connection closes.
+DRAIN_FACTOR = 16
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class ClientGone(Exception):
+    """The client disconnected before its body arrived; nothing is answered."""
+
+
+class App:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or open_store(
+            settings.database, load_default_catalog=settings.load_default_catalog
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.handle(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.store.open()
+                except Exception as exc:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.store.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = protocol.new_request_id()
+        try:
+            status, body = 200, await self.dispatch(scope, receive, request_id)
+            extra: tuple[tuple[bytes, bytes], ...] = ()
+        except ClientGone:
+            return
+        except ApiError as exc:
+            status, body, extra = exc.status, protocol.failure(request_id, exc), exc.headers
+        except DomainError as exc:
+            error = errors.from_domain(exc)
+            if error.code is Code.INTERNAL_SERVER_ERROR:
+                log.error("request %s failed", request_id, exc_info=exc)
+            status, body, extra = error.status, protocol.failure(request_id, error), ()
+        except Exception:
+            log.exception("request %s failed", request_id)
+            error = ApiError(Code.INTERNAL_SERVER_ERROR, errors.INTERNAL_MESSAGE)
+            status, body, extra = error.status, protocol.failure(request_id, error), ()
+        headers = [
+            *protocol.JSON_HEADERS,
+            (b"content-length", str(len(body)).encode()),
+            (b"x-zc-request-id", request_id.encode()),
+            *extra,
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def dispatch(self, scope: Scope, receive: Receive, request_id: str) -> bytes:
+        protocol.check_endpoint(scope["path"], scope["method"])
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+        }
+        body = await self.read_body(receive, headers.get("content-length"))
+        protocol.check_content_type(headers.get("content-type"), body_expected=bool(body.strip()))
+        request = protocol.Request(
+            request_id=request_id,
+            action=protocol.action_of(headers),
+            version=protocol.version_of(headers),
+            headers=headers,
+            body=body,
+        )
+        params = protocol.parse_body(body)
+        caller = await self.authenticate(request)
+        action = actions.find_action(request.version, request.action)
+        values = validate(params, action.params, action.name)
+        context = actions.Context(store=self.store, version=request.version, caller=caller)
+        return protocol.success(request_id, await action.handler(context, values))
+
+    async def authenticate(self, request: protocol.Request) -> int | None:
+        """The calling account. Until authentication exists every caller is anonymous."""
+        return None
+
+    async def read_body(self, receive: Receive, declared: str | None) -> bytes:
+        """The whole body, at most max_body_bytes. Past the limit the rest is read and dropped
+        (up to DRAIN_FACTOR times the limit) so the client can read the 413 instead of a reset."""
+        limit = self.settings.max_body_bytes
+        drain_limit = limit * DRAIN_FACTOR
+        if declared is not None and declared.isdigit() and int(declared) > drain_limit:
+            raise protocol.body_too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size <= limit:
+                chunks.append(chunk)
+            elif size > drain_limit:
+                raise protocol.body_too_large(limit)
+            if not message.get("more_body", False):
+                if size > limit:
+                    raise protocol.body_too_large(limit)
+                return b"".join(chunks)
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> App:
+    return App(settings or Settings.from_env(), store)

@@ -1,0 +1,109 @@
+"""Domain types of the image catalog: locations, images, the one query model, domain errors.
+
+Nothing here knows about HTTP, JSON envelopes or dialects; the stores speak these types and the
+actions translate them to and from the wire.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PUBLIC_IMAGE = "PUBLIC_IMAGE"
+CUSTOM_IMAGE = "CUSTOM_IMAGE"
+IMAGE_TYPES = (PUBLIC_IMAGE, CUSTOM_IMAGE)
+
+CREATING = "CREATING"
+AVAILABLE = "AVAILABLE"
+UNAVAILABLE = "UNAVAILABLE"
+IMAGE_STATUSES = (CREATING, AVAILABLE, UNAVAILABLE)
+
+OS_TYPES = ("windows", "linux")
+SEED_CATEGORIES = ("CentOS", "Windows", "Ubuntu", "Debian")
+
+# The account id that owns public images: the operator. Real accounts start at 1.
+PUBLIC_OWNER = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """One place images live in, known by a seed-style region id and a published-style zone id."""
+
+    id: int
+    region_id: str
+    zone_id: str
+    name: str
+    support_security_group: bool = True
+    support_network_type: str = "VPC"
+    support_ipv6: bool = False
+    support_cpu_pass_through: bool = False
+    network_line_type: str = "BGP"
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    image_id: str
+    name: str
+    owner: int
+    region_id: str
+    zone_id: str
+    category: str
+    os_type: str
+    version: str
+    size_gb: int
+    status: str
+    description: str | None
+    create_time: str  # UTC, "YYYY-MM-DDThh:mm:ssZ"; sorts as it reads
+
+    @property
+    def image_type(self) -> str:
+        return PUBLIC_IMAGE if self.owner == PUBLIC_OWNER else CUSTOM_IMAGE
+
+
+@dataclass(frozen=True, slots=True)
+class ImageQuery:
+    """What a caller asks DescribeImages for, already validated; every given filter is ANDed.
+
+    `viewer` is the calling account (None: anonymous, public images only). `location` is the
+    store's internal location id, resolved before the query is built.
+    """
+
+    viewer: int | None = None
+    image_ids: tuple[str, ...] | None = None
+    name_contains: str | None = None
+    location: int | None = None
+    category: str | None = None
+    image_type: str | None = None
+    os_type: str | None = None
+    status: str | None = None
+    page_num: int = 1
+    page_size: int = 20
+
+    @property
+    def offset(self) -> int:
+        return (self.page_num - 1) * self.page_size
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePage:
+    total_count: int
+    images: list[Image]
+
+
+def fold(text: str) -> str:
+    """The case-insensitive form of a name, used both when storing and when searching."""
+    return text.casefold()
+
+
+class DomainError(Exception):
+    """A rule of the catalog was broken; errors.from_domain gives it a wire code."""
+
+
+class LocationNotFound(DomainError):
+    def __init__(self, kind: str, value: str) -> None:
+        super().__init__(f"{kind} {value!r} not found")
+        self.kind = kind  # "region" or "zone": the identifier the caller used
+        self.value = value
+
+
+class StoreUnavailable(DomainError):
+    """The database cannot be reached right now; the request may be retried."""

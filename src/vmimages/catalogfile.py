@@ -1,0 +1,204 @@
+"""The catalog file: locations and public images as JSON, checked before anything is stored.
+
+The default catalog shipped in `vmimages/data/catalog.json` is such a file. Every problem is
+reported with the entry and the field it is in, and a file with any problem is rejected whole.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from vmimages.catalog import IMAGE_STATUSES, OS_TYPES, Location
+
+IMAGE_ID = re.compile(r"img-[A-Za-z0-9]{1,32}")
+LOCATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+CATEGORY = re.compile(r"[A-Za-z][A-Za-z0-9 ._-]{0,31}")
+CREATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+NETWORK_TYPES = ("CLASSICS", "VPC")
+LINE_TYPES = ("BGP", "CN2", "Cogent")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageEntry:
+    """A public image as the file gives it; `location` is a region id or a zone id."""
+
+    image_id: str
+    name: str
+    location: str
+    category: str
+    os_type: str
+    version: str
+    size_gb: int
+    status: str
+    description: str | None
+    create_time: str
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogFile:
+    locations: list[Location]
+    images: list[ImageEntry]
+
+
+class CatalogFileError(ValueError):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class _Checker:
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def field(
+        self,
+        where: str,
+        entry: dict[str, Any],
+        name: str,
+        kind: type,
+        *,
+        pattern: re.Pattern[str] | None = None,
+        choices: tuple[str, ...] | None = None,
+        max_len: int | None = None,
+        required: bool = True,
+        default: Any = None,
+    ) -> Any:
+        if name not in entry or entry[name] is None:
+            if required:
+                self.problems.append(f"{where}: `{name}` is missing")
+            return default
+        value = entry[name]
+        if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            self.problems.append(f"{where}: `{name}` must be an integer, got {value!r}")
+            return default
+        if kind is not int and not isinstance(value, kind):
+            self.problems.append(f"{where}: `{name}` must be a {kind.__name__}, got {value!r}")
+            return default
+        if isinstance(value, str):
+            if pattern is not None and not pattern.fullmatch(value):
+                self.problems.append(
+                    f"{where}: `{name}` {value!r} does not match {pattern.pattern}"
+                )
+            if choices is not None and value not in choices:
+                self.problems.append(f"{where}: `{name}` {value!r} is not one of {list(choices)}")
+            if max_len is not None and not 0 < len(value) <= max_len:
+                self.problems.append(f"{where}: `{name}` must be 1 to {max_len} characters")
+        return value
+
+
+def parse_catalog(doc: Any) -> CatalogFile:
+    """Check a parsed catalog document; CatalogFileError lists every problem found."""
+    check = _Checker()
+    if not isinstance(doc, dict):
+        raise CatalogFileError(["the file must hold a JSON object with `locations` and `images`"])
+    unknown = sorted(set(doc) - {"locations", "images"})
+    if unknown:
+        check.problems.append(f"unknown top-level keys {unknown}")
+    locations: list[Location] = []
+    for i, entry in enumerate(_entries(check, doc, "locations")):
+        where = f"locations[{i}]"
+        locations.append(
+            Location(
+                id=0,
+                region_id=check.field(where, entry, "regionId", str, pattern=LOCATION_ID),
+                zone_id=check.field(where, entry, "zoneId", str, pattern=LOCATION_ID),
+                name=check.field(where, entry, "name", str, max_len=128),
+                support_security_group=check.field(
+                    where, entry, "supportSecurityGroup", bool, required=False, default=True
+                ),
+                support_network_type=check.field(
+                    where,
+                    entry,
+                    "supportNetworkType",
+                    str,
+                    choices=NETWORK_TYPES,
+                    required=False,
+                    default="VPC",
+                ),
+                support_ipv6=check.field(
+                    where, entry, "supportIpv6", bool, required=False, default=False
+                ),
+                support_cpu_pass_through=check.field(
+                    where, entry, "supportCpuPassThrough", bool, required=False, default=False
+                ),
+                network_line_type=check.field(
+                    where,
+                    entry,
+                    "networkLineType",
+                    str,
+                    choices=LINE_TYPES,
+                    required=False,
+                    default="BGP",
+                ),
+            )
+        )
+    images: list[ImageEntry] = []
+    for i, entry in enumerate(_entries(check, doc, "images")):
+        where = f"images[{i}]"
+        if isinstance(entry.get("imageId"), str):
+            where += f" ({entry['imageId']})"
+        images.append(
+            ImageEntry(
+                image_id=check.field(where, entry, "imageId", str, pattern=IMAGE_ID),
+                name=check.field(where, entry, "imageName", str, max_len=128),
+                location=check.field(where, entry, "location", str, pattern=LOCATION_ID),
+                category=check.field(where, entry, "category", str, pattern=CATEGORY),
+                os_type=check.field(where, entry, "osType", str, choices=OS_TYPES),
+                version=check.field(where, entry, "imageVersion", str, max_len=32),
+                size_gb=check.field(where, entry, "imageSize", int),
+                status=check.field(where, entry, "imageStatus", str, choices=IMAGE_STATUSES),
+                description=check.field(
+                    where, entry, "imageDescription", str, max_len=255, required=False
+                ),
+                create_time=check.field(where, entry, "createTime", str, pattern=CREATE_TIME),
+            )
+        )
+        if isinstance(entry.get("imageSize"), int) and not 1 <= entry["imageSize"] <= 65536:
+            check.problems.append(f"{where}: `imageSize` must be 1 to 65536 (GB)")
+    _check_unique(check, "locations", [loc.region_id for loc in locations], "regionId")
+    _check_unique(check, "locations", [loc.zone_id for loc in locations], "zoneId")
+    _check_unique(check, "images", [img.image_id for img in images], "imageId")
+    if check.problems:
+        raise CatalogFileError(check.problems)
+    return CatalogFile(locations=locations, images=images)
+
+
+def _entries(check: _Checker, doc: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    value = doc.get(key, [])
+    if not isinstance(value, list):
+        check.problems.append(f"`{key}` must be a list")
+        return []
+    good = []
+    for i, entry in enumerate(value):
+        if isinstance(entry, dict):
+            good.append(entry)
+        else:
+            check.problems.append(f"{key}[{i}]: must be an object")
+    return good
+
+
+def _check_unique(check: _Checker, key: str, values: list[str], field: str) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value is not None and value in seen:
+            check.problems.append(f"{key}: `{field}` {value!r} appears more than once")
+        seen.add(value)
+
+
+def read_catalog_file(path: Path) -> CatalogFile:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CatalogFileError([f"{path}: {exc}"]) from exc
+    return parse_catalog(doc)
+
+
+def default_catalog() -> CatalogFile:
+    """The catalog shipped with the package, loaded into every new database."""
+    text = resources.files("vmimages").joinpath("data/catalog.json").read_text(encoding="utf-8")
+    return parse_catalog(json.loads(text))

@@ -1,0 +1,48 @@
+"""Settings, read once into one typed object: defaults, then VMIMAGES_* variables, then flags."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+DEFAULT_DATABASE = "vmimages.db"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database: str = DEFAULT_DATABASE  # a SQLite file path
+    load_default_catalog: bool = True  # fill a new database with the shipped catalog
+    max_body_bytes: int = 1 << 20
+    log_level: str = "info"
+    access_log: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, overridden by VMIMAGES_<NAME> variables, overridden by non-None keywords."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in fields(cls):
+            raw = environ.get(f"VMIMAGES_{field.name.upper()}")
+            if raw is not None:
+                values[field.name] = _convert(field.name, field.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return replace(cls(), **values)
+
+
+def _convert(name: str, kind: Any, raw: str) -> Any:
+    if kind in (bool, "bool"):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"VMIMAGES_{name.upper()} must be true or false, got {raw!r}")
+    if kind in (int, "int"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"VMIMAGES_{name.upper()} must be an integer, got {raw!r}") from None
+    return raw

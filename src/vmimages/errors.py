@@ -1,0 +1,79 @@
+"""Every error the API can answer, in one table, and the one place domain errors become codes.
+
+The wire contract (API.md §4, §5) is the code; the HTTP status belongs to the code. Messages are
+for people and name the problem (the parameter, the value, the limit).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from vmimages import catalog
+
+
+class Code(Enum):
+    """The error table: code name, the HTTP status it is always answered with, and what it means."""
+
+    def __init__(self, status: int, meaning: str) -> None:
+        self.status = status
+        self.meaning = meaning
+
+    MISSING_PARAMETER = (400, "a required parameter or the action header is missing")
+    INVALID_PARAMETER_TYPE = (400, "a parameter has the wrong JSON type")
+    INVALID_PARAMETER_VALUE = (400, "a value is not allowed, or the body is not a JSON object")
+    INVALID_PARAMETER_EXCEED_MAXIMUM = (400, "a number is above its maximum")
+    INVALID_PARAMETER_LESS_MINIMUM = (400, "a number is below its minimum")
+    INVALID_PARAMETER_EXCEED_LENGTH = (400, "a string or array is too long")
+    INVALID_PARAMETER_LESS_LENGTH = (400, "a string or array is too short")
+    INVALID_PARAMETER_PATTERN_ERROR = (400, "a string does not match its pattern")
+    INVALID_PARAMETER_DATE_FORMAT_ERROR = (400, "a date is malformed")
+    AUTHFAILURE_INVALID_AUTHORIZATION = (401, "no, malformed or unknown credentials")
+    AUTHFAILURE_SIGNATURE_FAILURE = (401, "the signature does not match")
+    AUTHFAILURE_SIGNATURE_EXPIRED = (401, "the timestamp is more than 5 minutes off")
+    AUTHFAILURE_UNAUTHORIZED_OPERATION = (401, "the action does not exist or is not allowed")
+    INVALID_REGION_NOT_FOUND = (404, "the regionId names no region")
+    INVALID_ZONE_NOT_FOUND = (404, "the zoneId names no zone")
+    OPERATION_FAILED_RESOURCE_NOT_FOUND = (404, "no such resource, or no such path")
+    # Transport-level answers the contract does not name; see docs/errors.md.
+    UNSUPPORTED_HTTP_METHOD = (405, "the endpoint takes POST only")
+    REQUEST_ENTITY_TOO_LARGE = (413, "the body is larger than the configured limit")
+    UNSUPPORTED_MEDIA_TYPE = (415, "the body is not sent as application/json")
+    REQUEST_LIMIT_EXCEEDED = (429, "rate limited; retry with backoff")
+    INTERNAL_SERVER_ERROR = (500, "an unexpected failure; details are in the server log only")
+    SERVICE_TEMPORARY_UNAVAILABLE = (503, "the store is unreachable; retry later")
+    REQUEST_TIMED_OUT = (503, "the request ran out of time")
+
+
+class ApiError(Exception):
+    """An error answered to the client as the JSON error envelope."""
+
+    def __init__(self, code: Code, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+    @property
+    def status(self) -> int:
+        return self.code.status
+
+
+INTERNAL_MESSAGE = "An internal error occurred. Quote the requestId when you report it."
+
+
+def from_domain(exc: catalog.DomainError) -> ApiError:
+    """Map a domain error raised by the catalog or a store to its wire code (the only place)."""
+    if isinstance(exc, catalog.LocationNotFound):
+        if exc.kind == "zone":
+            return ApiError(
+                Code.INVALID_ZONE_NOT_FOUND, f"The specified zoneId `{exc.value}` is not found."
+            )
+        return ApiError(
+            Code.INVALID_REGION_NOT_FOUND, f"The specified regionId `{exc.value}` is not found."
+        )
+    if isinstance(exc, catalog.StoreUnavailable):
+        return ApiError(
+            Code.SERVICE_TEMPORARY_UNAVAILABLE,
+            "The image catalog is temporarily unavailable. Retry later.",
+        )
+    return ApiError(Code.INTERNAL_SERVER_ERROR, INTERNAL_MESSAGE)

@@ -1,0 +1,136 @@
+"""The wire: endpoint and transport checks, request ids, dialect choice, the two envelopes.
+
+API.md §1, §2 and §4. Everything here is pure: bytes and headers in, values or ApiError out.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from vmimages.errors import ApiError, Code
+from vmimages.validation import json_type, shown
+
+ENDPOINTS = frozenset({"/", "/api/v2/vm", "/api/v2/vm/"})
+
+SEED = ""  # no X-ZC-Version (or an empty one): the seed dialect
+PUBLISHED_VERSIONS = ("2023-03-13", "2026-04-01")
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def new_request_id() -> str:
+    """`T` + an uppercase UUID, as Zenlayer writes them."""
+    return "T" + str(uuid.uuid4()).upper()
+
+
+@dataclass(slots=True)
+class Request:
+    """An HTTP request that passed the transport checks, before authentication."""
+
+    request_id: str
+    action: str
+    version: str
+    headers: dict[str, str]
+    body: bytes
+
+
+def check_endpoint(path: str, method: str) -> None:
+    if path not in ENDPOINTS:
+        raise ApiError(
+            Code.OPERATION_FAILED_RESOURCE_NOT_FOUND,
+            f"There is no endpoint at `{shown(path)}`; send POST /api/v2/vm (or POST /).",
+        )
+    if method != "POST":
+        raise ApiError(
+            Code.UNSUPPORTED_HTTP_METHOD,
+            f"The method {shown(method)} is not allowed; the API takes POST only.",
+            headers=((b"allow", b"POST"),),
+        )
+
+
+def check_content_type(content_type: str | None, body_expected: bool) -> None:
+    """application/json, with an optional utf-8 charset; may be absent for an empty body."""
+    if content_type is None:
+        if body_expected:
+            raise ApiError(
+                Code.UNSUPPORTED_MEDIA_TYPE,
+                "The Content-Type header is missing; send the body as application/json.",
+            )
+        return
+    media, _, params = content_type.partition(";")
+    if media.strip().lower() != "application/json":
+        raise ApiError(
+            Code.UNSUPPORTED_MEDIA_TYPE,
+            f"The Content-Type `{shown(content_type)}` is not supported;"
+            " send the body as application/json.",
+        )
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            raise ApiError(
+                Code.UNSUPPORTED_MEDIA_TYPE,
+                f"The charset `{shown(value.strip())}` is not supported; the body must be UTF-8.",
+            )
+
+
+def body_too_large(limit: int) -> ApiError:
+    return ApiError(
+        Code.REQUEST_ENTITY_TOO_LARGE, f"The request body is larger than {limit} bytes."
+    )
+
+
+def action_of(headers: dict[str, str]) -> str:
+    action = headers.get("x-zc-action") or headers.get("x-tc-action")
+    if not action:
+        raise ApiError(
+            Code.MISSING_PARAMETER, "The action header X-ZC-Action (or X-TC-Action) is missing."
+        )
+    return action
+
+
+def version_of(headers: dict[str, str]) -> str:
+    version = headers.get("x-zc-version", "").strip()
+    if version == SEED or version in PUBLISHED_VERSIONS:
+        return version
+    raise ApiError(
+        Code.INVALID_PARAMETER_VALUE,
+        f"The X-ZC-Version `{shown(version)}` is not supported; send one of"
+        f" {', '.join(PUBLISHED_VERSIONS)}, or none for the seed dialect.",
+    )
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object; an empty body counts as `{}`."""
+    if not body.strip():
+        return {}
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(
+            Code.INVALID_PARAMETER_VALUE, f"The request body is not valid JSON: {exc}."
+        ) from None
+    if not isinstance(value, dict):
+        raise ApiError(
+            Code.INVALID_PARAMETER_VALUE,
+            f"The request body must be a JSON object of parameters, got {json_type(value)}.",
+        )
+    return value
+
+
+def success(request_id: str, fields: dict[str, Any]) -> bytes:
+    response = {"requestId": request_id}
+    response.update(fields)
+    return orjson.dumps({"requestId": request_id, "response": response})
+
+
+def failure(request_id: str, error: ApiError) -> bytes:
+    return orjson.dumps(
+        {"requestId": request_id, "code": error.code.name, "message": error.message}
+    )
