@@ -1,0 +1,109 @@
+"""A small in-process client: drives the real ASGI app (lifespan included) on one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from vmimages.app import App
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class AsgiClient:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.loop = asyncio.new_event_loop()
+        self._lifespan_in: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._lifespan_out: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._lifespan_task = self.loop.create_task(
+            app({"type": "lifespan"}, self._lifespan_in.get, self._lifespan_out.put)
+        )
+        self._lifespan("lifespan.startup")
+
+    def _lifespan(self, event: str) -> None:
+        self._lifespan_in.put_nowait({"type": event})
+        reply = self.loop.run_until_complete(self._lifespan_out.get())
+        assert reply["type"] == event + ".complete", reply
+
+    def close(self) -> None:
+        self._lifespan("lifespan.shutdown")
+        self.loop.run_until_complete(self._lifespan_task)
+        self.loop.close()
+
+    def request(
+        self,
+        method: str = "POST",
+        path: str = "/api/v2/vm",
+        *,
+        body: bytes = b"{}",
+        headers: dict[str, str] | None = None,
+        chunks: list[bytes] | None = None,
+    ) -> Response:
+        raw_headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
+        ]
+        scope = {
+            "type": "http",
+            "method": method,
+            "path": path,
+            "headers": raw_headers,
+            "query_string": b"",
+            "http_version": "1.1",
+            "scheme": "http",
+            "server": ("testserver", 80),
+            "client": ("127.0.0.1", 5000),
+        }
+        parts = chunks if chunks is not None else [body]
+        messages = [
+            {"type": "http.request", "body": p, "more_body": i < len(parts) - 1}
+            for i, p in enumerate(parts)
+        ]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        self.loop.run_until_complete(self.app(scope, receive, send))
+        start, payload = sent
+        return Response(
+            status=start["status"],
+            headers={k.decode(): v.decode() for k, v in start["headers"]},
+            body=payload["body"],
+        )
+
+    def call(
+        self,
+        action: str | None,
+        params: Any = None,
+        *,
+        version: str | None = None,
+        headers: dict[str, str] | None = None,
+        path: str = "/api/v2/vm",
+    ) -> Response:
+        """POST an action the way the SDKs do: JSON body, content type, action header."""
+        all_headers = {"content-type": "application/json"}
+        if action is not None:
+            all_headers["x-zc-action"] = action
+        if version is not None:
+            all_headers["x-zc-version"] = version
+        all_headers.update(headers or {})
+        body = (
+            params
+            if isinstance(params, bytes)
+            else json.dumps({} if params is None else params).encode()
+        )
+        return self.request("POST", path, body=body, headers=all_headers)

@@ -1,0 +1,287 @@
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.asgi import AsgiClient, Response
+from vmimages.app import App, create_app
+from vmimages.catalogfile import parse_catalog
+from vmimages.config import Settings
+from vmimages.store.sqlite import SqliteStore
+
+REQUEST_ID = re.compile(r"T[0-9A-F]{8}-[0-9A-F]{4}-4[0-9A-F]{3}-[89AB][0-9A-F]{3}-[0-9A-F]{12}")
+
+
+def assert_error(response: Response, status: int, code: str, *fragments: str) -> dict[str, Any]:
+    """The frozen error shape: status, exactly requestId/code/message, the id in the header too."""
+    assert response.status == status, response.body
+    assert response.headers["content-type"] == "application/json"
+    doc = response.json()
+    assert set(doc) == {"requestId", "code", "message"}, doc
+    assert doc["code"] == code, doc
+    assert REQUEST_ID.fullmatch(doc["requestId"]), doc
+    assert response.headers["x-zc-request-id"] == doc["requestId"]
+    assert isinstance(doc["message"], str) and doc["message"]
+    for fragment in fragments:
+        assert fragment in doc["message"], (fragment, doc["message"])
+    return doc
+
+
+def assert_ok(response: Response) -> dict[str, Any]:
+    """The success envelope; returns the action's fields."""
+    assert response.status == 200, response.body
+    doc = response.json()
+    assert set(doc) == {"requestId", "response"}, doc
+    assert REQUEST_ID.fullmatch(doc["requestId"])
+    assert doc["response"]["requestId"] == doc["requestId"]
+    assert response.headers["x-zc-request-id"] == doc["requestId"]
+    return doc["response"]
+
+
+def _location(region: str, zone: str, name: str) -> dict[str, Any]:
+    return {"regionId": region, "zoneId": zone, "name": name}
+
+
+def _image(
+    image_id: str,
+    name: str,
+    location: str,
+    category: str,
+    version: str,
+    create_time: str,
+    *,
+    status: str = "AVAILABLE",
+    size: int = 20,
+    description: str | None = "test image",
+) -> dict[str, Any]:
+    return {
+        "imageId": image_id,
+        "imageName": name,
+        "location": location,
+        "category": category,
+        "osType": "windows" if category == "Windows" else "linux",
+        "imageVersion": version,
+        "imageSize": size,
+        "imageStatus": status,
+        "imageDescription": description,
+        "createTime": create_time,
+    }
+
+
+# A small public catalog whose every answer the tests can work out by hand.
+TEST_CATALOG: dict[str, Any] = {
+    "locations": [
+        _location("de-frankfurt-9a", "FRA-A", "Frankfurt"),
+        _location("hk-hongkong-1a", "HKG-A", "Hong Kong"),
+        _location("us-losangeles-1a", "LAX-A", "Los Angeles"),
+    ],
+    "images": [
+        _image(
+            "img-fra00001",
+            "Debian 11.5 64bit",
+            "FRA-A",
+            "Debian",
+            "11.5",
+            "2023-03-02T01:42:01Z",
+            size=30,
+        ),
+        _image(
+            "img-fra00002",
+            "Ubuntu Server 22.04 LTS",
+            "FRA-A",
+            "Ubuntu",
+            "22.04",
+            "2023-02-14T09:03:57Z",
+        ),
+        _image(
+            "img-fra00003",
+            "CentOS 7.9 64bit",
+            "FRA-A",
+            "CentOS",
+            "7.9",
+            "2022-11-15T08:12:40Z",
+            status="UNAVAILABLE",
+        ),
+        _image(
+            "img-fra00004",
+            "Windows Server 2022",
+            "FRA-A",
+            "Windows",
+            "2022",
+            "2023-01-17T13:51:36Z",
+            size=50,
+        ),
+        _image(
+            "img-hkg00001", "Debian 12.5 64bit", "HKG-A", "Debian", "12.5", "2024-03-12T07:30:45Z"
+        ),
+        _image(
+            "img-hkg00002",
+            "Ubuntu 100%_off [beta]*",
+            "HKG-A",
+            "Ubuntu",
+            "24.04",
+            "2024-05-08T02:17:33Z",
+            status="CREATING",
+            description=None,
+        ),
+        _image(
+            "img-hkg00003",
+            "Windows Server 2019",
+            "HKG-A",
+            "Windows",
+            "2019",
+            "2022-11-02T16:22:08Z",
+            size=40,
+        ),
+        # Two images created in the same second: imageId breaks the tie.
+        _image(
+            "img-lax00002",
+            "ubuntu server 20.04 lts",
+            "LAX-A",
+            "Ubuntu",
+            "20.04",
+            "2022-10-21T06:40:02Z",
+        ),
+        _image(
+            "img-lax00001",
+            "UBUNTU SERVER 18.04",
+            "LAX-A",
+            "Ubuntu",
+            "18.04",
+            "2022-10-21T06:40:02Z",
+        ),
+        _image(
+            "img-lax00003",
+            "Windows Server 2016",
+            "LAX-A",
+            "Windows",
+            "2016",
+            "2022-08-30T14:05:19Z",
+            size=40,
+        ),
+    ],
+}
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "catalog.db"
+
+
+@pytest.fixture
+def test_db(db_path: Path) -> Path:
+    """A SQLite file holding TEST_CATALOG and nothing else."""
+    store = SqliteStore(db_path, load_default_catalog=False)
+    import asyncio
+
+    asyncio.run(store.open())
+    store.load_catalog(parse_catalog(TEST_CATALOG))
+    asyncio.run(store.close())
+    return db_path
+
+
+@pytest.fixture
+def client(test_db: Path) -> Iterator[AsgiClient]:
+    app = create_app(Settings(database=str(test_db), load_default_catalog=False))
+    c = AsgiClient(app)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def default_client(db_path: Path) -> Iterator[AsgiClient]:
+    """The app on a new database, which it fills with the shipped default catalog."""
+    c = AsgiClient(create_app(Settings(database=str(db_path))))
+    yield c
+    c.close()
+
+
+def make_client(app: App) -> AsgiClient:
+    return AsgiClient(app)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A real `vmimages serve` process on a free port."""
+
+    def __init__(self, database: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = database.parent / f"server-{self.port}.log"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "vmimages",
+                "serve",
+                "--port",
+                str(self.port),
+                "--database",
+                str(database),
+                *extra,
+            ],
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"server did not start: {self.log.read_text()}")
+
+    def post(
+        self, body: bytes, headers: dict[str, str], path: str = "/api/v2/vm"
+    ) -> tuple[int, dict[str, str], Any]:
+        req = urllib.request.Request(self.url + path, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, dict(resp.headers), json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, dict(err.headers), json.loads(err.read())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[Any]:
+    started: list[Server] = []
+
+    def start(database: Path, *extra: str) -> Server:
+        server = Server(database, *extra)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

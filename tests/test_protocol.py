@@ -1,0 +1,225 @@
+"""The wire contract's transport and envelope rules (API.md §2, §4, §5), driven in-process."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from tests.asgi import AsgiClient
+from tests.conftest import REQUEST_ID, assert_error, assert_ok
+from vmimages.app import create_app
+from vmimages.catalog import ImagePage, ImageQuery
+from vmimages.config import Settings
+from vmimages.store.sqlite import SqliteStore
+
+JSON = {"content-type": "application/json"}
+
+
+def test_seed_example_verbatim(client: AsgiClient) -> None:
+    """`POST /`, `X-TC-Action: DescribeImages`, `{}`: the seed page's own request."""
+    response = client.request(
+        "POST", "/", body=b"{}", headers={**JSON, "X-TC-Action": "DescribeImages"}
+    )
+    fields = assert_ok(response)
+    assert list(fields) == ["requestId", "totalCount", "images"]
+    assert fields["totalCount"] == 10
+
+
+@pytest.mark.parametrize("path", ["/api/v2/vm", "/api/v2/vm/", "/"])
+def test_both_endpoints_serve(client: AsgiClient, path: str) -> None:
+    assert_ok(client.call("DescribeRegions", path=path))
+
+
+def test_request_ids_are_fresh_on_success_and_error(client: AsgiClient) -> None:
+    ids = {client.call("DescribeRegions").json()["requestId"] for _ in range(5)}
+    ids |= {client.call("Nope").json()["requestId"] for _ in range(5)}
+    assert len(ids) == 10
+    assert all(REQUEST_ID.fullmatch(i) for i in ids)
+
+
+@pytest.mark.parametrize("path", ["/api/v2/ecs", "/api/v2/vmx", "/favicon.ico", "/api/v2/vm/x"])
+def test_wrong_path(client: AsgiClient, path: str) -> None:
+    assert_error(
+        client.call("DescribeImages", path=path), 404, "OPERATION_FAILED_RESOURCE_NOT_FOUND", path
+    )
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])
+def test_wrong_method(client: AsgiClient, method: str) -> None:
+    response = client.request(method, headers={"x-zc-action": "DescribeImages"})
+    assert_error(response, 405, "UNSUPPORTED_HTTP_METHOD", method)
+    assert response.headers["allow"] == "POST"
+
+
+def test_missing_action(client: AsgiClient) -> None:
+    assert_error(client.call(None, {}), 400, "MISSING_PARAMETER", "X-ZC-Action")
+
+
+def test_empty_action_header_is_missing(client: AsgiClient) -> None:
+    assert_error(client.call("", {}), 400, "MISSING_PARAMETER")
+
+
+@pytest.mark.parametrize("action", ["DescribeInstances", "describeimages", "DescribeZones"])
+def test_unknown_action(client: AsgiClient, action: str) -> None:
+    """Unknown in the seed dialect (DescribeZones belongs to the published one)."""
+    assert_error(client.call(action), 401, "AUTHFAILURE_UNAUTHORIZED_OPERATION", action)
+
+
+def test_tc_action_alias_and_header_case(client: AsgiClient) -> None:
+    response = client.request(
+        headers={"Content-Type": "application/json", "X-Tc-Action": "DescribeRegions"}
+    )
+    assert "regions" in assert_ok(response)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON;charset=UTF-8",
+        'application/json; charset="utf-8"',
+    ],
+)
+def test_json_content_types_accepted(client: AsgiClient, content_type: str) -> None:
+    response = client.request(
+        headers={"content-type": content_type, "x-zc-action": "DescribeRegions"}
+    )
+    assert_ok(response)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/jsonx",
+        "application/json; charset=latin-1",
+        "multipart/form-data; boundary=x",
+    ],
+)
+def test_bad_content_type(client: AsgiClient, content_type: str) -> None:
+    response = client.request(
+        headers={"content-type": content_type, "x-zc-action": "DescribeRegions"}
+    )
+    assert_error(
+        response,
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+        content_type.split(";")[-1].split("=")[-1].strip('"'),
+    )
+
+
+def test_missing_content_type_with_a_body(client: AsgiClient) -> None:
+    response = client.request(body=b"{}", headers={"x-zc-action": "DescribeRegions"})
+    assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type")
+
+
+@pytest.mark.parametrize("body", [b"", b"  \n"])
+def test_empty_body_counts_as_empty_object(client: AsgiClient, body: bytes) -> None:
+    assert_ok(client.request(body=body, headers={**JSON, "x-zc-action": "DescribeRegions"}))
+    assert_ok(client.request(body=body, headers={"x-zc-action": "DescribeRegions"}))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{",
+        b"{'pageSize': 1}",
+        b'{"pageSize": 1,}',
+        b"NaN",
+        b'{"a": 1e400}',
+        b"\xff\xfe",
+        b'{"imageName": "\\ud800"}',
+    ],
+)
+def test_malformed_json(client: AsgiClient, body: bytes) -> None:
+    assert_error(
+        client.call("DescribeImages", body), 400, "INVALID_PARAMETER_VALUE", "not valid JSON"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        (b"[]", "array"),
+        (b'"x"', "string"),
+        (b"1", "number"),
+        (b"null", "null"),
+        (b"true", "boolean"),
+    ],
+)
+def test_body_not_an_object(client: AsgiClient, body: bytes, kind: str) -> None:
+    assert_error(
+        client.call("DescribeImages", body), 400, "INVALID_PARAMETER_VALUE", "JSON object", kind
+    )
+
+
+def test_oversized_body(test_db: Any) -> None:
+    app = create_app(Settings(database=str(test_db), max_body_bytes=64))
+    c = AsgiClient(app)
+    try:
+        big = json.dumps({"imageName": "x" * 100}).encode()
+        headers = {**JSON, "x-zc-action": "DescribeImages"}
+        # Declared far too large (over 16 times the limit): refused without reading the body.
+        declared = c.request(body=big, headers={**headers, "content-length": str(64 * 16 + 1)})
+        assert_error(declared, 413, "REQUEST_ENTITY_TOO_LARGE", "64 bytes")
+        # Over the limit, declared or streamed (chunked): read to the end, then refused.
+        assert_error(
+            c.request(body=big, headers={**headers, "content-length": str(len(big))}),
+            413,
+            "REQUEST_ENTITY_TOO_LARGE",
+        )
+        streamed = c.request(chunks=[big[:40], big[40:]], headers=headers)
+        assert_error(streamed, 413, "REQUEST_ENTITY_TOO_LARGE", "64 bytes")
+        # At the limit exactly it is served.
+        ok = json.dumps({"imageName": "x" * 47}).encode()
+        assert len(ok) == 64
+        assert_ok(c.request(body=ok, headers=headers))
+    finally:
+        c.close()
+
+
+def test_unsupported_version(client: AsgiClient) -> None:
+    doc = assert_error(
+        client.call("DescribeImages", version="2020-01-01"),
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "2020-01-01",
+    )
+    assert "2023-03-13" in doc["message"] and "2026-04-01" in doc["message"]
+
+
+def test_empty_version_is_the_seed_dialect(client: AsgiClient) -> None:
+    assert "images" in assert_ok(client.call("DescribeImages", version=""))
+
+
+class ExplodingStore(SqliteStore):
+    async def describe_images(self, query: ImageQuery) -> ImagePage:
+        raise RuntimeError("secret-internal-detail /var/lib/db")
+
+
+def test_unexpected_exception_is_a_500_without_internals(
+    test_db: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = ExplodingStore(test_db, load_default_catalog=False)
+    c = AsgiClient(create_app(Settings(database=str(test_db)), store=store))
+    try:
+        with caplog.at_level(logging.ERROR, logger="vmimages"):
+            response = c.call("DescribeImages", {})
+        doc = assert_error(response, 500, "INTERNAL_SERVER_ERROR", "requestId")
+        assert "secret" not in response.body.decode()
+        assert "Traceback" not in response.body.decode()
+        record = next(r for r in caplog.records if doc["requestId"] in r.getMessage())
+        assert record.exc_info is not None and "secret-internal-detail" in str(record.exc_info[1])
+    finally:
+        c.close()
+
+
+def test_error_messages_do_not_echo_huge_input(client: AsgiClient) -> None:
+    name = "q" * 5000
+    doc = assert_error(client.call("DescribeImages", {name: 1}), 400, "INVALID_PARAMETER_VALUE")
+    assert len(doc["message"]) < 500

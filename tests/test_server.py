@@ -1,0 +1,85 @@
+"""`vmimages serve` as a user runs it: a real process, a real socket, a real SQLite file."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REQUEST_ID
+
+pytestmark = pytest.mark.socket
+
+SEED_HEADERS = {"Content-Type": "application/json", "X-TC-Action": "DescribeImages"}
+
+
+def strip_ids(doc: dict[str, Any]) -> dict[str, Any]:
+    doc = json.loads(json.dumps(doc))
+    doc.pop("requestId", None)
+    doc.get("response", {}).pop("requestId", None)
+    return doc
+
+
+def test_seed_example_over_a_socket(server_factory: Any, tmp_path: Path) -> None:
+    server = server_factory(tmp_path / "new.db")
+    status, headers, doc = server.post(b"{}", SEED_HEADERS, path="/")
+    assert status == 200
+    assert set(doc) == {"requestId", "response"} and REQUEST_ID.fullmatch(doc["requestId"])
+    assert doc["response"]["requestId"] == doc["requestId"]
+    assert doc["response"]["totalCount"] > 20 and len(doc["response"]["images"]) == 20
+    assert headers["content-type"] == "application/json"
+
+
+def test_errors_over_a_socket(server_factory: Any, tmp_path: Path) -> None:
+    server = server_factory(tmp_path / "new.db")
+    status, _, doc = server.post(b'{"regionId": "nowhere"}', SEED_HEADERS)
+    assert (status, doc["code"]) == (404, "INVALID_REGION_NOT_FOUND")
+    assert set(doc) == {"requestId", "code", "message"}
+    status, _, doc = server.post(b"{", SEED_HEADERS)
+    assert (status, doc["code"]) == (400, "INVALID_PARAMETER_VALUE")
+    # A GET, over a raw connection, answers the envelope too.
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    conn.request("GET", "/api/v2/vm")
+    resp = conn.getresponse()
+    body = json.loads(resp.read())
+    assert resp.status == 405 and body["code"] == "UNSUPPORTED_HTTP_METHOD"
+    # Keep-alive: the same connection serves the next request.
+    conn.request(
+        "POST",
+        "/api/v2/vm",
+        body=b"{}",
+        headers={"Content-Type": "application/json", "X-ZC-ACTION": "DescribeRegions"},
+    )
+    resp = conn.getresponse()
+    assert resp.status == 200 and "regions" in json.loads(resp.read())["response"]
+    conn.close()
+
+
+def test_oversized_body_over_a_socket(server_factory: Any, tmp_path: Path) -> None:
+    server = server_factory(tmp_path / "new.db")
+    status, _, doc = server.post(b'{"imageName": "' + b"x" * (2 << 20) + b'"}', SEED_HEADERS)
+    assert (status, doc["code"]) == (413, "REQUEST_ENTITY_TOO_LARGE")
+
+
+def test_two_processes_on_one_file_answer_alike(server_factory: Any, tmp_path: Path) -> None:
+    database = tmp_path / "shared.db"
+    first = server_factory(database)
+    second = server_factory(database)
+    for body in (
+        b"{}",
+        b'{"regionId": "hk-hongkong-1a", "pageSize": 5, "pageNum": 2}',
+        b'{"imageName": "windows", "osType": "windows"}',
+        b'{"regionId": "x"}',
+    ):
+        a = first.post(body, SEED_HEADERS)
+        b = second.post(body, SEED_HEADERS)
+        assert a[0] == b[0]
+        assert strip_ids(a[2]) == strip_ids(b[2])
+    # And a third process started later, on the now-filled file, neither migrates nor reloads.
+    third = server_factory(database)
+    assert strip_ids(third.post(b"{}", SEED_HEADERS)[2]) == strip_ids(
+        first.post(b"{}", SEED_HEADERS)[2]
+    )
