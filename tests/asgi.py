@@ -4,10 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from vmimages.app import App
+from vmimages.auth import authorization_header
+
+
+@dataclass
+class Credentials:
+    keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # account -> (id, password)
+    tokens: dict[str, str] = field(default_factory=dict)  # account -> token
+
+    def bearer(self, account: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.tokens[account]}"}
+
+    def signed(
+        self, account: str, headers: dict[str, str], body: bytes, timestamp: int | None = None
+    ) -> dict[str, str]:
+        """Headers that sign a request the way the SDKs do (content-type and host)."""
+        key_id, password = self.keys[account]
+        stamp = str(int(time.time()) if timestamp is None else timestamp)
+        lower = {k.lower(): v for k, v in headers.items()}
+        lower.setdefault("host", "testserver")
+        return {
+            "host": lower["host"],
+            "x-zc-timestamp": stamp,
+            "x-zc-signature-method": "ZC2-HMAC-SHA256",
+            "authorization": authorization_header(key_id, password, stamp, lower, body),
+        }
 
 
 @dataclass
@@ -21,8 +47,9 @@ class Response:
 
 
 class AsgiClient:
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, creds: Credentials | None = None) -> None:
         self.app = app
+        self.creds = creds or Credentials()
         self.loop = asyncio.new_event_loop()
         self._lifespan_in: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._lifespan_out: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -93,8 +120,11 @@ class AsgiClient:
         version: str | None = None,
         headers: dict[str, str] | None = None,
         path: str = "/api/v2/vm",
+        as_: str | None = "alice",
+        signed: bool = False,
     ) -> Response:
-        """POST an action the way the SDKs do: JSON body, content type, action header."""
+        """POST an action the way the SDKs do: JSON body, content type, action header, and the
+        credentials of account `as_` (its bearer token, or with `signed` its access key)."""
         all_headers = {"content-type": "application/json"}
         if action is not None:
             all_headers["x-zc-action"] = action
@@ -106,4 +136,7 @@ class AsgiClient:
             if isinstance(params, bytes)
             else json.dumps({} if params is None else params).encode()
         )
+        if as_ is not None:
+            auth = self.creds.signed(as_, all_headers, body) if signed else self.creds.bearer(as_)
+            all_headers = {**auth, **all_headers}
         return self.request("POST", path, body=body, headers=all_headers)

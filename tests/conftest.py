@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.asgi import AsgiClient, Response
-from vmimages.app import App, create_app
+from tests.asgi import AsgiClient, Credentials, Response
+from vmimages import admin
+from vmimages.app import create_app
 from vmimages.catalogfile import parse_catalog
 from vmimages.config import Settings
 from vmimages.store.sqlite import SqliteStore
@@ -48,6 +51,31 @@ def assert_ok(response: Response) -> dict[str, Any]:
     assert doc["response"]["requestId"] == doc["requestId"]
     assert response.headers["x-zc-request-id"] == doc["requestId"]
     return doc["response"]
+
+
+def add_custom(
+    database: Path,
+    image_id: str,
+    *,
+    owner_name: str,
+    location: str = "FRA-A",
+    name: str | None = None,
+    category: str = "Debian",
+    status: str = "AVAILABLE",
+    create_time: str = "2025-01-01T00:00:00Z",
+) -> None:
+    """Put a custom image of an account straight into the file (the lifecycle API comes later)."""
+    name = name or f"custom {image_id}"
+    db = sqlite3.connect(database)
+    with db:
+        db.execute(
+            "INSERT INTO images (image_id, owner, location, name, name_folded, description,"
+            " category, os_type, version, size_gb, status, create_time)"
+            " SELECT ?, a.id, l.id, ?, ?, 'made by a test', ?, 'linux', '11', 30, ?, ?"
+            " FROM accounts a, locations l WHERE a.name = ? AND l.zone_id = ?",
+            (image_id, name, name.casefold(), category, status, create_time, owner_name, location),
+        )
+    db.close()
 
 
 def _location(region: str, zone: str, name: str) -> dict[str, Any]:
@@ -180,12 +208,30 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "catalog.db"
 
 
+ACCOUNTS = ("alice", "bob")
+
+
+def add_accounts(database: Path) -> Credentials:
+    """Accounts alice and bob, each with an access key and a token, made as the CLI makes them."""
+    settings = Settings(database=str(database))
+    vault = admin.server_vault(settings)
+    creds = Credentials()
+
+    async def work() -> None:
+        async with admin.opened_store(settings) as store:
+            for name in ACCOUNTS:
+                await store.create_account(name)
+                creds.keys[name] = await admin.create_access_key(store, vault, name)
+                creds.tokens[name] = await admin.create_token(store, name)
+
+    asyncio.run(work())
+    return creds
+
+
 @pytest.fixture
 def test_db(db_path: Path) -> Path:
     """A SQLite file holding TEST_CATALOG and nothing else."""
     store = SqliteStore(db_path, load_default_catalog=False)
-    import asyncio
-
     asyncio.run(store.open())
     store.load_catalog(parse_catalog(TEST_CATALOG))
     asyncio.run(store.close())
@@ -193,9 +239,15 @@ def test_db(db_path: Path) -> Path:
 
 
 @pytest.fixture
-def client(test_db: Path) -> Iterator[AsgiClient]:
+def creds(test_db: Path) -> Credentials:
+    return add_accounts(test_db)
+
+
+@pytest.fixture
+def client(test_db: Path, creds: Credentials) -> Iterator[AsgiClient]:
+    """The app on TEST_CATALOG; calls are made as alice (bearer token) unless told otherwise."""
     app = create_app(Settings(database=str(test_db), load_default_catalog=False))
-    c = AsgiClient(app)
+    c = AsgiClient(app, creds)
     yield c
     c.close()
 
@@ -203,13 +255,10 @@ def client(test_db: Path) -> Iterator[AsgiClient]:
 @pytest.fixture
 def default_client(db_path: Path) -> Iterator[AsgiClient]:
     """The app on a new database, which it fills with the shipped default catalog."""
-    c = AsgiClient(create_app(Settings(database=str(db_path))))
+    creds = add_accounts(db_path)
+    c = AsgiClient(create_app(Settings(database=str(db_path))), creds)
     yield c
     c.close()
-
-
-def make_client(app: App) -> AsgiClient:
-    return AsgiClient(app)
 
 
 def free_port() -> int:
@@ -221,7 +270,8 @@ def free_port() -> int:
 class Server:
     """A real `vmimages serve` process on a free port."""
 
-    def __init__(self, database: Path, *extra: str) -> None:
+    def __init__(self, database: Path, *extra: str, creds: Credentials | None = None) -> None:
+        self.creds = creds or Credentials()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = database.parent / f"server-{self.port}.log"
@@ -255,8 +305,15 @@ class Server:
         raise RuntimeError(f"server did not start: {self.log.read_text()}")
 
     def post(
-        self, body: bytes, headers: dict[str, str], path: str = "/api/v2/vm"
+        self,
+        body: bytes,
+        headers: dict[str, str],
+        path: str = "/api/v2/vm",
+        as_: str | None = "alice",
     ) -> tuple[int, dict[str, str], Any]:
+        """POST over the socket, with `as_`'s bearer token unless as_ is None."""
+        if as_ is not None:
+            headers = {**headers, "Authorization": f"Bearer {self.creds.tokens[as_]}"}
         req = urllib.request.Request(self.url + path, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:
@@ -277,8 +334,9 @@ class Server:
 def server_factory(tmp_path: Path) -> Iterator[Any]:
     started: list[Server] = []
 
-    def start(database: Path, *extra: str) -> Server:
-        server = Server(database, *extra)
+    def start(database: Path, *extra: str, creds: Credentials | None = None) -> Server:
+        """A server on `database`; give creds from add_accounts() to call it as alice or bob."""
+        server = Server(database, *extra, creds=creds)
         started.append(server)
         return server
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.asgi import AsgiClient
+from tests.asgi import AsgiClient, Credentials
 from tests.conftest import REQUEST_ID, assert_error, assert_ok
 from vmimages.app import create_app
 from vmimages.catalog import ImagePage, ImageQuery
@@ -18,10 +18,16 @@ from vmimages.store.sqlite import SqliteStore
 JSON = {"content-type": "application/json"}
 
 
-def test_seed_example_verbatim(client: AsgiClient) -> None:
+@pytest.fixture
+def alice(creds: Credentials) -> dict[str, str]:
+    """alice's bearer header, for raw requests."""
+    return creds.bearer("alice")
+
+
+def test_seed_example_verbatim(client: AsgiClient, alice: dict[str, str]) -> None:
     """`POST /`, `X-TC-Action: DescribeImages`, `{}`: the seed page's own request."""
     response = client.request(
-        "POST", "/", body=b"{}", headers={**JSON, "X-TC-Action": "DescribeImages"}
+        "POST", "/", body=b"{}", headers={**JSON, "X-TC-Action": "DescribeImages", **alice}
     )
     fields = assert_ok(response)
     assert list(fields) == ["requestId", "totalCount", "images"]
@@ -68,9 +74,9 @@ def test_unknown_action(client: AsgiClient, action: str) -> None:
     assert_error(client.call(action), 401, "AUTHFAILURE_UNAUTHORIZED_OPERATION", action)
 
 
-def test_tc_action_alias_and_header_case(client: AsgiClient) -> None:
+def test_tc_action_alias_and_header_case(client: AsgiClient, alice: dict[str, str]) -> None:
     response = client.request(
-        headers={"Content-Type": "application/json", "X-Tc-Action": "DescribeRegions"}
+        headers={"Content-Type": "application/json", "X-Tc-Action": "DescribeRegions", **alice}
     )
     assert "regions" in assert_ok(response)
 
@@ -84,9 +90,11 @@ def test_tc_action_alias_and_header_case(client: AsgiClient) -> None:
         'application/json; charset="utf-8"',
     ],
 )
-def test_json_content_types_accepted(client: AsgiClient, content_type: str) -> None:
+def test_json_content_types_accepted(
+    client: AsgiClient, alice: dict[str, str], content_type: str
+) -> None:
     response = client.request(
-        headers={"content-type": content_type, "x-zc-action": "DescribeRegions"}
+        headers={"content-type": content_type, "x-zc-action": "DescribeRegions", **alice}
     )
     assert_ok(response)
 
@@ -119,9 +127,13 @@ def test_missing_content_type_with_a_body(client: AsgiClient) -> None:
 
 
 @pytest.mark.parametrize("body", [b"", b"  \n"])
-def test_empty_body_counts_as_empty_object(client: AsgiClient, body: bytes) -> None:
-    assert_ok(client.request(body=body, headers={**JSON, "x-zc-action": "DescribeRegions"}))
-    assert_ok(client.request(body=body, headers={"x-zc-action": "DescribeRegions"}))
+def test_empty_body_counts_as_empty_object(
+    client: AsgiClient, alice: dict[str, str], body: bytes
+) -> None:
+    assert_ok(
+        client.request(body=body, headers={**JSON, "x-zc-action": "DescribeRegions", **alice})
+    )
+    assert_ok(client.request(body=body, headers={"x-zc-action": "DescribeRegions", **alice}))
 
 
 @pytest.mark.parametrize(
@@ -158,12 +170,12 @@ def test_body_not_an_object(client: AsgiClient, body: bytes, kind: str) -> None:
     )
 
 
-def test_oversized_body(test_db: Any) -> None:
+def test_oversized_body(test_db: Any, creds: Credentials) -> None:
     app = create_app(Settings(database=str(test_db), max_body_bytes=64))
-    c = AsgiClient(app)
+    c = AsgiClient(app, creds)
     try:
         big = json.dumps({"imageName": "x" * 100}).encode()
-        headers = {**JSON, "x-zc-action": "DescribeImages"}
+        headers = {**JSON, "x-zc-action": "DescribeImages", **creds.bearer("alice")}
         # Declared far too large (over 16 times the limit): refused without reading the body.
         declared = c.request(body=big, headers={**headers, "content-length": str(64 * 16 + 1)})
         assert_error(declared, 413, "REQUEST_ENTITY_TOO_LARGE", "64 bytes")
@@ -203,10 +215,10 @@ class ExplodingStore(SqliteStore):
 
 
 def test_unexpected_exception_is_a_500_without_internals(
-    test_db: Any, caplog: pytest.LogCaptureFixture
+    test_db: Any, creds: Credentials, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = ExplodingStore(test_db, load_default_catalog=False)
-    c = AsgiClient(create_app(Settings(database=str(test_db)), store=store))
+    c = AsgiClient(create_app(Settings(database=str(test_db)), store=store), creds)
     try:
         with caplog.at_level(logging.ERROR, logger="vmimages"):
             response = c.call("DescribeImages", {})

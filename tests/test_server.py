@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REQUEST_ID
+from tests.conftest import REQUEST_ID, add_accounts
 
 pytestmark = pytest.mark.socket
 
@@ -24,7 +24,7 @@ def strip_ids(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_seed_example_over_a_socket(server_factory: Any, tmp_path: Path) -> None:
-    server = server_factory(tmp_path / "new.db")
+    server = server_factory(tmp_path / "new.db", creds=add_accounts(tmp_path / "new.db"))
     status, headers, doc = server.post(b"{}", SEED_HEADERS, path="/")
     assert status == 200
     assert set(doc) == {"requestId", "response"} and REQUEST_ID.fullmatch(doc["requestId"])
@@ -34,7 +34,7 @@ def test_seed_example_over_a_socket(server_factory: Any, tmp_path: Path) -> None
 
 
 def test_errors_over_a_socket(server_factory: Any, tmp_path: Path) -> None:
-    server = server_factory(tmp_path / "new.db")
+    server = server_factory(tmp_path / "new.db", creds=add_accounts(tmp_path / "new.db"))
     status, _, doc = server.post(b'{"regionId": "nowhere"}', SEED_HEADERS)
     assert (status, doc["code"]) == (404, "INVALID_REGION_NOT_FOUND")
     assert set(doc) == {"requestId", "code", "message"}
@@ -51,23 +51,31 @@ def test_errors_over_a_socket(server_factory: Any, tmp_path: Path) -> None:
         "POST",
         "/api/v2/vm",
         body=b"{}",
-        headers={"Content-Type": "application/json", "X-ZC-ACTION": "DescribeRegions"},
+        headers={
+            "Content-Type": "application/json",
+            "X-ZC-ACTION": "DescribeRegions",
+            "AUTHORIZATION": f"Bearer {server.creds.tokens['bob']}",
+        },
     )
     resp = conn.getresponse()
-    assert resp.status == 200 and "regions" in json.loads(resp.read())["response"]
+    body = json.loads(resp.read())
+    assert resp.status == 200, body
+    assert "regions" in body["response"]
     conn.close()
 
 
 def test_oversized_body_over_a_socket(server_factory: Any, tmp_path: Path) -> None:
     server = server_factory(tmp_path / "new.db")
-    status, _, doc = server.post(b'{"imageName": "' + b"x" * (2 << 20) + b'"}', SEED_HEADERS)
+    big = b'{"imageName": "' + b"x" * (2 << 20) + b'"}'
+    status, _, doc = server.post(big, SEED_HEADERS, as_=None)
     assert (status, doc["code"]) == (413, "REQUEST_ENTITY_TOO_LARGE")
 
 
 def test_two_processes_on_one_file_answer_alike(server_factory: Any, tmp_path: Path) -> None:
     database = tmp_path / "shared.db"
-    first = server_factory(database)
-    second = server_factory(database)
+    creds = add_accounts(database)
+    first = server_factory(database, creds=creds)
+    second = server_factory(database, creds=creds)
     for body in (
         b"{}",
         b'{"regionId": "hk-hongkong-1a", "pageSize": 5, "pageNum": 2}',
@@ -79,7 +87,7 @@ def test_two_processes_on_one_file_answer_alike(server_factory: Any, tmp_path: P
         assert a[0] == b[0]
         assert strip_ids(a[2]) == strip_ids(b[2])
     # And a third process started later, on the now-filled file, neither migrates nor reloads.
-    third = server_factory(database)
+    third = server_factory(database, creds=creds)
     assert strip_ids(third.post(b"{}", SEED_HEADERS)[2]) == strip_ids(
         first.post(b"{}", SEED_HEADERS)[2]
     )

@@ -12,11 +12,13 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from vmimages import actions, errors, protocol
+from vmimages.auth import Authenticator
 from vmimages.catalog import DomainError
 from vmimages.config import Settings
 from vmimages.errors import ApiError, Code
 from vmimages.store import Store, open_store
 from vmimages.validation import validate
+from vmimages.vault import load_vault
 
 log = logging.getLogger("vmimages")
 
@@ -40,6 +42,8 @@ class App:
         self.store = store or open_store(
             settings.database, load_default_catalog=settings.load_default_catalog
         )
+        vault = load_vault(settings.secret_key, settings.key_path, create=True)
+        self.authenticate = Authenticator(self.store, vault)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -110,10 +114,6 @@ class App:
         values = validate(params, action.params, action.name)
         context = actions.Context(store=self.store, version=request.version, caller=caller)
         return protocol.success(request_id, await action.handler(context, values))
-
-    async def authenticate(self, request: protocol.Request) -> int | None:
-        """The calling account. Until authentication exists every caller is anonymous."""
-        return None
 
     async def read_body(self, receive: Receive, declared: str | None) -> bytes:
         """The whole body, at most max_body_bytes. Past the limit the rest is read and dropped

@@ -6,6 +6,7 @@ actions translate them to and from the wire.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 PUBLIC_IMAGE = "PUBLIC_IMAGE"
@@ -87,6 +88,11 @@ class ImageQuery:
 class ImagePage:
     total_count: int
     images: list[Image]
+
+
+def now_text() -> str:
+    """The current UTC time as the API writes it: YYYY-MM-DDThh:mm:ssZ."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def fold(text: str) -> str:

@@ -2,15 +2,53 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import click
 
-from vmimages import __version__
+from vmimages import __version__, admin
+from vmimages.accounts import Credential, check_account_name
+from vmimages.catalog import DomainError
 from vmimages.config import Settings
+from vmimages.store import Store
+from vmimages.vault import VaultError
 
-DATABASE_HELP = "SQLite file of the catalog (created and filled on first start)."
+T = TypeVar("T")
+
+database_option = click.option(
+    "--database",
+    help="SQLite file of the catalog (created and filled on first use).  [default: vmimages.db]",
+)
+key_file_option = click.option(
+    "--key-file",
+    help="Server key file sealing access-key passwords (ignored when VMIMAGES_SECRET_KEY is"
+    " set).  [default: DATABASE.key]",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def settings_from(**options: Any) -> Settings:
+    try:
+        return Settings.from_env(**options)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Run one piece of admin work on an open store; domain errors become clean CLI errors."""
+
+    async def run() -> T:
+        async with admin.opened_store(settings) as store:
+            return await work(store)
+
+    try:
+        return asyncio.run(run())
+    except (DomainError, VaultError) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.group()
@@ -22,9 +60,11 @@ def main() -> None:
 @main.command()
 @click.option("--host", help="Address to listen on.  [default: 127.0.0.1]")
 @click.option("--port", type=int, help="Port to listen on.  [default: 8080]")
-@click.option("--database", help=DATABASE_HELP + "  [default: vmimages.db]")
+@database_option
+@key_file_option
 @click.option(
     "--no-default-catalog",
+    "no_catalog",
     is_flag=True,
     default=None,
     help="Leave a new database empty instead of loading the shipped catalog.",
@@ -35,22 +75,30 @@ def main() -> None:
     help="Server log level.  [default: info]",
 )
 @click.option("--access-log/--no-access-log", default=None, help="Log every request.")
-def serve(**options: Any) -> None:
-    """Serve the API on HOST:PORT from DATABASE."""
+def serve(no_catalog: bool | None, **options: Any) -> None:
+    """Serve the API on HOST:PORT from DATABASE.
+
+    On a database without accounts, an account `default` is made with one access key and one
+    token, printed once.
+    """
     import uvicorn
 
     from vmimages.app import create_app
 
-    no_catalog = options.pop("no_default_catalog")
-    settings = Settings.from_env(
+    settings = settings_from(
         **options, load_default_catalog=None if no_catalog is None else not no_catalog
     )
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    vault = admin.server_vault(settings)
+    first = with_store(settings, lambda store: admin.bootstrap(store, vault))
+    url = f"http://{settings.host}:{settings.port}"
+    if first is not None:
+        click.echo(first_run_message(first, url), err=True)
     click.echo(
-        f"vmimages {__version__}: serving the Zenlayer VM image API on"
-        f" http://{settings.host}:{settings.port}/api/v2/vm from {settings.database}",
+        f"vmimages {__version__}: serving the Zenlayer VM image API on {url}/api/v2/vm"
+        f" from {settings.database}",
         err=True,
     )
     uvicorn.run(
@@ -65,3 +113,155 @@ def serve(**options: Any) -> None:
         server_header=False,
         date_header=False,
     )
+
+
+def first_run_message(first: admin.FirstCredentials, url: str) -> str:
+    return f"""
+A new database: made account `{first.account}` and its first credentials.
+They are shown this once and stored only sealed or hashed; keep them now.
+
+  accessKeyId:       {first.access_key_id}
+  accessKeyPassword: {first.access_key_password}
+  token:             {first.token}
+
+Try it:
+  curl -s -X POST {url}/ -H 'Content-Type: application/json' \\
+    -H 'X-TC-Action: DescribeImages' -H 'Authorization: Bearer {first.token}' -d '{{}}'
+
+More credentials: vmimages keys create --account {first.account}
+                  vmimages tokens create --account {first.account}
+"""
+
+
+# Accounts ---------------------------------------------------------------------------------
+
+
+@main.group()
+def accounts() -> None:
+    """Accounts own custom images, access keys and tokens."""
+
+
+@accounts.command("create")
+@click.argument("name")
+@database_option
+@json_option
+def accounts_create(name: str, as_json: bool, **options: Any) -> None:
+    """Make an account NAME."""
+    try:
+        check_account_name(name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from exc
+    account = with_store(settings_from(**options), lambda store: store.create_account(name))
+    assert account is not None
+    if as_json:
+        click.echo(json.dumps({"account": account.name, "createdAt": account.created_at}))
+    else:
+        click.echo(f"made account {account.name}")
+
+
+@accounts.command("list")
+@database_option
+@json_option
+def accounts_list(as_json: bool, **options: Any) -> None:
+    """List the accounts."""
+    found = with_store(settings_from(**options), lambda store: store.list_accounts())
+    if as_json:
+        click.echo(json.dumps([{"account": a.name, "createdAt": a.created_at} for a in found]))
+    else:
+        for account in found:
+            click.echo(f"{account.name}\t{account.created_at}")
+
+
+# Access keys and tokens ---------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Access keys sign requests with ZC2-HMAC-SHA256."""
+
+
+@keys.command("create")
+@click.option("--account", required=True, help="The account the key belongs to.")
+@database_option
+@key_file_option
+@json_option
+def keys_create(account: str, as_json: bool, **options: Any) -> None:
+    """Make an access key; its password is printed this once."""
+    settings = settings_from(**options)
+    vault = admin.server_vault(settings)
+    key_id, password = with_store(
+        settings, lambda store: admin.create_access_key(store, vault, account)
+    )
+    if as_json:
+        click.echo(json.dumps({"accessKeyId": key_id, "accessKeyPassword": password}))
+    else:
+        click.echo(f"accessKeyId:       {key_id}\naccessKeyPassword: {password}")
+
+
+@main.group()
+def tokens() -> None:
+    """Personal access tokens, sent as `Authorization: Bearer <token>`."""
+
+
+@tokens.command("create")
+@click.option("--account", required=True, help="The account the token belongs to.")
+@database_option
+@json_option
+def tokens_create(account: str, as_json: bool, **options: Any) -> None:
+    """Make a token; it is printed this once."""
+    token = with_store(settings_from(**options), lambda store: admin.create_token(store, account))
+    click.echo(json.dumps({"token": token}) if as_json else token)
+
+
+def _print_credentials(found: list[Credential], as_json: bool, id_name: str) -> None:
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        id_name: c.id,
+                        "account": c.account,
+                        "status": c.status,
+                        "createdAt": c.created_at,
+                        "revokedAt": c.revoked_at,
+                    }
+                    for c in found
+                ]
+            )
+        )
+        return
+    for c in found:
+        click.echo(f"{c.id}\t{c.account}\t{c.status}\t{c.created_at}\t{c.revoked_at or ''}")
+
+
+def _add_list_and_revoke(group: click.Group, kind: str, id_name: str, noun: str) -> None:
+    @group.command("list")
+    @click.option("--account", help="Only this account's.")
+    @database_option
+    @json_option
+    def list_(account: str | None, as_json: bool, **options: Any) -> None:
+        found = with_store(
+            settings_from(**options), lambda store: store.list_credentials(kind, account)
+        )
+        _print_credentials(found, as_json, id_name)
+
+    list_.help = f"List {noun}s (never their secrets)."
+
+    @group.command("revoke")
+    @click.argument("ident")
+    @database_option
+    def revoke(ident: str, **options: Any) -> None:
+        ident = admin.credential_ident(kind, ident)
+        revoked = with_store(
+            settings_from(**options), lambda store: store.revoke_credential(kind, ident)
+        )
+        click.echo(f"revoked {noun} {revoked.id} of account {revoked.account}")
+
+    revoke.help = (
+        f"Revoke a {noun}; every server process refuses it from the next request on."
+        + (" IDENT is the token id or the token itself." if kind == "token" else "")
+    )
+
+
+_add_list_and_revoke(keys, "key", "accessKeyId", "access key")
+_add_list_and_revoke(tokens, "token", "tokenId", "token")

@@ -19,6 +19,18 @@ class Settings:
     max_body_bytes: int = 1 << 20
     log_level: str = "info"
     access_log: bool = False
+    # The server key that seals access-key passwords: base64 of 32 bytes in the environment,
+    # else a key file (made on first start), by default beside the SQLite file.
+    secret_key: str | None = None
+    key_file: str | None = None
+
+    @property
+    def key_path(self) -> str:
+        if self.key_file:
+            return self.key_file
+        if "://" in self.database:
+            return "vmimages.key"
+        return self.database + ".key"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

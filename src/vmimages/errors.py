@@ -33,6 +33,7 @@ class Code(Enum):
     AUTHFAILURE_UNAUTHORIZED_OPERATION = (401, "the action does not exist or is not allowed")
     INVALID_REGION_NOT_FOUND = (404, "the regionId names no region")
     INVALID_ZONE_NOT_FOUND = (404, "the zoneId names no zone")
+    INVALID_IMAGE_NOT_FOUND = (404, "no image with that id is visible to the caller")
     OPERATION_FAILED_RESOURCE_NOT_FOUND = (404, "no such resource, or no such path")
     # Transport-level answers the contract does not name; see docs/errors.md.
     UNSUPPORTED_HTTP_METHOD = (405, "the endpoint takes POST only")

@@ -40,6 +40,8 @@ def _registry() -> dict[tuple[bool, str], Action]:
     for module in (images, locations):
         for action in module.SEED_ACTIONS:
             table[(True, action.name)] = action
+        for action in module.PUBLISHED_ACTIONS:
+            table[(False, action.name)] = action
     return table
 
 

@@ -1,4 +1,4 @@
-"""DescribeImages (seed dialect): filters, paging, the seed's ImageInfo."""
+"""DescribeImages in both dialects, and DescribeImage (published): one query, two shapes."""
 
 from __future__ import annotations
 
@@ -13,17 +13,19 @@ from vmimages.catalog import (
     Image,
     ImageQuery,
 )
+from vmimages.catalogfile import CATEGORY
+from vmimages.errors import ApiError, Code
 from vmimages.validation import INTEGER, STRING, STRING_ARRAY, Param, Spec, spec
 
 MAX_PAGE_NUM = 2**31 - 1
 
 
-def describe_images_params(location: Param, categories: tuple[str, ...]) -> Spec:
+def describe_images_params(location: Param, category: Param) -> Spec:
     return spec(
         Param("imageIds", STRING_ARRAY, max_length=100, item_max_length=64),
         Param("imageName", STRING, max_length=128),
         location,
-        Param("category", STRING, choices=categories),
+        category,
         Param("imageType", STRING, choices=IMAGE_TYPES),
         Param("osType", STRING, choices=OS_TYPES),
         Param("imageStatus", STRING, choices=IMAGE_STATUSES),
@@ -67,7 +69,23 @@ def seed_image_info(image: Image) -> dict[str, Any]:
     }
 
 
+def published_image_info(image: Image) -> dict[str, Any]:
+    """ImageInfo of the published dialect: imageSize is a string (the Go SDK fails on a number)."""
+    return {
+        "imageId": image.image_id,
+        "imageName": image.name,
+        "imageType": image.image_type,
+        "imageSize": str(image.size_gb),
+        "imageDescription": image.description,
+        "imageVersion": image.version,
+        "imageStatus": image.status,
+        "category": image.category,
+        "osType": image.os_type,
+    }
+
+
 async def describe_images(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Seed dialect: optional regionId, the list under `images`."""
     location = None
     if params["regionId"] is not None:
         location = (await ctx.store.find_location(region_id=params["regionId"])).id
@@ -78,12 +96,52 @@ async def describe_images(ctx: Context, params: dict[str, Any]) -> dict[str, Any
     }
 
 
+async def describe_images_published(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Published dialect: required zoneId, the list under `dataSet`."""
+    location = (await ctx.store.find_location(zone_id=params["zoneId"])).id
+    page = await ctx.store.describe_images(image_query(ctx, params, location))
+    return {
+        "totalCount": page.total_count,
+        "dataSet": [published_image_info(image) for image in page.images],
+    }
+
+
+async def describe_image(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """Published dialect: one image by id, its fields flat in the response."""
+    query = ImageQuery(viewer=ctx.caller, image_ids=(params["imageId"],), page_size=1)
+    page = await ctx.store.describe_images(query)
+    if not page.images:
+        raise ApiError(
+            Code.INVALID_IMAGE_NOT_FOUND,
+            f"The specified imageId `{params['imageId']}` is not found.",
+        )
+    return published_image_info(page.images[0])
+
+
 SEED_ACTIONS = [
     Action(
         "DescribeImages",
         describe_images_params(
-            Param("regionId", STRING, min_length=1, max_length=64), SEED_CATEGORIES
+            Param("regionId", STRING, min_length=1, max_length=64),
+            Param("category", STRING, choices=SEED_CATEGORIES),
         ),
         describe_images,
+    ),
+]
+
+PUBLISHED_ACTIONS = [
+    Action(
+        "DescribeImages",
+        describe_images_params(
+            Param("zoneId", STRING, required=True, min_length=1, max_length=64),
+            # The published API lists more categories than the seed's four (docs/errors.md).
+            Param("category", STRING, pattern=CATEGORY, max_length=32),
+        ),
+        describe_images_published,
+    ),
+    Action(
+        "DescribeImage",
+        spec(Param("imageId", STRING, required=True, min_length=1, max_length=64)),
+        describe_image,
     ),
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from vmimages.accounts import Account, Credential
 from vmimages.catalog import ImagePage, ImageQuery, Location
 
 
@@ -28,6 +29,32 @@ class Store(Protocol):
 
     async def describe_images(self, query: ImageQuery) -> ImagePage:
         """One page of the images the query's viewer may see, and the count of all matches."""
+
+    # Accounts and credentials. Lookups on the request path read the database every time, so
+    # a revocation made by any process counts from the next request on.
+
+    async def find_access_key(self, key_id: str) -> tuple[int, bytes] | None:
+        """(account id, sealed password) of an active access key, or None."""
+
+    async def find_token(self, token_hash: bytes) -> int | None:
+        """The account id of an active token, or None."""
+
+    async def create_account(self, name: str, *, only_if_none: bool = False) -> Account | None:
+        """A new account (AccountExists if the name is taken). With only_if_none, the account
+        is made only when no account exists yet, atomically; else None is returned."""
+
+    async def list_accounts(self) -> list[Account]: ...
+
+    async def add_access_key(self, account: str, key_id: str, sealed: bytes) -> None:
+        """AccountNotFound if there is no such account."""
+
+    async def add_token(self, account: str, token_id: str, token_hash: bytes) -> None: ...
+
+    async def list_credentials(self, kind: str, account: str | None = None) -> list[Credential]:
+        """Access keys (kind "key") or tokens (kind "token"), oldest first."""
+
+    async def revoke_credential(self, kind: str, ident: str) -> Credential:
+        """Revoke a key by its id, or a token by its id; CredentialNotFound if none."""
 
 
 def open_store(database: str, *, load_default_catalog: bool = True) -> Store:

@@ -1,0 +1,143 @@
+"""Who is calling: ZC2-HMAC-SHA256 signatures (API.md §3) and bearer tokens.
+
+`signature()` is the SDKs' algorithm, byte for byte; `Authenticator` checks a request with it
+and answers the account id, or raises ApiError with the 401 code of API.md §5.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Callable
+
+from vmimages.accounts import token_hash
+from vmimages.errors import ApiError, Code
+from vmimages.protocol import Request
+from vmimages.store import Store
+from vmimages.validation import shown
+from vmimages.vault import Vault, VaultError
+
+log = logging.getLogger("vmimages.auth")
+
+ALGORITHM = "ZC2-HMAC-SHA256"
+MAX_SKEW_SECONDS = 300
+
+
+def canonical_request(headers: dict[str, str], signed_headers: list[str], body: bytes) -> str:
+    """Method, URI and query are fixed (`POST`, `/`, empty); headers are signed as sent."""
+    lines = "".join(f"{name}:{headers.get(name, '').strip()}\n" for name in signed_headers)
+    return "\n".join(
+        ("POST", "/", "", lines, ";".join(signed_headers), hashlib.sha256(body).hexdigest())
+    )
+
+
+def signature(
+    password: str, timestamp: str, headers: dict[str, str], signed_headers: list[str], body: bytes
+) -> str:
+    hashed = hashlib.sha256(canonical_request(headers, signed_headers, body).encode()).hexdigest()
+    string_to_sign = f"{ALGORITHM}\n{timestamp}\n{hashed}"
+    return hmac.new(password.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def authorization_header(
+    key_id: str, password: str, timestamp: str, headers: dict[str, str], body: bytes
+) -> str:
+    """The Authorization value the SDKs send (signing content-type and host); for clients."""
+    signed = ["content-type", "host"]
+    sig = signature(password, timestamp, headers, signed, body)
+    return f"{ALGORITHM} Credential={key_id}, SignedHeaders={';'.join(signed)}, Signature={sig}"
+
+
+def _invalid(message: str) -> ApiError:
+    return ApiError(Code.AUTHFAILURE_INVALID_AUTHORIZATION, message)
+
+
+def parse_authorization(value: str) -> tuple[str, list[str], str]:
+    """(accessKeyId, signed header names, signature) of a ZC2-HMAC-SHA256 Authorization."""
+    fields: dict[str, str] = {}
+    for part in value[len(ALGORITHM) :].split(","):
+        key, sep, val = part.strip().partition("=")
+        if not sep:
+            raise _invalid(
+                "The Authorization header is malformed: expected"
+                f" `{ALGORITHM} Credential=..., SignedHeaders=..., Signature=...`."
+            )
+        fields[key.strip()] = val.strip()
+    missing = [k for k in ("Credential", "SignedHeaders", "Signature") if not fields.get(k)]
+    if missing:
+        raise _invalid(f"The Authorization header lacks {', '.join(missing)}.")
+    signed = fields["SignedHeaders"].split(";")
+    if signed != sorted(set(signed)) or any(name != name.lower() for name in signed):
+        raise _invalid("SignedHeaders must be lowercase header names, sorted, joined by `;`.")
+    if not {"content-type", "host"} <= set(signed):
+        raise _invalid("SignedHeaders must include content-type and host.")
+    return fields["Credential"], signed, fields["Signature"]
+
+
+class Authenticator:
+    def __init__(self, store: Store, vault: Vault, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.vault = vault
+        self.clock = clock
+
+    async def __call__(self, request: Request) -> int:
+        """The calling account's id."""
+        value = request.headers.get("authorization", "").strip()
+        if not value:
+            raise _invalid("The Authorization header is missing.")
+        scheme = value.split(None, 1)[0]
+        if scheme.lower() == "bearer":
+            return await self.bearer(value[len(scheme) :].strip())
+        if scheme == ALGORITHM:
+            return await self.signed(request, value)
+        raise _invalid(
+            f"The Authorization scheme `{shown(scheme)}` is not supported;"
+            f" use {ALGORITHM} or Bearer."
+        )
+
+    async def bearer(self, token: str) -> int:
+        account = await self.store.find_token(token_hash(token)) if token else None
+        if account is None:
+            raise _invalid("The token is not valid: it is unknown or has been revoked.")
+        return account
+
+    async def signed(self, request: Request, value: str) -> int:
+        headers = request.headers
+        method = headers.get("x-zc-signature-method")
+        if method != ALGORITHM:
+            raise _invalid(f"The X-ZC-Signature-Method header must be {ALGORITHM}.")
+        timestamp = headers.get("x-zc-timestamp", "")
+        if not timestamp.isdigit():
+            raise _invalid("The X-ZC-Timestamp header must be Unix seconds.")
+        key_id, signed, sent = parse_authorization(value)
+        absent = [name for name in signed if name not in headers]
+        if absent:
+            raise _invalid(f"The signed header {absent[0]} is not in the request.")
+        skew = abs(self.clock() - int(timestamp))
+        if skew > MAX_SKEW_SECONDS:
+            raise ApiError(
+                Code.AUTHFAILURE_SIGNATURE_EXPIRED,
+                f"The timestamp {timestamp} is {int(skew)} s from the server's time;"
+                f" at most {MAX_SKEW_SECONDS} s is allowed.",
+            )
+        found = await self.store.find_access_key(key_id)
+        if found is None:
+            raise _invalid(
+                f"The access key `{shown(key_id)}` is not valid: it is unknown or has been revoked."
+            )
+        account, sealed = found
+        try:
+            password = self.vault.open(sealed, key_id)
+        except VaultError:
+            log.error("access key %s does not open under this server key", key_id)
+            raise
+        expected = signature(password, timestamp, headers, signed, request.body)
+        if not hmac.compare_digest(expected.encode(), sent.lower().encode()):
+            raise ApiError(
+                Code.AUTHFAILURE_SIGNATURE_FAILURE,
+                "The signature does not match: check the access key password, and sign the"
+                " body, Content-Type and Host exactly as sent.",
+            )
+        return account
