@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +93,28 @@ def test_two_processes_on_one_file_answer_alike(server_factory: Any, tmp_path: P
     assert strip_ids(third.post(b"{}", SEED_HEADERS)[2]) == strip_ids(
         first.post(b"{}", SEED_HEADERS)[2]
     )
+
+
+def test_first_start_prints_a_working_credential(server_factory: Any, tmp_path: Path) -> None:
+    """A new user is not stuck: serve on a new database makes an account and prints its token."""
+    database = tmp_path / "first.db"
+    server = server_factory(database)
+    log = ""
+    for _ in range(50):
+        log = server.log.read_text()
+        if "token:" in log:
+            break
+        time.sleep(0.1)
+    token = re.search(r"token:\s+(zlt_\w+)", log)
+    key = re.search(r"accessKeyId:\s+(\w+)\s+accessKeyPassword:\s+(\w+)", log)
+    assert token and key, log
+    assert f"Authorization: Bearer {token.group(1)}" in log  # the curl line to copy
+    status, _, doc = server.post(
+        b"{}", {**SEED_HEADERS, "Authorization": f"Bearer {token.group(1)}"}, path="/", as_=None
+    )
+    assert status == 200 and doc["response"]["totalCount"] > 0
+    # Not again on the next start.
+    server.stop()
+    again = server_factory(database)
+    time.sleep(0.3)
+    assert "token:" not in again.log.read_text()

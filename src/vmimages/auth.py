@@ -58,6 +58,8 @@ def parse_authorization(value: str) -> tuple[str, list[str], str]:
     """(accessKeyId, signed header names, signature) of a ZC2-HMAC-SHA256 Authorization."""
     fields: dict[str, str] = {}
     for part in value[len(ALGORITHM) :].split(","):
+        if not part.strip():
+            continue
         key, sep, val = part.strip().partition("=")
         if not sep:
             raise _invalid(

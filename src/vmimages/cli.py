@@ -257,9 +257,8 @@ def _add_list_and_revoke(group: click.Group, kind: str, id_name: str, noun: str)
         )
         click.echo(f"revoked {noun} {revoked.id} of account {revoked.account}")
 
-    revoke.help = (
-        f"Revoke a {noun}; every server process refuses it from the next request on."
-        + (" IDENT is the token id or the token itself." if kind == "token" else "")
+    revoke.help = f"Revoke a {noun}; every server process refuses it from the next request on." + (
+        " IDENT is the token id or the token itself." if kind == "token" else ""
     )
 
 

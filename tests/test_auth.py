@@ -1,0 +1,296 @@
+"""Authentication (API.md §3): the spec's test vector, and every way a credential can fail."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.asgi import AsgiClient, Credentials
+from tests.conftest import assert_error, assert_ok
+from vmimages import admin
+from vmimages.app import create_app
+from vmimages.auth import canonical_request, parse_authorization, signature
+from vmimages.config import Settings
+from vmimages.errors import ApiError
+from vmimages.vault import Vault, VaultError, load_vault
+
+VECTOR_HEADERS = {"content-type": "application/json; charset=utf-8", "host": "console.zenlayer.com"}
+VECTOR_BODY = b'{"pageSize":10,"pageNum":1,"zoneId":"HKG-A"}'
+
+
+def test_official_test_vector() -> None:
+    assert hashlib.sha256(VECTOR_BODY).hexdigest() == (
+        "5f714687ba91c606d503467766151206392474accd137ffea6dce2420b67c29a"
+    )
+    canonical = canonical_request(VECTOR_HEADERS, ["content-type", "host"], VECTOR_BODY)
+    assert hashlib.sha256(canonical.encode()).hexdigest() == (
+        "29396f9dfa0f03820b931e8aa06e20cda197e73285ebd76aceb83f7dede493ee"
+    )
+    assert (
+        signature(
+            "Gu5t9xGARNpq86cd98joQYCN3",
+            "1673361177",
+            VECTOR_HEADERS,
+            ["content-type", "host"],
+            VECTOR_BODY,
+        )
+        == "efb356c32e55c781e10dc676da59462c22596d82e91c57803666243379555b2f"
+    )
+
+
+def signed_headers(creds: Credentials, body: bytes, **overrides: str) -> dict[str, str]:
+    headers = {
+        "content-type": "application/json",
+        "x-zc-action": "DescribeRegions",
+        "host": "127.0.0.1:8080",
+    }
+    headers.update(creds.signed("alice", headers, body))
+    headers.update(overrides)
+    return headers
+
+
+def test_signed_request_is_served(client: AsgiClient) -> None:
+    assert "regions" in assert_ok(client.call("DescribeRegions", signed=True))
+    assert_ok(client.call("DescribeImages", {"regionId": "de-frankfurt-9a"}, signed=True))
+
+
+def test_signature_hex_is_case_insensitive(client: AsgiClient) -> None:
+    body = b"{}"
+    headers = signed_headers(client.creds, body)
+    sig = headers["authorization"].rsplit("=", 1)[1]
+    headers["authorization"] = headers["authorization"].replace(sig, sig.upper())
+    assert_ok(client.request(body=body, headers=headers))
+
+
+def test_missing_authorization(client: AsgiClient) -> None:
+    assert_error(
+        client.call("DescribeRegions", as_=None),
+        401,
+        "AUTHFAILURE_INVALID_AUTHORIZATION",
+        "missing",
+    )
+
+
+@pytest.mark.parametrize(
+    ("authorization", "fragment"),
+    [
+        ("Basic YWxpY2U6c2VjcmV0", "`Basic` is not supported"),
+        ("Bearer", "token is not valid"),
+        ("Bearer zlt_unknown", "token is not valid"),
+        ("ZC2-HMAC-SHA256", "lacks Credential, SignedHeaders, Signature"),
+        ("ZC2-HMAC-SHA256 Credential=abc", "lacks SignedHeaders, Signature"),
+        ("ZC2-HMAC-SHA256 garbage", "malformed"),
+        ("ZC2-HMAC-SHA256 Credential=a, SignedHeaders=host;content-type, Signature=00", "sorted"),
+        ("ZC2-HMAC-SHA256 Credential=a, SignedHeaders=host, Signature=00", "content-type and host"),
+        (
+            "ZC2-HMAC-SHA256 Credential=a, SignedHeaders=Content-Type;Host, Signature=00",
+            "lowercase",
+        ),
+        (
+            "ZC2-HMAC-SHA256 Credential=a, SignedHeaders=content-type;host;x-custom, Signature=00",
+            "x-custom is not in the request",
+        ),
+        (
+            "ZC2-HMAC-SHA256 Credential=0D9UtpyKYcHxms5v, SignedHeaders=content-type;host,"
+            " Signature=00",
+            "`0D9UtpyKYcHxms5v` is not valid",
+        ),
+    ],
+)
+def test_malformed_or_unknown_credentials(
+    client: AsgiClient, authorization: str, fragment: str
+) -> None:
+    headers = signed_headers(client.creds, b"{}", authorization=authorization)
+    assert_error(
+        client.request(body=b"{}", headers=headers),
+        401,
+        "AUTHFAILURE_INVALID_AUTHORIZATION",
+        fragment,
+    )
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "fragment"),
+    [
+        ("x-zc-timestamp", "", "Unix seconds"),
+        ("x-zc-timestamp", "12.5", "Unix seconds"),
+        ("x-zc-signature-method", "HMAC-SHA1", "X-ZC-Signature-Method"),
+        ("x-zc-signature-method", "", "X-ZC-Signature-Method"),
+    ],
+)
+def test_signature_headers_must_be_right(
+    client: AsgiClient, header: str, value: str, fragment: str
+) -> None:
+    headers = signed_headers(client.creds, b"{}", **{header: value})
+    assert_error(
+        client.request(body=b"{}", headers=headers),
+        401,
+        "AUTHFAILURE_INVALID_AUTHORIZATION",
+        fragment,
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "value"),
+    [("host", "127.0.0.1:8081"), ("content-type", "application/json; charset=utf-8")],
+)
+def test_signed_headers_are_covered(client: AsgiClient, change: str, value: str) -> None:
+    headers = signed_headers(client.creds, b"{}", **{change: value})
+    assert_error(client.request(body=b"{}", headers=headers), 401, "AUTHFAILURE_SIGNATURE_FAILURE")
+
+
+def test_body_is_covered_byte_for_byte(client: AsgiClient) -> None:
+    body = b'{"regionIds": ["de-frankfurt-9a"]}'
+    headers = signed_headers(client.creds, body)
+    # The same JSON, written differently, is another body.
+    assert_error(
+        client.request(body=b'{"regionIds":["de-frankfurt-9a"]}', headers=headers),
+        401,
+        "AUTHFAILURE_SIGNATURE_FAILURE",
+    )
+    assert_ok(client.request(body=body, headers=headers))
+
+
+def test_wrong_password(client: AsgiClient) -> None:
+    key_id, _ = client.creds.keys["alice"]
+    client.creds.keys["mallory"] = (key_id, "guessed-password")
+    assert_error(
+        client.call("DescribeRegions", as_="mallory", signed=True),
+        401,
+        "AUTHFAILURE_SIGNATURE_FAILURE",
+    )
+
+
+@pytest.mark.parametrize(("offset", "ok"), [(-299, True), (299, True), (-301, False), (301, False)])
+def test_timestamp_window(client: AsgiClient, offset: int, ok: bool) -> None:
+    body = b"{}"
+    headers = {"content-type": "application/json", "x-zc-action": "DescribeRegions"}
+    headers.update(client.creds.signed("alice", headers, body, timestamp=int(time.time()) + offset))
+    response = client.request(body=body, headers=headers)
+    if ok:
+        assert_ok(response)
+    else:
+        assert_error(response, 401, "AUTHFAILURE_SIGNATURE_EXPIRED", "300")
+
+
+def test_token_and_key_revocation_count_from_the_next_request(
+    client: AsgiClient, test_db: Path
+) -> None:
+    assert_ok(client.call("DescribeRegions"))
+    assert_ok(client.call("DescribeRegions", signed=True))
+    # Revoked through another connection to the file, as another process would.
+    import asyncio
+
+    async def revoke() -> None:
+        async with admin.opened_store(Settings(database=str(test_db))) as store:
+            await store.revoke_credential(
+                "token", admin.credential_ident("token", client.creds.tokens["alice"])
+            )
+            await store.revoke_credential("key", client.creds.keys["alice"][0])
+
+    asyncio.run(revoke())
+    assert_error(client.call("DescribeRegions"), 401, "AUTHFAILURE_INVALID_AUTHORIZATION")
+    assert_error(
+        client.call("DescribeRegions", signed=True), 401, "AUTHFAILURE_INVALID_AUTHORIZATION"
+    )
+    assert_ok(client.call("DescribeRegions", as_="bob"))
+
+
+def test_auth_comes_before_the_action_is_looked_up(client: AsgiClient) -> None:
+    assert_error(client.call("NoSuchAction", as_=None), 401, "AUTHFAILURE_INVALID_AUTHORIZATION")
+    assert_error(client.call("NoSuchAction"), 401, "AUTHFAILURE_UNAUTHORIZED_OPERATION")
+
+
+def test_secrets_are_not_stored_in_clear(test_db: Path, creds: Credentials) -> None:
+    files = [test_db, Path(f"{test_db}-wal")]
+    raw = b"".join(f.read_bytes() for f in files if f.exists())
+    for _, password in creds.keys.values():
+        assert password.encode() not in raw
+    for token in creds.tokens.values():
+        assert token.encode() not in raw
+    db = sqlite3.connect(test_db)
+    sealed = db.execute("SELECT key_id, sealed FROM access_keys").fetchall()
+    assert len(sealed) == 2
+
+
+def test_a_copy_of_the_database_alone_cannot_sign(
+    test_db: Path, creds: Credentials, tmp_path: Path
+) -> None:
+    """Sealed passwords open only under the server key, which lives outside the database."""
+    db = sqlite3.connect(test_db)
+    key_id, sealed = db.execute("SELECT key_id, sealed FROM access_keys").fetchone()
+    right = load_vault(None, str(test_db) + ".key", create=False)
+    assert (
+        right.open(sealed, key_id)
+        == creds.keys[next(a for a in creds.keys if creds.keys[a][0] == key_id)][1]
+    )
+    other = Vault(b"\x01" * 32)
+    with pytest.raises(VaultError):
+        other.open(sealed, key_id)
+    # Nor does a sealed password moved to another key's row open.
+    other_id = db.execute("SELECT key_id FROM access_keys WHERE key_id != ?", (key_id,)).fetchone()[
+        0
+    ]
+    with pytest.raises(VaultError):
+        right.open(sealed, other_id)
+
+
+def test_a_server_with_the_wrong_key_refuses_without_leaking(
+    test_db: Path, creds: Credentials, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(Settings(database=str(test_db), key_file=str(tmp_path / "other.key")))
+    c = AsgiClient(app, creds)
+    try:
+        doc = assert_error(c.call("DescribeRegions", signed=True), 500, "INTERNAL_SERVER_ERROR")
+        assert "key" not in doc["message"].lower().replace("requestid", "")
+        assert any("does not open" in r.getMessage() for r in caplog.records)
+        assert_ok(c.call("DescribeRegions"))  # tokens need no server key
+    finally:
+        c.close()
+
+
+def test_server_key_from_the_environment(test_db: Path, tmp_path: Path) -> None:
+    import base64
+
+    secret = base64.b64encode(b"k" * 32).decode()
+    settings = Settings(database=str(tmp_path / "env.db"), secret_key=secret)
+    vault = admin.server_vault(settings)
+    assert vault.open(vault.seal("pw", "id"), "id") == "pw"
+    assert not Path(settings.key_path).exists()  # no key file is made
+    with pytest.raises(VaultError, match="base64"):
+        load_vault("not base64!", "unused", create=False)
+    with pytest.raises(VaultError, match="32 bytes"):
+        load_vault(base64.b64encode(b"short").decode(), "unused", create=False)
+
+
+def test_key_file_is_private(test_db: Path, creds: Credentials) -> None:
+    mode = Path(str(test_db) + ".key").stat().st_mode & 0o777
+    assert mode == 0o600
+
+
+def test_parse_authorization_tolerates_spacing() -> None:
+    key, signed, sig = parse_authorization(
+        "ZC2-HMAC-SHA256 Credential=abc ,SignedHeaders=content-type;host,  Signature=ff"
+    )
+    assert (key, signed, sig) == ("abc", ["content-type", "host"], "ff")
+    with pytest.raises(ApiError):
+        parse_authorization(
+            "ZC2-HMAC-SHA256 Credential=, SignedHeaders=content-type;host, Signature=f"
+        )
+
+
+def test_action_and_version_are_not_signed(client: AsgiClient) -> None:
+    """As in the SDKs: only content-type, host, body and timestamp are covered (API.md §3)."""
+    body = b"{}"
+    headers = signed_headers(client.creds, body)
+    headers["x-zc-action"] = "DescribeImages"
+    assert "images" in assert_ok(client.request(body=body, headers=headers))
+    headers["x-zc-version"] = "2026-04-01"
+    headers["x-zc-action"] = "DescribeZones"
+    assert "zoneSet" in assert_ok(client.request(body=body, headers=headers))

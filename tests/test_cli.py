@@ -1,0 +1,104 @@
+"""The operator CLI: accounts, keys and tokens, as an operator types them."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.asgi import AsgiClient, Credentials
+from tests.conftest import assert_error, assert_ok
+from vmimages.app import create_app
+from vmimages.cli import main
+from vmimages.config import Settings
+
+
+@pytest.fixture
+def cli(tmp_path: Path):  # type: ignore[no-untyped-def]
+    database = str(tmp_path / "cli.db")
+    runner = CliRunner()
+
+    def run(*args: str, ok: bool = True) -> str:
+        result = runner.invoke(main, [*args, "--database", database], catch_exceptions=False)
+        assert (result.exit_code == 0) == ok, result.output
+        return result.output
+
+    run.database = database  # type: ignore[attr-defined]
+    return run
+
+
+def test_accounts_keys_tokens_round_trip(cli) -> None:  # type: ignore[no-untyped-def]
+    assert "made account carol" in cli("accounts", "create", "carol")
+    assert json.loads(cli("accounts", "create", "dave", "--json"))["account"] == "dave"
+    assert [a["account"] for a in json.loads(cli("accounts", "list", "--json"))] == [
+        "carol",
+        "dave",
+    ]
+
+    key = json.loads(cli("keys", "create", "--account", "carol", "--json"))
+    assert set(key) == {"accessKeyId", "accessKeyPassword"}
+    assert re.fullmatch(r"[A-Za-z0-9]{16}", key["accessKeyId"])
+    plain = cli("keys", "create", "--account", "carol")
+    assert "accessKeyId:" in plain and "accessKeyPassword:" in plain
+    token = json.loads(cli("tokens", "create", "--account", "dave", "--json"))
+    assert set(token) == {"token"} and token["token"].startswith("zlt_")
+
+    listed = json.loads(cli("keys", "list", "--json"))
+    assert [k["account"] for k in listed] == ["carol", "carol"]
+    assert all(k["status"] == "ACTIVE" for k in listed)
+    assert key["accessKeyPassword"] not in cli("keys", "list")
+    assert token["token"] not in cli("tokens", "list")
+    assert json.loads(cli("tokens", "list", "--account", "carol", "--json")) == []
+
+    # The credentials work against the app, and stop working once revoked.
+    creds = Credentials(
+        keys={"carol": (key["accessKeyId"], key["accessKeyPassword"])},
+        tokens={"dave": token["token"]},
+    )
+    client = AsgiClient(create_app(Settings(database=cli.database)), creds)
+    try:
+        assert_ok(client.call("DescribeRegions", as_="carol", signed=True))
+        assert_ok(client.call("DescribeRegions", as_="dave"))
+        assert "revoked access key" in cli("keys", "revoke", key["accessKeyId"])
+        assert "revoked token" in cli("tokens", "revoke", token["token"])  # by the token itself
+        assert_error(
+            client.call("DescribeRegions", as_="carol", signed=True),
+            401,
+            "AUTHFAILURE_INVALID_AUTHORIZATION",
+        )
+        assert_error(
+            client.call("DescribeRegions", as_="dave"), 401, "AUTHFAILURE_INVALID_AUTHORIZATION"
+        )
+    finally:
+        client.close()
+    revoked = [
+        k
+        for k in json.loads(cli("keys", "list", "--json"))
+        if k["accessKeyId"] == key["accessKeyId"]
+    ]
+    assert revoked[0]["status"] == "REVOKED" and revoked[0]["revokedAt"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("accounts", "create", "bad name"), "account name"),
+        (("keys", "create", "--account", "nobody"), "no account named 'nobody'"),
+        (("tokens", "create", "--account", "nobody"), "no account named 'nobody'"),
+        (("keys", "revoke", "NOPE"), "no access key 'NOPE'"),
+        (("tokens", "revoke", "zlt_nope"), "no token 'zlt_nope'"),
+        (("keys", "list", "--account", "nobody"), "no account named 'nobody'"),
+    ],
+)
+def test_cli_errors_are_clean(cli, args: tuple[str, ...], message: str) -> None:  # type: ignore[no-untyped-def]
+    output = cli(*args, ok=False)
+    assert message in output
+    assert "Traceback" not in output
+
+
+def test_duplicate_account(cli) -> None:  # type: ignore[no-untyped-def]
+    cli("accounts", "create", "erin")
+    assert "exists already" in cli("accounts", "create", "erin", ok=False)
