@@ -61,6 +61,39 @@ class Image:
 
 
 @dataclass(frozen=True, slots=True)
+class Instance:
+    """An instance whose system disk CreateImage can image; it runs one operating system."""
+
+    instance_id: str
+    account: str
+    region_id: str
+    zone_id: str
+    disk_size_gb: int
+    category: str
+    os_type: str
+    version: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class BuildJob:
+    """A CREATING custom image claimed by a build worker."""
+
+    image_id: str
+    instance_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    location: Location
+    count: int
+    max_count: int
+
+
+DEFAULT_IMAGE_QUOTA = 5  # custom images per account and location
+
+
+@dataclass(frozen=True, slots=True)
 class ImageQuery:
     """What a caller asks DescribeImages for, already validated; every given filter is ANDed.
 
@@ -109,6 +142,48 @@ class LocationNotFound(DomainError):
         super().__init__(f"{kind} {value!r} not found")
         self.kind = kind  # "region" or "zone": the identifier the caller used
         self.value = value
+
+
+class ImageNotFound(DomainError):
+    """No image with that id is visible to the caller (another account's counts as none)."""
+
+    def __init__(self, image_id: str) -> None:
+        super().__init__(f"image {image_id!r} not found")
+        self.image_id = image_id
+
+
+class NotCustomImage(DomainError):
+    """A public image: only the operator publishes and changes those."""
+
+    def __init__(self, image_id: str) -> None:
+        super().__init__(f"image {image_id!r} is a public image")
+        self.image_id = image_id
+
+
+class InvalidImageStatus(DomainError):
+    def __init__(self, image_id: str, status: str, action: str) -> None:
+        super().__init__(f"image {image_id!r} is {status}; it cannot be {action}")
+        self.image_id = image_id
+        self.status = status
+        self.action = action
+
+
+class InstanceNotFound(DomainError):
+    def __init__(self, instance_id: str) -> None:
+        super().__init__(f"instance {instance_id!r} not found")
+        self.instance_id = instance_id
+
+
+class InstanceExists(DomainError):
+    def __init__(self, instance_id: str) -> None:
+        super().__init__(f"instance {instance_id!r} exists already")
+
+
+class QuotaExceeded(DomainError):
+    def __init__(self, location: Location, limit: int) -> None:
+        super().__init__(f"the custom image quota of {limit} in {location.region_id} is used up")
+        self.location = location
+        self.limit = limit
 
 
 class StoreUnavailable(DomainError):

@@ -34,6 +34,9 @@ class Code(Enum):
     INVALID_REGION_NOT_FOUND = (404, "the regionId names no region")
     INVALID_ZONE_NOT_FOUND = (404, "the zoneId names no zone")
     INVALID_IMAGE_NOT_FOUND = (404, "no image with that id is visible to the caller")
+    INVALID_INSTANCE_NOT_FOUND = (404, "no instance with that id belongs to the caller")
+    INVALID_IMAGE_STATUS = (400, "the image's status does not allow the operation")
+    LIMIT_EXCEEDED_IMAGE_QUOTA = (400, "the custom image quota of the location is used up")
     OPERATION_FAILED_RESOURCE_NOT_FOUND = (404, "no such resource, or no such path")
     # Transport-level answers the contract does not name; see docs/errors.md.
     UNSUPPORTED_HTTP_METHOD = (405, "the endpoint takes POST only")
@@ -71,6 +74,31 @@ def from_domain(exc: catalog.DomainError) -> ApiError:
             )
         return ApiError(
             Code.INVALID_REGION_NOT_FOUND, f"The specified regionId `{exc.value}` is not found."
+        )
+    if isinstance(exc, catalog.ImageNotFound):
+        return ApiError(
+            Code.INVALID_IMAGE_NOT_FOUND, f"The specified imageId `{exc.image_id}` is not found."
+        )
+    if isinstance(exc, catalog.NotCustomImage):
+        return ApiError(
+            Code.AUTHFAILURE_UNAUTHORIZED_OPERATION,
+            f"The image `{exc.image_id}` is a public image; only custom images can be changed.",
+        )
+    if isinstance(exc, catalog.InvalidImageStatus):
+        return ApiError(
+            Code.INVALID_IMAGE_STATUS,
+            f"The image `{exc.image_id}` is {exc.status}; it cannot be {exc.action} now.",
+        )
+    if isinstance(exc, catalog.InstanceNotFound):
+        return ApiError(
+            Code.INVALID_INSTANCE_NOT_FOUND,
+            f"The specified instanceId `{exc.instance_id}` is not found.",
+        )
+    if isinstance(exc, catalog.QuotaExceeded):
+        return ApiError(
+            Code.LIMIT_EXCEEDED_IMAGE_QUOTA,
+            f"The custom image quota is used up: at most {exc.limit} custom images in"
+            f" {exc.location.region_id} ({exc.location.zone_id}). Delete one first.",
         )
     if isinstance(exc, catalog.StoreUnavailable):
         return ApiError(
