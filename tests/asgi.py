@@ -63,6 +63,10 @@ class AsgiClient:
         reply = self.loop.run_until_complete(self._lifespan_out.get())
         assert reply["type"] == event + ".complete", reply
 
+    def settle(self, seconds: float = 0.05) -> None:
+        """Let the app's background work (the build worker) run for a while."""
+        self.loop.run_until_complete(asyncio.sleep(seconds))
+
     def close(self) -> None:
         self._lifespan("lifespan.shutdown")
         self.loop.run_until_complete(self._lifespan_task)

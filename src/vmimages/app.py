@@ -13,6 +13,7 @@ from typing import Any
 
 from vmimages import actions, errors, protocol
 from vmimages.auth import Authenticator
+from vmimages.builder import BuildWorker, TimedBuilder
 from vmimages.catalog import DomainError
 from vmimages.config import Settings
 from vmimages.errors import ApiError, Code
@@ -44,6 +45,9 @@ class App:
         )
         vault = load_vault(settings.secret_key, settings.key_path, create=True)
         self.authenticate = Authenticator(self.store, vault)
+        self.worker = BuildWorker(
+            self.store, TimedBuilder(self.store, settings.image_build_seconds)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -61,8 +65,10 @@ class App:
                     log.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                self.worker.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.worker.stop()
                 await self.store.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -112,7 +118,13 @@ class App:
         caller = await self.authenticate(request)
         action = actions.find_action(request.version, request.action)
         values = validate(params, action.params, action.name)
-        context = actions.Context(store=self.store, version=request.version, caller=caller)
+        context = actions.Context(
+            store=self.store,
+            version=request.version,
+            caller=caller,
+            image_quota=self.settings.image_quota,
+            image_created=self.worker.wake,
+        )
         return protocol.success(request_id, await action.handler(context, values))
 
     async def read_body(self, receive: Receive, declared: str | None) -> bytes:

@@ -168,6 +168,10 @@ class InvalidImageStatus(DomainError):
         self.action = action
 
 
+class ImageIdTaken(DomainError):
+    """A new image id collided with an existing one; the caller draws another."""
+
+
 class InstanceNotFound(DomainError):
     def __init__(self, instance_id: str) -> None:
         super().__init__(f"instance {instance_id!r} not found")

@@ -1,7 +1,9 @@
-"""The catalog file: locations and public images as JSON, checked before anything is stored.
+"""The catalog file: locations and public images as JSON or YAML, checked before anything is
+stored.
 
-The default catalog shipped in `vmimages/data/catalog.json` is such a file. Every problem is
-reported with the entry and the field it is in, and a file with any problem is rejected whole.
+The default catalog shipped in `vmimages/data/catalog.json` is such a file, and so is what
+`vmimages images export` writes. Every problem is reported with the entry and the field it is in,
+and a file with any problem is rejected whole.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from vmimages.catalog import IMAGE_STATUSES, OS_TYPES, Location
 
@@ -190,12 +194,67 @@ def _check_unique(check: _Checker, key: str, values: list[str], field: str) -> N
         seen.add(value)
 
 
+def is_yaml(path: Path) -> bool:
+    return path.suffix.lower() in (".yaml", ".yml")
+
+
 def read_catalog_file(path: Path) -> CatalogFile:
+    """A catalog file, YAML if it is named .yaml or .yml, else JSON."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+        doc = yaml.safe_load(text) if is_yaml(path) else json.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
         raise CatalogFileError([f"{path}: {exc}"]) from exc
     return parse_catalog(doc)
+
+
+def to_document(catalog: CatalogFile) -> dict[str, Any]:
+    """The file form of a catalog; parse_catalog(to_document(c)) == c."""
+    return {
+        "locations": [
+            {
+                "regionId": loc.region_id,
+                "zoneId": loc.zone_id,
+                "name": loc.name,
+                "supportSecurityGroup": loc.support_security_group,
+                "supportNetworkType": loc.support_network_type,
+                "supportIpv6": loc.support_ipv6,
+                "supportCpuPassThrough": loc.support_cpu_pass_through,
+                "networkLineType": loc.network_line_type,
+            }
+            for loc in catalog.locations
+        ],
+        "images": [
+            {
+                "imageId": img.image_id,
+                "imageName": img.name,
+                "location": img.location,
+                "category": img.category,
+                "osType": img.os_type,
+                "imageVersion": img.version,
+                "imageSize": img.size_gb,
+                "imageStatus": img.status,
+                "imageDescription": img.description,
+                "createTime": img.create_time,
+            }
+            for img in catalog.images
+        ],
+    }
+
+
+def dump_document(doc: dict[str, Any], as_yaml: bool) -> str:
+    if as_yaml:
+        return str(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    locations_added: int
+    locations_updated: int
+    images_added: int
+    images_updated: int
+    unchanged: int
 
 
 def default_catalog() -> CatalogFile:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from vmimages.catalog import DEFAULT_IMAGE_QUOTA
+
 DEFAULT_DATABASE = "vmimages.db"
 
 
@@ -17,6 +19,8 @@ class Settings:
     database: str = DEFAULT_DATABASE  # a SQLite file path
     load_default_catalog: bool = True  # fill a new database with the shipped catalog
     max_body_bytes: int = 1 << 20
+    image_build_seconds: float = 10.0  # how long the bundled builder takes per image
+    image_quota: int = DEFAULT_IMAGE_QUOTA  # custom images per account and location
     log_level: str = "info"
     access_log: bool = False
     # The server key that seals access-key passwords: base64 of 32 bytes in the environment,
@@ -52,6 +56,11 @@ def _convert(name: str, kind: Any, raw: str) -> Any:
         if raw.lower() in ("0", "false", "no", "off"):
             return False
         raise ValueError(f"VMIMAGES_{name.upper()} must be true or false, got {raw!r}")
+    if kind in (float, "float"):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"VMIMAGES_{name.upper()} must be a number, got {raw!r}") from None
     if kind in (int, "int"):
         try:
             return int(raw)

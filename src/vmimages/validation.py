@@ -31,6 +31,7 @@ class Param:
     max_length: int | None = None
     item_max_length: int | None = None  # characters of each array item
     pattern: re.Pattern[str] | None = None
+    pattern_text: str | None = None  # the pattern in words, for the error message
     default: Any = None
 
 
@@ -150,7 +151,9 @@ def _check_string(
     if param.pattern is not None and not param.pattern.fullmatch(value):
         raise ApiError(
             Code.INVALID_PARAMETER_PATTERN_ERROR,
-            f"The parameter `{label}` does not match the pattern {param.pattern.pattern}.",
+            f"The parameter `{label}` must be {param.pattern_text}."
+            if param.pattern_text
+            else f"The parameter `{label}` does not match the pattern {param.pattern.pattern}.",
         )
     return value
 

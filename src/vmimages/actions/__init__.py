@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from vmimages.catalog import DEFAULT_IMAGE_QUOTA
 from vmimages.errors import ApiError, Code
 from vmimages.protocol import SEED
 from vmimages.store import Store
@@ -20,7 +21,13 @@ from vmimages.validation import Spec, shown
 class Context:
     store: Store
     version: str  # SEED ("") or a published X-ZC-Version
-    caller: int | None  # the calling account; None before authentication exists
+    caller: int  # the calling account
+    image_quota: int = DEFAULT_IMAGE_QUOTA  # custom images per location, unless the account's own
+    image_created: Callable[[], None] = lambda: None  # tells the build worker there is work
+
+    @property
+    def seed(self) -> bool:
+        return self.version == SEED
 
 
 Handler = Callable[[Context, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -34,10 +41,10 @@ class Action:
 
 
 def _registry() -> dict[tuple[bool, str], Action]:
-    from vmimages.actions import images, locations
+    from vmimages.actions import images, lifecycle, locations
 
     table: dict[tuple[bool, str], Action] = {}
-    for module in (images, locations):
+    for module in (images, locations, lifecycle):
         for action in module.SEED_ACTIONS:
             table[(True, action.name)] = action
         for action in module.PUBLISHED_ACTIONS:

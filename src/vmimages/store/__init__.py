@@ -5,10 +5,20 @@ Stores raise domain errors (vmimages.catalog); they never build wire answers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from vmimages.accounts import Account, Credential
-from vmimages.catalog import ImagePage, ImageQuery, Location
+from vmimages.catalog import (
+    BuildJob,
+    Image,
+    ImagePage,
+    ImageQuery,
+    Instance,
+    Location,
+    Quota,
+)
+from vmimages.catalogfile import CatalogFile, ImportReport
 
 
 class Store(Protocol):
@@ -29,6 +39,13 @@ class Store(Protocol):
 
     async def describe_images(self, query: ImageQuery) -> ImagePage:
         """One page of the images the query's viewer may see, and the count of all matches."""
+
+    async def import_catalog(self, catalog: CatalogFile) -> ImportReport:
+        """Publish or update locations and public images in one transaction, after checking the
+        file against the database (CatalogFileError); idempotent."""
+
+    async def export_catalog(self) -> CatalogFile:
+        """Every location and public image, in the form import_catalog takes."""
 
     # Accounts and credentials. Lookups on the request path read the database every time, so
     # a revocation made by any process counts from the next request on.
@@ -55,6 +72,61 @@ class Store(Protocol):
 
     async def revoke_credential(self, kind: str, ident: str) -> Credential:
         """Revoke a key by its id, or a token by its id; CredentialNotFound if none."""
+
+    # Instances and the image lifecycle. Changes are atomic: checks and writes of one call
+    # cannot interleave with another call's, in any process.
+
+    async def add_instance(
+        self,
+        instance_id: str,
+        account: str,
+        location: str,
+        disk_size_gb: int | None,
+        source_image: str | None,
+    ) -> Instance:
+        """`location` is a region id or a zone id; the instance runs `source_image` (default:
+        the newest available public Linux image of the location)."""
+
+    async def list_instances(
+        self, *, account: str | None = None, instance_id: str | None = None
+    ) -> list[Instance]: ...
+
+    async def remove_instance(self, instance_id: str) -> None:
+        """InstanceNotFound if there is none."""
+
+    async def instance_exists(self, instance_id: str) -> bool: ...
+
+    async def create_image(
+        self,
+        owner: int,
+        instance_id: str,
+        image_id: str,
+        name: str,
+        description: str | None,
+        default_quota: int,
+    ) -> Image:
+        """A CREATING image of the owner's instance; InstanceNotFound, QuotaExceeded."""
+
+    async def modify_images(
+        self, owner: int, image_ids: Sequence[str], name: str | None, description: str | None
+    ) -> None:
+        """All or nothing: ImageNotFound, NotCustomImage, InvalidImageStatus."""
+
+    async def delete_images(self, owner: int, image_ids: Sequence[str]) -> None:
+        """All or nothing: ImageNotFound, NotCustomImage, InvalidImageStatus."""
+
+    async def image_quotas(
+        self, owner: int, locations: Sequence[Location] | None, default_quota: int
+    ) -> list[Quota]: ...
+
+    async def set_image_quota(self, account: str, quota: int | None) -> None:
+        """None returns the account to the server's default."""
+
+    async def claim_build(self, now: float, lease_until: float) -> BuildJob | None: ...
+
+    async def renew_build(self, image_id: str, lease_until: float) -> None: ...
+
+    async def finish_build(self, image_id: str, ok: bool) -> None: ...
 
 
 def open_store(database: str, *, load_default_catalog: bool = True) -> Store:

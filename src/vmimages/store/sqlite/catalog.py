@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from vmimages.catalog import ImagePage, ImageQuery, Location, LocationNotFound, fold
-from vmimages.catalogfile import CatalogFile
+from vmimages.catalogfile import CatalogFile, CatalogFileError, ImageEntry, ImportReport
 from vmimages.store.query import IMAGE_COLUMNS, IMAGE_FROM, IMAGE_ORDER, SQLITE, image_filter
 from vmimages.store.sqlite.base import (
     LOCATION_COLUMNS,
@@ -18,6 +21,79 @@ class SqliteCatalog(SqliteBase):
         """Publish a catalog file's locations and public images, all or nothing."""
         with self.transaction():
             self._load_catalog(catalog)
+
+    async def import_catalog(self, catalog: CatalogFile) -> ImportReport:
+        """Publish or update locations and public images, all or nothing; checked against the
+        database first (CatalogFileError lists every problem). Running it twice changes nothing.
+        Public images that are not in the file are left as they are."""
+        with self.transaction():
+            before = self._export()
+            problems = self._import_problems(catalog, before)
+            if problems:
+                raise CatalogFileError(problems)
+            self._load_catalog(catalog)
+            after = self._export()
+        old_locs = {loc.region_id: loc for loc in before.locations}
+        old_imgs = {img.image_id: img for img in before.images}
+        new_locs = {loc.region_id: loc for loc in after.locations}
+        new_imgs = {img.image_id: img for img in after.images}
+        loc_ids = [loc.region_id for loc in catalog.locations]
+        img_ids = [img.image_id for img in catalog.images]
+        return ImportReport(
+            locations_added=sum(1 for r in loc_ids if r not in old_locs),
+            locations_updated=sum(
+                1 for r in loc_ids if r in old_locs and old_locs[r] != new_locs[r]
+            ),
+            images_added=sum(1 for i in img_ids if i not in old_imgs),
+            images_updated=sum(1 for i in img_ids if i in old_imgs and old_imgs[i] != new_imgs[i]),
+            unchanged=sum(1 for r in loc_ids if old_locs.get(r) == new_locs[r])
+            + sum(1 for i in img_ids if old_imgs.get(i) == new_imgs[i]),
+        )
+
+    def _import_problems(self, catalog: CatalogFile, current: CatalogFile) -> list[str]:
+        problems = []
+        zone_owner = {loc.zone_id: loc.region_id for loc in current.locations}
+        refs = set(zone_owner) | set(zone_owner.values())
+        for i, loc in enumerate(catalog.locations):
+            owner = zone_owner.get(loc.zone_id)
+            if owner is not None and owner != loc.region_id:
+                problems.append(
+                    f"locations[{i}]: `zoneId` {loc.zone_id!r} is already the zone of region"
+                    f" {owner!r}"
+                )
+            refs |= {loc.region_id, loc.zone_id}
+        custom = {
+            row[0]
+            for row in self.db.execute(
+                f"SELECT image_id FROM images WHERE owner != 0 AND image_id IN"
+                f" ({', '.join('?' for _ in catalog.images)})",
+                [img.image_id for img in catalog.images],
+            )
+        }
+        for i, img in enumerate(catalog.images):
+            where = f"images[{i}] ({img.image_id})"
+            if img.location not in refs:
+                problems.append(
+                    f"{where}: `location` {img.location!r} is in neither the file nor the catalog"
+                )
+            if img.image_id in custom:
+                problems.append(f"{where}: `imageId` is the id of an account's custom image")
+        return problems
+
+    async def export_catalog(self) -> CatalogFile:
+        with self.transaction("DEFERRED"):
+            return self._export()
+
+    def _export(self) -> CatalogFile:
+        """Every location and every public image, as a catalog file holds them."""
+        db = self.db
+        rows = db.execute(f"SELECT {LOCATION_COLUMNS} FROM locations ORDER BY region_id")
+        locations = [replace(row_to_location(row), id=0) for row in rows]
+        rows = db.execute(
+            f"SELECT {IMAGE_COLUMNS} FROM {IMAGE_FROM} WHERE i.owner = 0"
+            " ORDER BY l.region_id, i.create_time DESC, i.image_id"
+        )
+        return CatalogFile(locations=locations, images=[image_entry(row) for row in rows])
 
     def _load_catalog(self, catalog: CatalogFile) -> None:
         db = self.db
@@ -122,3 +198,20 @@ class SqliteCatalog(SqliteBase):
                 [*args, query.page_size, query.offset],
             ).fetchall()
         return ImagePage(total_count=total, images=[row_to_image(row) for row in rows])
+
+
+def image_entry(row: tuple[Any, ...]) -> ImageEntry:
+    """A public image row as a catalog file entry; its location is named by zone id."""
+    img = row_to_image(row)
+    return ImageEntry(
+        image_id=img.image_id,
+        name=img.name,
+        location=img.zone_id,
+        category=img.category,
+        os_type=img.os_type,
+        version=img.version,
+        size_gb=img.size_gb,
+        status=img.status,
+        description=img.description,
+        create_time=img.create_time,
+    )
