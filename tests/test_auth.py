@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 

@@ -1,0 +1,202 @@
+"""`vmimages images import` / `export`: validated first, one transaction, idempotent."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from tests.conftest import TEST_CATALOG, add_accounts, add_custom
+from vmimages.cli import main
+
+
+@pytest.fixture
+def cli(tmp_path: Path):  # type: ignore[no-untyped-def]
+    database = tmp_path / "import.db"
+    runner = CliRunner()
+
+    def run(*args: str, ok: bool = True) -> str:
+        result = runner.invoke(main, [*args, "--database", str(database)], catch_exceptions=False)
+        assert (result.exit_code == 0) == ok, result.output
+        return result.output
+
+    run.database = database  # type: ignore[attr-defined]
+    return run
+
+
+def dump_db(database: Path) -> list[Any]:
+    db = sqlite3.connect(database)
+    rows = [db.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in ("locations", "images")]
+    db.close()
+    return rows
+
+
+def write(tmp_path: Path, doc: Any, name: str = "catalog.json") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc) if name.endswith((".yaml", ".yml")) else json.dumps(doc))
+    return path
+
+
+NEW_LOCATION = {
+    "regionId": "nl-amsterdam-1a",
+    "zoneId": "AMS-A",
+    "name": "Amsterdam",
+    "supportIpv6": True,
+    "networkLineType": "BGP",
+}
+NEW_IMAGE = {
+    "imageId": "img-ams00001",
+    "imageName": "Rocky Linux 9.3 64bit",
+    "location": "AMS-A",
+    "category": "Rocky",
+    "osType": "linux",
+    "imageVersion": "9.3",
+    "imageSize": 20,
+    "imageStatus": "AVAILABLE",
+    "imageDescription": None,
+    "createTime": "2025-02-01T00:00:00Z",
+}
+
+
+def test_import_adds_and_updates_then_is_a_no_op(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("accounts", "list")  # makes the database with the default catalog
+    doc = {"locations": [NEW_LOCATION], "images": [NEW_IMAGE]}
+    out = cli("images", "import", str(write(tmp_path, doc)))
+    assert "locations 1 added, 0 updated; images 1 added, 0 updated; 0 unchanged" in out
+    snapshot = dump_db(cli.database)
+    out = cli("images", "import", str(write(tmp_path, doc)))
+    assert "locations 0 added, 0 updated; images 0 added, 0 updated; 2 unchanged" in out
+    assert dump_db(cli.database) == snapshot
+    # An update: a new status and name for an image of the default catalog, by zone or region.
+    changed = copy.deepcopy(doc)
+    changed["images"][0].update(
+        imageStatus="UNAVAILABLE", imageName="Rocky 9.3 (retired)", location="nl-amsterdam-1a"
+    )
+    out = cli("images", "import", str(write(tmp_path, changed, "changed.yaml")))
+    assert "images 0 added, 1 updated" in out
+    exported = json.loads(cli("images", "export"))
+    ams = [i for i in exported["images"] if i["imageId"] == "img-ams00001"]
+    assert ams[0]["imageStatus"] == "UNAVAILABLE" and ams[0]["location"] == "AMS-A"
+
+
+def test_export_import_round_trip_is_a_no_op(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for fmt in ("json", "yaml"):
+        path = tmp_path / f"export.{fmt}"
+        cli("images", "export", "--output", str(path))
+        before = dump_db(cli.database)
+        out = cli("images", "import", str(path))
+        assert " 0 added, 0 updated; images 0 added, 0 updated;" in out
+        assert dump_db(cli.database) == before
+        doc = yaml.safe_load(path.read_text()) if fmt == "yaml" else json.loads(path.read_text())
+        assert len(doc["images"]) == 108 and len(doc["locations"]) == 10
+
+
+def test_import_into_an_empty_catalog_then_export_equals_the_file(tmp_path: Path) -> None:
+    runner = CliRunner()
+    database = str(tmp_path / "empty.db")
+    source = write(tmp_path, TEST_CATALOG)
+    env = {"VMIMAGES_LOAD_DEFAULT_CATALOG": "false"}
+    result = runner.invoke(main, ["images", "import", str(source), "--database", database], env=env)
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["images", "export", "--database", database], env=env)
+    exported = json.loads(result.output)
+    key = "imageId"
+    assert sorted(exported["images"], key=lambda i: i[key]) == sorted(
+        [{**i} for i in TEST_CATALOG["images"]], key=lambda i: i[key]
+    )
+
+
+@pytest.mark.parametrize(
+    ("mutate", "fragments"),
+    [
+        (
+            lambda d: d["images"][0].update(imageSize="big"),
+            ["images[0] (img-ams00001): `imageSize`"],
+        ),
+        (
+            lambda d: d["images"][0].update(location="XXX-A"),
+            ["images[0] (img-ams00001): `location` 'XXX-A'"],
+        ),
+        (
+            lambda d: d["locations"][0].update(zoneId="FRA-A"),
+            ["locations[0]: `zoneId` 'FRA-A' is already the zone of region 'de-frankfurt-9a'"],
+        ),
+        (
+            lambda d: d["images"][0].update(imageId="img-custom01"),
+            ["`imageId` is the id of an account's custom image"],
+        ),
+        (
+            lambda d: d["images"].append({"imageId": "img-x"}),
+            ["images[1] (img-x): `imageName` is missing", "`osType` is missing"],
+        ),
+    ],
+)
+def test_a_bad_file_changes_nothing(cli, tmp_path: Path, mutate: Any, fragments: list[str]) -> None:  # type: ignore[no-untyped-def]
+    add_accounts(cli.database)
+    add_custom(cli.database, "img-custom01", owner_name="alice")
+    before = dump_db(cli.database)
+    doc = {"locations": [copy.deepcopy(NEW_LOCATION)], "images": [copy.deepcopy(NEW_IMAGE)]}
+    mutate(doc)
+    out = cli("images", "import", str(write(tmp_path, doc)), ok=False)
+    assert "nothing changed" in out
+    for fragment in fragments:
+        assert fragment in out
+    assert dump_db(cli.database) == before
+
+
+def test_unreadable_files(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text("{")
+    assert "bad.json" in cli("images", "import", str(bad_json), ok=False)
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("locations: [\n")
+    assert "bad.yaml" in cli("images", "import", str(bad_yaml), ok=False)
+    assert "does not exist" in cli("images", "import", str(tmp_path / "nope.json"), ok=False)
+
+
+def test_instances_cli(cli) -> None:  # type: ignore[no-untyped-def]
+    cli("accounts", "create", "ops")
+    out = cli(
+        "instances", "add", "ins-9", "--account", "ops", "--location", "TYO-A", "--disk-size", "80"
+    )
+    assert "added instance ins-9 of ops in TYO-A" in out and "80 GB" in out
+    listed = json.loads(cli("instances", "list", "--json"))
+    assert listed[0]["instanceId"] == "ins-9" and listed[0]["regionId"] == "jp-tokyo-1a"
+    assert listed[0]["osType"] == "linux"
+    assert "exists already" in cli(
+        "instances", "add", "ins-9", "--account", "ops", "--location", "TYO-A", ok=False
+    )
+    assert "not found" in cli(
+        "instances", "add", "ins-8", "--account", "ops", "--location", "MARS-A", ok=False
+    )
+    assert "no account" in cli(
+        "instances", "add", "ins-8", "--account", "ghost", "--location", "TYO-A", ok=False
+    )
+    assert "not found" in cli(
+        "instances",
+        "add",
+        "ins-8",
+        "--account",
+        "ops",
+        "--location",
+        "TYO-A",
+        "--image",
+        "img-nothere",
+        ok=False,
+    )
+    assert "removed instance ins-9" in cli("instances", "remove", "ins-9")
+    assert "not found" in cli("instances", "remove", "ins-9", ok=False)
+    assert json.loads(cli("instances", "list", "--json")) == []
+
+
+def test_set_quota_cli(cli) -> None:  # type: ignore[no-untyped-def]
+    cli("accounts", "create", "ops")
+    assert "quota of ops: 2" in cli("accounts", "set-quota", "ops", "2")
+    assert "the server default" in cli("accounts", "set-quota", "ops")
+    assert "no account" in cli("accounts", "set-quota", "ghost", "3", ok=False)

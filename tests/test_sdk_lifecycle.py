@@ -1,0 +1,175 @@
+"""The lifecycle with the official SDK over a socket, in both dialects; the quota under load."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from zenlayercloud.common.credential import Credential
+from zenlayercloud.common.excpetion.zenlayer_cloud_sdk_exception import ZenlayerCloudSdkException
+from zenlayercloud.vm.v20230313 import models as models_2023
+from zenlayercloud.vm.v20230313.vm_client import VmClient as VmClient2023
+from zenlayercloud.vm.v20260401 import models as models_2026
+from zenlayercloud.vm.v20260401.vm_client import VmClient as VmClient2026
+
+from tests.conftest import Server, add_accounts
+from tests.test_sdk import SeedClient, config
+from vmimages.store.sqlite import SqliteStore
+
+pytestmark = pytest.mark.socket
+
+
+def with_instances(database: Path, *instances: tuple[str, str, str]) -> Any:
+    creds = add_accounts(database)
+
+    async def work() -> None:
+        store = SqliteStore(database)
+        await store.open()
+        for instance_id, account, location in instances:
+            await store.add_instance(instance_id, account, location, None, None)
+        await store.close()
+
+    asyncio.run(work())
+    return creds
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    database = tmp_path_factory.mktemp("lifecycle") / "catalog.db"
+    creds = with_instances(database, ("ins-a1", "alice", "FRA-A"), ("ins-a2", "alice", "HKG-A"))
+    server = Server(database, "--image-build-seconds", "0.3", creds=creds)
+    yield server, creds
+    server.stop()
+
+
+def poll(fetch: Callable[[], str], want: str) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < 10:
+        if fetch() == want:
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError(f"never {want}")
+
+
+@pytest.mark.parametrize(
+    ("client_class", "models"), [(VmClient2023, models_2023), (VmClient2026, models_2026)]
+)
+def test_published_lifecycle_with_the_sdk(served: Any, client_class: Any, models: Any) -> None:
+    server, creds = served
+    client = client_class(Credential(*creds.keys["alice"]), config(server))
+    raw = type("Raw", (SeedClient,), {"_api_version": client_class._api_version})(
+        Credential(*creds.keys["alice"]), config(server)
+    )
+
+    def count() -> int:
+        request = models.DescribeImageQuotaRequest()
+        request.zoneIds = ["FRA-A"]
+        (info,) = client.DescribeImageQuota(request).images
+        assert info.zoneId == "FRA-A" and info.maxCount == 5
+        return int(info.count)
+
+    before = count()
+    create = models.CreateImageRequest()
+    create.instanceId = "ins-a1"
+    create.imageName = "sdk-image"
+    create.imageDescription = "made with the SDK"
+    image_id = client.CreateImage(create).imageId
+    assert image_id.startswith("img-")
+    assert count() == before + 1
+
+    # Poll DescribeImage (as the Go SDK and Terraform do) until the build is done.
+    waited = poll(lambda: raw.call("DescribeImage", imageId=image_id)["imageStatus"], "AVAILABLE")
+    assert waited > 0.1  # it was CREATING first
+
+    find = models.DescribeImagesRequest()
+    find.zoneId = "FRA-A"
+    find.imageType = "CUSTOM_IMAGE"
+    found = client.DescribeImages(find).dataSet
+    assert [(i.imageId, i.imageName, i.imageStatus) for i in found] == [
+        (image_id, "sdk-image", "AVAILABLE")
+    ]
+
+    rename = models.ModifyImagesAttributesRequest()
+    rename.imageIds = [image_id]
+    rename.imageName = "renamed"
+    client.ModifyImagesAttributes(rename)
+    assert raw.call("DescribeImage", imageId=image_id)["imageName"] == "renamed"
+
+    delete = models.DeleteImagesRequest()
+    delete.imageIds = [image_id]
+    client.DeleteImages(delete)
+    assert count() == before
+    with pytest.raises(ZenlayerCloudSdkException) as err:
+        client.DeleteImages(delete)
+    assert err.value.code == "INVALID_IMAGE_NOT_FOUND"
+
+
+def test_seed_lifecycle_through_the_sdk_transport(served: Any) -> None:
+    server, creds = served
+    client = SeedClient(Credential(*creds.keys["alice"]), config(server))
+
+    def count() -> int:
+        (info,) = client.call("DescribeImageQuota", regionIds=["hk-hongkong-1a"])["images"]
+        assert info["regionId"] == "hk-hongkong-1a"
+        return int(info["count"])
+
+    def status(image_id: str) -> str:
+        images = client.call("DescribeImages", imageIds=[image_id])["images"]
+        return str(images[0]["imageStatus"])
+
+    before = count()
+    image_id = client.call("CreateImage", instanceId="ins-a2", imageName="seed_image")["imageId"]
+    assert count() == before + 1
+    with pytest.raises(ZenlayerCloudSdkException) as err:
+        client.call("DeleteImages", imageIds=[image_id])  # still CREATING
+    assert err.value.code == "INVALID_IMAGE_STATUS"
+    poll(lambda: status(image_id), "AVAILABLE")
+    listed = client.call("DescribeImages", imageType="CUSTOM_IMAGE", regionId="hk-hongkong-1a")
+    assert [i["imageId"] for i in listed["images"]] == [image_id]
+    client.call(
+        "ModifyImagesAttributes",
+        imageIds=[image_id],
+        imageName="seed_renamed",
+        imageDescription="described",
+    )
+    image = client.call("DescribeImages", imageIds=[image_id])["images"][0]
+    assert (image["imageName"], image["imageDescription"]) == ("seed_renamed", "described")
+    client.call("DeleteImages", imageIds=[image_id])
+    assert count() == before
+
+
+def test_twenty_concurrent_creates_against_a_quota_of_five(tmp_path: Path) -> None:
+    """Two server processes on one database file, twenty SDK calls at once: exactly five land."""
+    database = tmp_path / "quota.db"
+    creds = with_instances(database, ("ins-q", "alice", "FRA-A"))
+    servers = [Server(database, "--image-build-seconds", "0", creds=creds) for _ in range(2)]
+    try:
+        clients = [VmClient2026(Credential(*creds.keys["alice"]), config(s)) for s in servers]
+
+        def attempt(n: int) -> str:
+            request = models_2026.CreateImageRequest()
+            request.instanceId = "ins-q"
+            request.imageName = f"race-{n}"
+            try:
+                return str(clients[n % 2].CreateImage(request).imageId)
+            except ZenlayerCloudSdkException as exc:
+                return str(exc.code)
+
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            outcomes = list(pool.map(attempt, range(20)))
+        made = [o for o in outcomes if o.startswith("img-")]
+        assert len(made) == 5, outcomes
+        assert outcomes.count("LIMIT_EXCEEDED_IMAGE_QUOTA") == 15
+        listed = SeedClient(Credential(*creds.keys["alice"]), config(servers[1])).call(
+            "DescribeImages", imageType="CUSTOM_IMAGE"
+        )
+        assert sorted(i["imageId"] for i in listed["images"]) == sorted(made)
+        assert listed["totalCount"] == 5
+    finally:
+        for server in servers:
+            server.stop()
