@@ -310,13 +310,9 @@ def images_import(file: Path, **options: Any) -> None:
     The whole file is checked first; any problem and nothing changes. Importing the same file
     twice changes nothing the second time. Public images not in FILE are kept.
     """
-    try:
-        catalog = read_catalog_file(file)
-    except CatalogFileError as exc:
-        raise click.ClickException(
-            "the catalog file was not imported; nothing changed:\n  " + "\n  ".join(exc.problems)
-        ) from exc
-    report = with_store(settings_from(**options), lambda store: store.import_catalog(catalog))
+    report = with_store(
+        settings_from(**options), lambda store: store.import_catalog(read_catalog_file(file))
+    )
     click.echo(
         f"imported {file}: locations {report.locations_added} added,"
         f" {report.locations_updated} updated; images {report.images_added} added,"
