@@ -5,12 +5,13 @@ import json
 import os
 import re
 import socket
-import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,44 @@ from vmimages import admin
 from vmimages.app import create_app
 from vmimages.catalogfile import parse_catalog
 from vmimages.config import Settings
-from vmimages.store.sqlite import SqliteStore
+from vmimages.store import open_store
+from vmimages.store.sql import SqlStore
+
+# The whole suite runs on SQLite, or on PostgreSQL with VMIMAGES_TEST_STORE=postgres (CI runs
+# both). Each test gets a fresh database: a file, or a schema of its own.
+STORE = os.environ.get("VMIMAGES_TEST_STORE", "sqlite")
+POSTGRES_URL = os.environ.get("VMIMAGES_TEST_POSTGRES_URL", "postgresql://127.0.0.1/test")
+ON_POSTGRES = STORE == "postgres"
+sqlite_only = pytest.mark.skipif(ON_POSTGRES, reason="about the SQLite file itself")
+
+
+def key_file(database: str) -> str:
+    """The server key file of a test database: beside a SQLite file; per schema for PostgreSQL."""
+    if not database.startswith("postgresql://"):
+        return database + ".key"
+    folder = Path(tempfile.gettempdir()) / "vmimages-test-keys"
+    folder.mkdir(exist_ok=True)
+    return str(folder / (database.rsplit("=", 1)[-1] + ".key"))
+
+
+def settings_for(database: str, **options: Any) -> Settings:
+    return Settings(database=database, key_file=key_file(database), **options)
+
+
+def sql(database: str, text: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement on a test database, whichever kind it is (`?` placeholders)."""
+
+    async def work() -> list[tuple[Any, ...]]:
+        store = open_store(database, load_default_catalog=False)
+        assert isinstance(store, SqlStore)
+        await store.open()
+        try:
+            return await store.db.fetchall(text, args)
+        finally:
+            await store.close()
+
+    return asyncio.run(work())
+
 
 REQUEST_ID = re.compile(r"T[0-9A-F]{8}-[0-9A-F]{4}-4[0-9A-F]{3}-[89AB][0-9A-F]{3}-[0-9A-F]{12}")
 
@@ -54,7 +92,7 @@ def assert_ok(response: Response) -> dict[str, Any]:
 
 
 def add_custom(
-    database: Path,
+    database: str,
     image_id: str,
     *,
     owner_name: str,
@@ -66,16 +104,14 @@ def add_custom(
 ) -> None:
     """Put a custom image of an account straight into the file (the lifecycle API comes later)."""
     name = name or f"custom {image_id}"
-    db = sqlite3.connect(database)
-    with db:
-        db.execute(
-            "INSERT INTO images (image_id, owner, location, name, name_folded, description,"
-            " category, os_type, version, size_gb, status, create_time)"
-            " SELECT ?, a.id, l.id, ?, ?, 'made by a test', ?, 'linux', '11', 30, ?, ?"
-            " FROM accounts a, locations l WHERE a.name = ? AND l.zone_id = ?",
-            (image_id, name, name.casefold(), category, status, create_time, owner_name, location),
-        )
-    db.close()
+    sql(
+        database,
+        "INSERT INTO images (image_id, owner, location, name, name_folded, description,"
+        " category, os_type, version, size_gb, status, create_time)"
+        " SELECT ?, a.id, l.id, ?, ?, 'made by a test', ?, 'linux', '11', 30, ?, ?"
+        " FROM accounts a, locations l WHERE a.name = ? AND l.zone_id = ?",
+        (image_id, name, name.casefold(), category, status, create_time, owner_name, location),
+    )
 
 
 def _location(region: str, zone: str, name: str) -> dict[str, Any]:
@@ -203,17 +239,64 @@ TEST_CATALOG: dict[str, Any] = {
 }
 
 
+class Databases:
+    """Fresh test databases: SQLite files under tmp_path, or PostgreSQL schemas (dropped after)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.schemas: list[str] = []
+
+    def new(self, name: str = "catalog") -> str:
+        if not ON_POSTGRES:
+            return str(self.tmp_path / f"{name}.db")
+        schema = f"t_{uuid.uuid4().hex[:16]}"
+        self._admin(f"CREATE SCHEMA {schema}")
+        self.schemas.append(schema)
+        return f"{POSTGRES_URL}?search_path={schema}"
+
+    def drop_all(self) -> None:
+        for schema in self.schemas:
+            self._admin(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+    @staticmethod
+    def _admin(statement: str) -> None:
+        import asyncpg
+
+        async def work() -> None:
+            conn = await asyncpg.connect(POSTGRES_URL)
+            try:
+                await conn.execute(statement)
+            finally:
+                await conn.close()
+
+        asyncio.run(work())
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files a test makes by default (a PostgreSQL setup's server key file) land in tmp_path."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "catalog.db"
+def databases(tmp_path: Path) -> Iterator[Databases]:
+    made = Databases(tmp_path)
+    yield made
+    made.drop_all()
+
+
+@pytest.fixture
+def db_path(databases: Databases) -> str:
+    """A new, empty database (a file path or a PostgreSQL URL)."""
+    return databases.new()
 
 
 ACCOUNTS = ("alice", "bob")
 
 
-def add_accounts(database: Path) -> Credentials:
+def add_accounts(database: str) -> Credentials:
     """Accounts alice and bob, each with an access key and a token, made as the CLI makes them."""
-    settings = Settings(database=str(database))
+    settings = settings_for(database)
     vault = admin.server_vault(settings)
     creds = Credentials()
 
@@ -228,35 +311,42 @@ def add_accounts(database: Path) -> Credentials:
     return creds
 
 
+def load_test_catalog(database: str) -> None:
+    async def work() -> None:
+        store = open_store(database, load_default_catalog=False)
+        await store.open()
+        await store.import_catalog(parse_catalog(TEST_CATALOG))
+        await store.close()
+
+    asyncio.run(work())
+
+
 @pytest.fixture
-def test_db(db_path: Path) -> Path:
-    """A SQLite file holding TEST_CATALOG and nothing else."""
-    store = SqliteStore(db_path, load_default_catalog=False)
-    asyncio.run(store.open())
-    store.load_catalog(parse_catalog(TEST_CATALOG))
-    asyncio.run(store.close())
+def test_db(db_path: str) -> str:
+    """A database holding TEST_CATALOG and nothing else."""
+    load_test_catalog(db_path)
     return db_path
 
 
 @pytest.fixture
-def creds(test_db: Path) -> Credentials:
+def creds(test_db: str) -> Credentials:
     return add_accounts(test_db)
 
 
 @pytest.fixture
-def client(test_db: Path, creds: Credentials) -> Iterator[AsgiClient]:
+def client(test_db: str, creds: Credentials) -> Iterator[AsgiClient]:
     """The app on TEST_CATALOG; calls are made as alice (bearer token) unless told otherwise."""
-    app = create_app(Settings(database=str(test_db), load_default_catalog=False))
+    app = create_app(settings_for(test_db, load_default_catalog=False))
     c = AsgiClient(app, creds)
     yield c
     c.close()
 
 
 @pytest.fixture
-def default_client(db_path: Path) -> Iterator[AsgiClient]:
+def default_client(db_path: str) -> Iterator[AsgiClient]:
     """The app on a new database, which it fills with the shipped default catalog."""
     creds = add_accounts(db_path)
-    c = AsgiClient(create_app(Settings(database=str(db_path))), creds)
+    c = AsgiClient(create_app(settings_for(db_path)), creds)
     yield c
     c.close()
 
@@ -270,11 +360,11 @@ def free_port() -> int:
 class Server:
     """A real `vmimages serve` process on a free port."""
 
-    def __init__(self, database: Path, *extra: str, creds: Credentials | None = None) -> None:
+    def __init__(self, database: str, *extra: str, creds: Credentials | None = None) -> None:
         self.creds = creds or Credentials()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = database.parent / f"server-{self.port}.log"
+        self.log = Path(tempfile.mkdtemp(prefix="vmimages-server-")) / "server.log"
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [
@@ -285,7 +375,9 @@ class Server:
                 "--port",
                 str(self.port),
                 "--database",
-                str(database),
+                database,
+                "--key-file",
+                key_file(database),
                 *extra,
             ],
             stdout=self.log.open("wb"),
@@ -334,7 +426,7 @@ class Server:
 def server_factory(tmp_path: Path) -> Iterator[Any]:
     started: list[Server] = []
 
-    def start(database: Path, *extra: str, creds: Credentials | None = None) -> Server:
+    def start(database: str, *extra: str, creds: Credentials | None = None) -> Server:
         """A server on `database`; give creds from add_accounts() to call it as alice or bob."""
         server = Server(database, *extra, creds=creds)
         started.append(server)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.asgi import AsgiClient, Credentials
-from tests.conftest import assert_error, assert_ok
+from tests.conftest import assert_error, assert_ok, key_file, sql, sqlite_only
 from vmimages import admin
 from vmimages.app import create_app
 from vmimages.auth import canonical_request, parse_authorization, signature
@@ -178,7 +177,7 @@ def test_timestamp_window(client: AsgiClient, offset: int, ok: bool) -> None:
 
 
 def test_token_and_key_revocation_count_from_the_next_request(
-    client: AsgiClient, test_db: Path
+    client: AsgiClient, test_db: str
 ) -> None:
     assert_ok(client.call("DescribeRegions"))
     assert_ok(client.call("DescribeRegions", signed=True))
@@ -186,7 +185,7 @@ def test_token_and_key_revocation_count_from_the_next_request(
     import asyncio
 
     async def revoke() -> None:
-        async with admin.opened_store(Settings(database=str(test_db))) as store:
+        async with admin.opened_store(Settings(database=test_db)) as store:
             await store.revoke_credential(
                 "token", admin.credential_ident("token", client.creds.tokens["alice"])
             )
@@ -205,25 +204,35 @@ def test_auth_comes_before_the_action_is_looked_up(client: AsgiClient) -> None:
     assert_error(client.call("NoSuchAction"), 401, "AUTHFAILURE_UNAUTHORIZED_OPERATION")
 
 
-def test_secrets_are_not_stored_in_clear(test_db: Path, creds: Credentials) -> None:
-    files = [test_db, Path(f"{test_db}-wal")]
+def test_secrets_are_not_stored_in_clear(test_db: str, creds: Credentials) -> None:
+    stored = repr(sql(test_db, "SELECT * FROM access_keys")) + repr(
+        sql(test_db, "SELECT * FROM tokens")
+    )
+    assert len(sql(test_db, "SELECT key_id FROM access_keys")) == 2
+    for key_id, password in creds.keys.values():
+        assert key_id in stored and password not in stored
+    for token in creds.tokens.values():
+        assert token not in stored
+
+
+@sqlite_only
+def test_secrets_are_not_in_the_file(test_db: str, creds: Credentials) -> None:
+    files = [Path(test_db), Path(f"{test_db}-wal")]
     raw = b"".join(f.read_bytes() for f in files if f.exists())
     for _, password in creds.keys.values():
         assert password.encode() not in raw
     for token in creds.tokens.values():
         assert token.encode() not in raw
-    db = sqlite3.connect(test_db)
-    sealed = db.execute("SELECT key_id, sealed FROM access_keys").fetchall()
-    assert len(sealed) == 2
 
 
 def test_a_copy_of_the_database_alone_cannot_sign(
-    test_db: Path, creds: Credentials, tmp_path: Path
+    test_db: str, creds: Credentials, tmp_path: Path
 ) -> None:
     """Sealed passwords open only under the server key, which lives outside the database."""
-    db = sqlite3.connect(test_db)
-    key_id, sealed = db.execute("SELECT key_id, sealed FROM access_keys").fetchone()
-    right = load_vault(None, str(test_db) + ".key", create=False)
+    rows = sql(test_db, "SELECT key_id, sealed FROM access_keys ORDER BY key_id")
+    (key_id, sealed), (other_id, _) = rows
+    sealed = bytes(sealed)
+    right = load_vault(None, key_file(test_db), create=False)
     assert (
         right.open(sealed, key_id)
         == creds.keys[next(a for a in creds.keys if creds.keys[a][0] == key_id)][1]
@@ -232,17 +241,14 @@ def test_a_copy_of_the_database_alone_cannot_sign(
     with pytest.raises(VaultError):
         other.open(sealed, key_id)
     # Nor does a sealed password moved to another key's row open.
-    other_id = db.execute("SELECT key_id FROM access_keys WHERE key_id != ?", (key_id,)).fetchone()[
-        0
-    ]
     with pytest.raises(VaultError):
         right.open(sealed, other_id)
 
 
 def test_a_server_with_the_wrong_key_refuses_without_leaking(
-    test_db: Path, creds: Credentials, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    test_db: str, creds: Credentials, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = create_app(Settings(database=str(test_db), key_file=str(tmp_path / "other.key")))
+    app = create_app(Settings(database=test_db, key_file=str(tmp_path / "other.key")))
     c = AsgiClient(app, creds)
     try:
         doc = assert_error(c.call("DescribeRegions", signed=True), 500, "INTERNAL_SERVER_ERROR")
@@ -253,7 +259,7 @@ def test_a_server_with_the_wrong_key_refuses_without_leaking(
         c.close()
 
 
-def test_server_key_from_the_environment(test_db: Path, tmp_path: Path) -> None:
+def test_server_key_from_the_environment(test_db: str, tmp_path: Path) -> None:
     import base64
 
     secret = base64.b64encode(b"k" * 32).decode()
@@ -267,8 +273,8 @@ def test_server_key_from_the_environment(test_db: Path, tmp_path: Path) -> None:
         load_vault(base64.b64encode(b"short").decode(), "unused", create=False)
 
 
-def test_key_file_is_private(test_db: Path, creds: Credentials) -> None:
-    mode = Path(str(test_db) + ".key").stat().st_mode & 0o777
+def test_key_file_is_private(test_db: str, creds: Credentials) -> None:
+    mode = Path(key_file(test_db)).stat().st_mode & 0o777
     assert mode == 0o600
 
 

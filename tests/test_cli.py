@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from tests.asgi import AsgiClient, Credentials
-from tests.conftest import assert_error, assert_ok
+from tests.conftest import assert_error, assert_ok, key_file, settings_for
 from vmimages.app import create_app
 from vmimages.cli import main
-from vmimages.config import Settings
 
 
 @pytest.fixture
-def cli(tmp_path: Path):  # type: ignore[no-untyped-def]
-    database = str(tmp_path / "cli.db")
-    runner = CliRunner()
+def cli(db_path: str):  # type: ignore[no-untyped-def]
+    database = db_path
+    runner = CliRunner(env={"VMIMAGES_KEY_FILE": key_file(database)})
 
     def run(*args: str, ok: bool = True) -> str:
         result = runner.invoke(main, [*args, "--database", database], catch_exceptions=False)
@@ -58,7 +56,7 @@ def test_accounts_keys_tokens_round_trip(cli) -> None:  # type: ignore[no-untype
         keys={"carol": (key["accessKeyId"], key["accessKeyPassword"])},
         tokens={"dave": token["token"]},
     )
-    client = AsgiClient(create_app(Settings(database=cli.database)), creds)
+    client = AsgiClient(create_app(settings_for(cli.database)), creds)
     try:
         assert_ok(client.call("DescribeRegions", as_="carol", signed=True))
         assert_ok(client.call("DescribeRegions", as_="dave"))

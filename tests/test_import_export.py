@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +11,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from tests.conftest import TEST_CATALOG, add_accounts, add_custom
+from tests.conftest import TEST_CATALOG, add_accounts, add_custom, sql
 from vmimages.cli import main
 
 
 @pytest.fixture
-def cli(tmp_path: Path):  # type: ignore[no-untyped-def]
-    database = tmp_path / "import.db"
+def cli(db_path: str):  # type: ignore[no-untyped-def]
+    database = db_path
     runner = CliRunner()
 
     def run(*args: str, ok: bool = True) -> str:
@@ -30,11 +29,8 @@ def cli(tmp_path: Path):  # type: ignore[no-untyped-def]
     return run
 
 
-def dump_db(database: Path) -> list[Any]:
-    db = sqlite3.connect(database)
-    rows = [db.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in ("locations", "images")]
-    db.close()
-    return rows
+def dump_db(database: str) -> list[Any]:
+    return [sql(database, f"SELECT * FROM {t} ORDER BY 1") for t in ("locations", "images")]
 
 
 def write(tmp_path: Path, doc: Any, name: str = "catalog.json") -> Path:
@@ -97,9 +93,11 @@ def test_export_import_round_trip_is_a_no_op(cli, tmp_path: Path) -> None:  # ty
         assert len(doc["images"]) == 108 and len(doc["locations"]) == 10
 
 
-def test_import_into_an_empty_catalog_then_export_equals_the_file(tmp_path: Path) -> None:
+def test_import_into_an_empty_catalog_then_export_equals_the_file(
+    tmp_path: Path, db_path: str
+) -> None:
     runner = CliRunner()
-    database = str(tmp_path / "empty.db")
+    database = db_path
     source = write(tmp_path, TEST_CATALOG)
     env = {"VMIMAGES_LOAD_DEFAULT_CATALOG": "false"}
     result = runner.invoke(main, ["images", "import", str(source), "--database", database], env=env)

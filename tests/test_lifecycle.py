@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.asgi import AsgiClient, Credentials
-from tests.conftest import assert_error, assert_ok
+from tests.conftest import assert_error, assert_ok, settings_for
 from vmimages.app import create_app
-from vmimages.config import Settings
-from vmimages.store.sqlite import SqliteStore
+from vmimages.store import open_store
+from vmimages.store.sql import SqlStore
 
 
-def add_instances(database: Path) -> None:
+def add_instances(database: str) -> None:
     async def work() -> None:
-        store = SqliteStore(database, load_default_catalog=False)
+        store = open_store(database, load_default_catalog=False)
         await store.open()
         await store.add_instance("ins-alice-fra", "alice", "FRA-A", 40, None)
         await store.add_instance("ins-alice-hkg", "alice", "hk-hongkong-1a", None, "img-hkg00003")
@@ -28,13 +27,13 @@ def add_instances(database: Path) -> None:
     asyncio.run(work())
 
 
-def make(test_db: Path, creds: Credentials, **settings: Any) -> AsgiClient:
-    options = {"database": str(test_db), "image_build_seconds": 0.0, **settings}
-    return AsgiClient(create_app(Settings(**options)), creds)
+def make(test_db: str, creds: Credentials, **settings: Any) -> AsgiClient:
+    options = {"image_build_seconds": 0.0, **settings}
+    return AsgiClient(create_app(settings_for(test_db, **options)), creds)
 
 
 @pytest.fixture
-def lc(test_db: Path, creds: Credentials) -> Iterator[AsgiClient]:
+def lc(test_db: str, creds: Credentials) -> Iterator[AsgiClient]:
     """The app with instances for alice and bob, and images that build at once."""
     add_instances(test_db)
     client = make(test_db, creds)
@@ -134,7 +133,7 @@ def test_unknown_or_foreign_instance(lc: AsgiClient, instance: str) -> None:
     )
 
 
-def test_build_fails_when_the_instance_is_gone(test_db: Path, creds: Credentials) -> None:
+def test_build_fails_when_the_instance_is_gone(test_db: str, creds: Credentials) -> None:
     add_instances(test_db)
     client = make(test_db, creds, image_build_seconds=0.2)
     try:
@@ -145,14 +144,14 @@ def test_build_fails_when_the_instance_is_gone(test_db: Path, creds: Credentials
         client.close()
 
 
-async def _remove(database: Path, instance_id: str) -> None:
-    store = SqliteStore(database)
+async def _remove(database: str, instance_id: str) -> None:
+    store = open_store(database)
     await store.open()
     await store.remove_instance(instance_id)
     await store.close()
 
 
-def test_a_build_survives_a_restart(test_db: Path, creds: Credentials) -> None:
+def test_a_build_survives_a_restart(test_db: str, creds: Credentials) -> None:
     """Stopped mid-build (a long build), started again: the image is built, never stuck."""
     add_instances(test_db)
     slow = make(test_db, creds, image_build_seconds=3600)
@@ -167,23 +166,25 @@ def test_a_build_survives_a_restart(test_db: Path, creds: Credentials) -> None:
         fast.close()
 
 
-def test_a_crashed_workers_lease_runs_out(test_db: Path, creds: Credentials) -> None:
+def test_a_crashed_workers_lease_runs_out(test_db: str, creds: Credentials) -> None:
     """A worker that died holding an image (no clean stop) gives it up when its lease ends."""
     add_instances(test_db)
 
     async def scenario() -> tuple[Any, Any, Any]:
-        store = SqliteStore(test_db)
+        store = open_store(test_db)
+        assert isinstance(store, SqlStore)
         await store.open()
-        owner = store.db.execute("SELECT id FROM accounts WHERE name = 'alice'").fetchone()[0]
+        (owner,) = await store.db.fetchone("SELECT id FROM accounts WHERE name = 'alice'") or ()
         await store.create_image(owner, "ins-alice-fra", "img-crash001", "crashy", None, 5)
         held = await store.claim_build(now=1000.0, lease_until=1015.0)  # then the worker "dies"
         during = await store.claim_build(now=1010.0, lease_until=1025.0)
         after = await store.claim_build(now=1016.0, lease_until=1031.0)
         await store.finish_build("img-crash001", True)
         await store.finish_build("img-crash001", False)  # a late second finish changes nothing
-        status = store.db.execute(
-            "SELECT status FROM images WHERE image_id = 'img-crash001'"
-        ).fetchone()[0]
+        (status,) = (
+            await store.db.fetchone("SELECT status FROM images WHERE image_id = 'img-crash001'")
+            or ()
+        )
         await store.close()
         return held, during, (after, status)
 
@@ -208,7 +209,7 @@ def test_modify_name_and_description(lc: AsgiClient) -> None:
     assert [i["imageId"] for i in found] == [image_id]
 
 
-def test_a_creating_image_can_be_renamed(test_db: Path, creds: Credentials) -> None:
+def test_a_creating_image_can_be_renamed(test_db: str, creds: Credentials) -> None:
     add_instances(test_db)
     client = make(test_db, creds, image_build_seconds=3600)
     try:
@@ -282,7 +283,7 @@ def test_delete(lc: AsgiClient) -> None:
     assert_error(lc.call("DeleteImages", {"imageIds": [first]}), 404, "INVALID_IMAGE_NOT_FOUND")
 
 
-def test_unavailable_images_can_be_deleted(test_db: Path, creds: Credentials) -> None:
+def test_unavailable_images_can_be_deleted(test_db: str, creds: Credentials) -> None:
     add_instances(test_db)
     client = make(test_db, creds, image_build_seconds=0.1)
     try:
@@ -351,11 +352,11 @@ def test_quota_in_the_published_dialect(lc: AsgiClient) -> None:
     )
 
 
-def test_quota_per_account_and_server_default(test_db: Path, creds: Credentials) -> None:
+def test_quota_per_account_and_server_default(test_db: str, creds: Credentials) -> None:
     add_instances(test_db)
 
     async def set_quota() -> None:
-        store = SqliteStore(test_db)
+        store = open_store(test_db)
         await store.open()
         await store.set_image_quota("alice", 1)
         await store.close()

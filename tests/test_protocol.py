@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 
 from tests.asgi import AsgiClient, Credentials
-from tests.conftest import REQUEST_ID, assert_error, assert_ok
+from tests.conftest import REQUEST_ID, assert_error, assert_ok, settings_for
 from vmimages.app import create_app
 from vmimages.catalog import ImagePage, ImageQuery
-from vmimages.config import Settings
-from vmimages.store.sqlite import SqliteStore
+from vmimages.store import open_store
 
 JSON = {"content-type": "application/json"}
 
@@ -171,7 +170,7 @@ def test_body_not_an_object(client: AsgiClient, body: bytes, kind: str) -> None:
 
 
 def test_oversized_body(test_db: Any, creds: Credentials) -> None:
-    app = create_app(Settings(database=str(test_db), max_body_bytes=64))
+    app = create_app(settings_for(test_db, max_body_bytes=64))
     c = AsgiClient(app, creds)
     try:
         big = json.dumps({"imageName": "x" * 100}).encode()
@@ -209,16 +208,16 @@ def test_empty_version_is_the_seed_dialect(client: AsgiClient) -> None:
     assert "images" in assert_ok(client.call("DescribeImages", version=""))
 
 
-class ExplodingStore(SqliteStore):
-    async def describe_images(self, query: ImageQuery) -> ImagePage:
-        raise RuntimeError("secret-internal-detail /var/lib/db")
+async def explode(query: ImageQuery) -> ImagePage:
+    raise RuntimeError("secret-internal-detail /var/lib/db")
 
 
 def test_unexpected_exception_is_a_500_without_internals(
     test_db: Any, creds: Credentials, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = ExplodingStore(test_db, load_default_catalog=False)
-    c = AsgiClient(create_app(Settings(database=str(test_db)), store=store), creds)
+    store = open_store(test_db, load_default_catalog=False)
+    store.describe_images = explode  # type: ignore[method-assign]
+    c = AsgiClient(create_app(settings_for(test_db), store=store), creds)
     try:
         with caplog.at_level(logging.ERROR, logger="vmimages"):
             response = c.call("DescribeImages", {})

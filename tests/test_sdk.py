@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from zenlayercloud.vm.v20260401 import models as models_2026
 from zenlayercloud.vm.v20260401.vm_client import VmClient as VmClient2026
 
 from tests.asgi import Credentials
-from tests.conftest import Server, add_accounts, add_custom
+from tests.conftest import Databases, Server, add_accounts, add_custom
 from vmimages import admin
 from vmimages.config import Settings
 
@@ -30,13 +29,15 @@ VERSIONS = [(VmClient2023, models_2023), (VmClient2026, models_2026)]
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """One server on the default catalog, with alice and bob, and one custom image each."""
-    database = tmp_path_factory.mktemp("sdk") / "catalog.db"
+    databases = Databases(tmp_path_factory.mktemp("sdk"))
+    database = databases.new()
     creds = add_accounts(database)
     add_custom(database, "img-alice001", owner_name="alice", location="FRA-A")
     add_custom(database, "img-bob00001", owner_name="bob", location="FRA-A")
     server = Server(database, creds=creds)
     yield server, creds, database
     server.stop()
+    databases.drop_all()
 
 
 def config(server: Server) -> Config:
@@ -196,8 +197,8 @@ def test_stale_timestamp(served: Any, monkeypatch: pytest.MonkeyPatch, offset: i
     assert error.code == "AUTHFAILURE_SIGNATURE_EXPIRED"
 
 
-def test_revoked_key_and_token_fail_on_the_next_request(tmp_path: Path) -> None:
-    database = tmp_path / "revoke.db"
+def test_revoked_key_and_token_fail_on_the_next_request(db_path: str) -> None:
+    database = db_path
     creds = add_accounts(database)
     server = Server(database, creds=creds)
     try:
@@ -215,11 +216,11 @@ def test_revoked_key_and_token_fail_on_the_next_request(tmp_path: Path) -> None:
         server.stop()
 
 
-def revoke(database: Path, kind: str, ident: str) -> None:
+def revoke(database: str, kind: str, ident: str) -> None:
     import asyncio
 
     async def work() -> None:
-        async with admin.opened_store(Settings(database=str(database))) as store:
+        async with admin.opened_store(Settings(database=database)) as store:
             await store.revoke_credential(kind, admin.credential_ident(kind, ident))
 
     asyncio.run(work())

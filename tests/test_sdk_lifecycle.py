@@ -6,7 +6,6 @@ import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,18 +16,18 @@ from zenlayercloud.vm.v20230313.vm_client import VmClient as VmClient2023
 from zenlayercloud.vm.v20260401 import models as models_2026
 from zenlayercloud.vm.v20260401.vm_client import VmClient as VmClient2026
 
-from tests.conftest import Server, add_accounts
+from tests.conftest import Databases, Server, add_accounts
 from tests.test_sdk import SeedClient, config
-from vmimages.store.sqlite import SqliteStore
+from vmimages.store import open_store
 
 pytestmark = pytest.mark.socket
 
 
-def with_instances(database: Path, *instances: tuple[str, str, str]) -> Any:
+def with_instances(database: str, *instances: tuple[str, str, str]) -> Any:
     creds = add_accounts(database)
 
     async def work() -> None:
-        store = SqliteStore(database)
+        store = open_store(database)
         await store.open()
         for instance_id, account, location in instances:
             await store.add_instance(instance_id, account, location, None, None)
@@ -40,11 +39,13 @@ def with_instances(database: Path, *instances: tuple[str, str, str]) -> Any:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    database = tmp_path_factory.mktemp("lifecycle") / "catalog.db"
+    databases = Databases(tmp_path_factory.mktemp("lifecycle"))
+    database = databases.new()
     creds = with_instances(database, ("ins-a1", "alice", "FRA-A"), ("ins-a2", "alice", "HKG-A"))
     server = Server(database, "--image-build-seconds", "0.3", creds=creds)
     yield server, creds
     server.stop()
+    databases.drop_all()
 
 
 def poll(fetch: Callable[[], str], want: str) -> float:
@@ -143,9 +144,9 @@ def test_seed_lifecycle_through_the_sdk_transport(served: Any) -> None:
     assert count() == before
 
 
-def test_twenty_concurrent_creates_against_a_quota_of_five(tmp_path: Path) -> None:
+def test_twenty_concurrent_creates_against_a_quota_of_five(db_path: str) -> None:
     """Two server processes on one database file, twenty SDK calls at once: exactly five land."""
-    database = tmp_path / "quota.db"
+    database = db_path
     creds = with_instances(database, ("ins-q", "alice", "FRA-A"))
     servers = [Server(database, "--image-build-seconds", "0", creds=creds) for _ in range(2)]
     try:

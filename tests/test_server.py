@@ -6,7 +6,6 @@ import http.client
 import json
 import re
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +24,8 @@ def strip_ids(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def test_seed_example_over_a_socket(server_factory: Any, tmp_path: Path) -> None:
-    server = server_factory(tmp_path / "new.db", creds=add_accounts(tmp_path / "new.db"))
+def test_seed_example_over_a_socket(server_factory: Any, db_path: str) -> None:
+    server = server_factory(db_path, creds=add_accounts(db_path))
     status, headers, doc = server.post(b"{}", SEED_HEADERS, path="/")
     assert status == 200
     assert set(doc) == {"requestId", "response"} and REQUEST_ID.fullmatch(doc["requestId"])
@@ -35,8 +34,8 @@ def test_seed_example_over_a_socket(server_factory: Any, tmp_path: Path) -> None
     assert headers["content-type"] == "application/json"
 
 
-def test_errors_over_a_socket(server_factory: Any, tmp_path: Path) -> None:
-    server = server_factory(tmp_path / "new.db", creds=add_accounts(tmp_path / "new.db"))
+def test_errors_over_a_socket(server_factory: Any, db_path: str) -> None:
+    server = server_factory(db_path, creds=add_accounts(db_path))
     status, _, doc = server.post(b'{"regionId": "nowhere"}', SEED_HEADERS)
     assert (status, doc["code"]) == (404, "INVALID_REGION_NOT_FOUND")
     assert set(doc) == {"requestId", "code", "message"}
@@ -66,15 +65,15 @@ def test_errors_over_a_socket(server_factory: Any, tmp_path: Path) -> None:
     conn.close()
 
 
-def test_oversized_body_over_a_socket(server_factory: Any, tmp_path: Path) -> None:
-    server = server_factory(tmp_path / "new.db")
+def test_oversized_body_over_a_socket(server_factory: Any, db_path: str) -> None:
+    server = server_factory(db_path)
     big = b'{"imageName": "' + b"x" * (2 << 20) + b'"}'
     status, _, doc = server.post(big, SEED_HEADERS, as_=None)
     assert (status, doc["code"]) == (413, "REQUEST_ENTITY_TOO_LARGE")
 
 
-def test_two_processes_on_one_file_answer_alike(server_factory: Any, tmp_path: Path) -> None:
-    database = tmp_path / "shared.db"
+def test_two_processes_on_one_database_answer_alike(server_factory: Any, db_path: str) -> None:
+    database = db_path
     creds = add_accounts(database)
     first = server_factory(database, creds=creds)
     second = server_factory(database, creds=creds)
@@ -95,9 +94,9 @@ def test_two_processes_on_one_file_answer_alike(server_factory: Any, tmp_path: P
     )
 
 
-def test_first_start_prints_a_working_credential(server_factory: Any, tmp_path: Path) -> None:
+def test_first_start_prints_a_working_credential(server_factory: Any, db_path: str) -> None:
     """A new user is not stuck: serve on a new database makes an account and prints its token."""
-    database = tmp_path / "first.db"
+    database = db_path
     server = server_factory(database)
     log = ""
     for _ in range(50):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +11,7 @@ from tests.conftest import add_custom, assert_error, assert_ok
 
 
 @pytest.fixture
-def customs(client: AsgiClient, test_db: Path) -> AsgiClient:
+def customs(client: AsgiClient, test_db: str) -> AsgiClient:
     add_custom(
         test_db, "img-alice001", owner_name="alice", name="Shared Name build", location="FRA-A"
     )

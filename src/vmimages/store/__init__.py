@@ -129,10 +129,17 @@ class Store(Protocol):
     async def finish_build(self, image_id: str, ok: bool) -> None: ...
 
 
-def open_store(database: str, *, load_default_catalog: bool = True) -> Store:
-    """The store for a database setting: a SQLite file path (PostgreSQL URLs come later)."""
+def open_store(
+    database: str, *, load_default_catalog: bool = True, pool_size: int = 10, timeout: float = 5.0
+) -> Store:
+    """The store for a database setting: a `postgresql://` URL, or a SQLite file path."""
     if database.startswith(("postgres://", "postgresql://")):
-        raise ValueError("PostgreSQL is not supported yet; give a SQLite file path")
+        from vmimages.store.postgres import PostgresStore
+
+        return PostgresStore(
+            database, load_default_catalog=load_default_catalog, pool_size=pool_size,
+            timeout=timeout,
+        )  # fmt: skip
     from vmimages.store.sqlite import SqliteStore
 
     return SqliteStore(database, load_default_catalog=load_default_catalog)

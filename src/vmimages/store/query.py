@@ -1,12 +1,11 @@
 """The one query model turned into SQL, for every store: a WHERE clause and its bound values.
 
-Values are always bound, never spliced into the text; only the placeholder style and the
-substring function differ between databases.
+Values are always bound, never spliced into the text; placeholders are `?` (the PostgreSQL
+adapter numbers them) and only the substring function differs between databases.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,12 +14,11 @@ from vmimages.catalog import CUSTOM_IMAGE, PUBLIC_IMAGE, PUBLIC_OWNER, ImageQuer
 
 @dataclass(frozen=True, slots=True)
 class SqlFlavor:
-    placeholder: Callable[[int], str]  # 1-based position -> "?" or "$1"
     contains: str  # format with {col} and {arg}: true when col contains arg literally
 
 
-SQLITE = SqlFlavor(placeholder=lambda _i: "?", contains="instr({col}, {arg}) > 0")
-POSTGRES = SqlFlavor(placeholder=lambda i: f"${i}", contains="strpos({col}, {arg}) > 0")
+SQLITE = SqlFlavor(contains="instr({col}, {arg}) > 0")
+POSTGRES = SqlFlavor(contains="strpos({col}, {arg}) > 0")
 
 # Columns of an image row, in the order row_to_image reads them.
 IMAGE_COLUMNS = (
@@ -38,7 +36,7 @@ def image_filter(query: ImageQuery, flavor: SqlFlavor) -> tuple[str, list[Any]] 
 
     def bind(value: Any) -> str:
         args.append(value)
-        return flavor.placeholder(len(args))
+        return "?"
 
     # Visibility first: public images, plus the viewer's own custom images.
     viewer = query.viewer

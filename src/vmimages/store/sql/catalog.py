@@ -1,4 +1,4 @@
-"""The SQLite store: locations, public catalog files, and the DescribeImages query."""
+"""The SQL store: locations, public catalog files, and the DescribeImages query."""
 
 from __future__ import annotations
 
@@ -7,32 +7,26 @@ from typing import Any
 
 from vmimages.catalog import ImagePage, ImageQuery, Location, LocationNotFound, fold
 from vmimages.catalogfile import CatalogFile, CatalogFileError, ImageEntry, ImportReport
-from vmimages.store.query import IMAGE_COLUMNS, IMAGE_FROM, IMAGE_ORDER, SQLITE, image_filter
-from vmimages.store.sqlite.base import (
-    LOCATION_COLUMNS,
-    SqliteBase,
-    row_to_image,
-    row_to_location,
-)
+from vmimages.store.db import Connection
+from vmimages.store.query import IMAGE_COLUMNS, IMAGE_FROM, IMAGE_ORDER, image_filter
+from vmimages.store.sql.base import LOCATION_COLUMNS, SqlBase, row_to_image, row_to_location
+
+CATALOG_LOCK = "vmimages-catalog"
 
 
-class SqliteCatalog(SqliteBase):
-    def load_catalog(self, catalog: CatalogFile) -> None:
-        """Publish a catalog file's locations and public images, all or nothing."""
-        with self.transaction():
-            self._load_catalog(catalog)
-
+class SqlCatalog(SqlBase):
     async def import_catalog(self, catalog: CatalogFile) -> ImportReport:
         """Publish or update locations and public images, all or nothing; checked against the
         database first (CatalogFileError lists every problem). Running it twice changes nothing.
         Public images that are not in the file are left as they are."""
-        with self.transaction():
-            before = self._export()
-            problems = self._import_problems(catalog, before)
+        async with self.db.transaction() as tx:
+            await self.db.lock(tx, CATALOG_LOCK)
+            before = await self._export(tx)
+            problems = await self._import_problems(tx, catalog, before)
             if problems:
                 raise CatalogFileError(problems)
-            self._load_catalog(catalog)
-            after = self._export()
+            await self._load_catalog(tx, catalog)
+            after = await self._export(tx)
         old_locs = {loc.region_id: loc for loc in before.locations}
         old_imgs = {img.image_id: img for img in before.images}
         new_locs = {loc.region_id: loc for loc in after.locations}
@@ -50,7 +44,9 @@ class SqliteCatalog(SqliteBase):
             + sum(1 for i in img_ids if old_imgs.get(i) == new_imgs[i]),
         )
 
-    def _import_problems(self, catalog: CatalogFile, current: CatalogFile) -> list[str]:
+    async def _import_problems(
+        self, tx: Connection, catalog: CatalogFile, current: CatalogFile
+    ) -> list[str]:
         problems = []
         zone_owner = {loc.zone_id: loc.region_id for loc in current.locations}
         refs = set(zone_owner) | set(zone_owner.values())
@@ -62,14 +58,14 @@ class SqliteCatalog(SqliteBase):
                     f" {owner!r}"
                 )
             refs |= {loc.region_id, loc.zone_id}
-        custom = {
-            row[0]
-            for row in self.db.execute(
-                f"SELECT image_id FROM images WHERE owner != 0 AND image_id IN"
-                f" ({', '.join('?' for _ in catalog.images)})",
+        custom: set[str] = set()
+        if catalog.images:
+            marks = ", ".join("?" for _ in catalog.images)
+            rows = await tx.fetchall(
+                f"SELECT image_id FROM images WHERE owner != 0 AND image_id IN ({marks})",
                 [img.image_id for img in catalog.images],
             )
-        }
+            custom = {row[0] for row in rows}
         for i, img in enumerate(catalog.images):
             where = f"images[{i}] ({img.image_id})"
             if img.location not in refs:
@@ -81,23 +77,21 @@ class SqliteCatalog(SqliteBase):
         return problems
 
     async def export_catalog(self) -> CatalogFile:
-        with self.transaction("DEFERRED"):
-            return self._export()
+        async with self.db.transaction(write=False) as tx:
+            return await self._export(tx)
 
-    def _export(self) -> CatalogFile:
+    async def _export(self, tx: Connection) -> CatalogFile:
         """Every location and every public image, as a catalog file holds them."""
-        db = self.db
-        rows = db.execute(f"SELECT {LOCATION_COLUMNS} FROM locations ORDER BY region_id")
+        rows = await tx.fetchall(f"SELECT {LOCATION_COLUMNS} FROM locations ORDER BY region_id")
         locations = [replace(row_to_location(row), id=0) for row in rows]
-        rows = db.execute(
+        rows = await tx.fetchall(
             f"SELECT {IMAGE_COLUMNS} FROM {IMAGE_FROM} WHERE i.owner = 0"
             " ORDER BY l.region_id, i.create_time DESC, i.image_id"
         )
         return CatalogFile(locations=locations, images=[image_entry(row) for row in rows])
 
-    def _load_catalog(self, catalog: CatalogFile) -> None:
-        db = self.db
-        db.executemany(
+    async def _load_catalog(self, tx: Connection, catalog: CatalogFile) -> None:
+        await tx.executemany(
             "INSERT INTO locations (region_id, zone_id, name, support_security_group,"
             " support_network_type, support_ipv6, support_cpu_pass_through, network_line_type)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -108,42 +102,27 @@ class SqliteCatalog(SqliteBase):
             " support_cpu_pass_through = excluded.support_cpu_pass_through,"
             " network_line_type = excluded.network_line_type",
             [
-                (
-                    loc.region_id,
-                    loc.zone_id,
-                    loc.name,
-                    loc.support_security_group,
-                    loc.support_network_type,
-                    loc.support_ipv6,
-                    loc.support_cpu_pass_through,
-                    loc.network_line_type,
-                )
+                (loc.region_id, loc.zone_id, loc.name, loc.support_security_group,
+                 loc.support_network_type, loc.support_ipv6, loc.support_cpu_pass_through,
+                 loc.network_line_type)
                 for loc in catalog.locations
             ],
-        )
+        )  # fmt: skip
         ids = {}
-        for pk, region_id, zone_id in db.execute("SELECT id, region_id, zone_id FROM locations"):
+        for pk, region_id, zone_id in await tx.fetchall(
+            "SELECT id, region_id, zone_id FROM locations"
+        ):
             ids[region_id] = ids[zone_id] = pk
         rows = []
         for img in catalog.images:
             if img.location not in ids:
                 raise LocationNotFound("region", img.location)
             rows.append(
-                (
-                    img.image_id,
-                    ids[img.location],
-                    img.name,
-                    fold(img.name),
-                    img.description,
-                    img.category,
-                    img.os_type,
-                    img.version,
-                    img.size_gb,
-                    img.status,
-                    img.create_time,
-                )
-            )
-        db.executemany(
+                (img.image_id, ids[img.location], img.name, fold(img.name), img.description,
+                 img.category, img.os_type, img.version, img.size_gb, img.status,
+                 img.create_time)
+            )  # fmt: skip
+        await tx.executemany(
             "INSERT INTO images (image_id, owner, location, name, name_folded, description,"
             " category, os_type, version, size_gb, status, create_time)"
             " VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -164,9 +143,9 @@ class SqliteCatalog(SqliteBase):
             if region_id is not None
             else ("zone_id", zone_id, "zone")
         )
-        row = self.db.execute(
+        row = await self.db.fetchone(
             f"SELECT {LOCATION_COLUMNS} FROM locations WHERE {column} = ?", (value,)
-        ).fetchone()
+        )
         if row is None:
             raise LocationNotFound(kind, str(value))
         return row_to_location(row)
@@ -180,23 +159,26 @@ class SqliteCatalog(SqliteBase):
         )
         args: tuple[str, ...] = ()
         if wanted is not None:
+            if not wanted:
+                return []
             sql += f" WHERE {column} IN ({', '.join('?' for _ in wanted)})"
             args = wanted
         sql += " ORDER BY region_id"
-        return [row_to_location(row) for row in self.db.execute(sql, args)]
+        return [row_to_location(row) for row in await self.db.fetchall(sql, args)]
 
     async def describe_images(self, query: ImageQuery) -> ImagePage:
-        compiled = image_filter(query, SQLITE)
+        compiled = image_filter(query, self.db.flavor)
         if compiled is None:
             return ImagePage(total_count=0, images=[])
         where, args = compiled
-        with self.transaction("DEFERRED") as db:  # one snapshot for the count and the page
-            total = db.execute(f"SELECT count(*) FROM images i WHERE {where}", args).fetchone()[0]
-            rows = db.execute(
+        async with self.db.transaction(write=False) as tx:  # one snapshot: count and page
+            counted = await tx.fetchone(f"SELECT count(*) FROM images i WHERE {where}", args)
+            rows = await tx.fetchall(
                 f"SELECT {IMAGE_COLUMNS} FROM {IMAGE_FROM} WHERE {where}"
                 f" ORDER BY {IMAGE_ORDER} LIMIT ? OFFSET ?",
                 [*args, query.page_size, query.offset],
-            ).fetchall()
+            )
+        total = int(counted[0]) if counted else 0
         return ImagePage(total_count=total, images=[row_to_image(row) for row in rows])
 
 

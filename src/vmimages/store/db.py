@@ -1,0 +1,65 @@
+"""The database adapter: the few calls the SQL store makes, for SQLite and for PostgreSQL.
+
+SQL is written once, with `?` placeholders; the PostgreSQL adapter numbers them (`$1`, `$2`).
+Adapters raise IntegrityError for a broken constraint and StoreUnavailable when the database
+cannot be reached, so the store and the edge never see a driver's own exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from functools import lru_cache
+from typing import Any, Protocol
+
+from vmimages.store.query import SqlFlavor
+
+Row = tuple[Any, ...]
+Args = Sequence[Any]
+
+
+class IntegrityError(Exception):
+    """A unique or foreign-key constraint refused a write."""
+
+
+class Connection(Protocol):
+    """A connection, in a transaction or on its own (each call then commits by itself)."""
+
+    async def execute(self, sql: str, args: Args = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+
+    async def executemany(self, sql: str, rows: Sequence[Args]) -> None: ...
+
+    async def fetchone(self, sql: str, args: Args = ()) -> Row | None: ...
+
+    async def fetchall(self, sql: str, args: Args = ()) -> list[Row]: ...
+
+    async def script(self, sql: str) -> None:
+        """Run a script of several statements (a migration)."""
+
+
+class Database(Connection, Protocol):
+    kind: str  # "sqlite" or "postgres": names the migrations folder
+    flavor: SqlFlavor
+
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def transaction(self, write: bool = True) -> AbstractAsyncContextManager[Connection]:
+        """A transaction on one connection. write=True takes the database's write lock at once
+        where that is how writers are serialised (SQLite); write=False is a read snapshot."""
+
+    async def lock(self, tx: Connection, key: str) -> None:
+        """Hold a lock named `key` until the transaction ends (PostgreSQL advisory lock;
+        nothing on SQLite, whose write transactions already run one at a time)."""
+
+
+@lru_cache(maxsize=512)
+def numbered(sql: str) -> str:
+    """`?` placeholders as PostgreSQL's `$1, $2, ...` (our SQL has no `?` in literals)."""
+    parts = sql.split("?")
+    out = [parts[0]]
+    for i, part in enumerate(parts[1:], start=1):
+        out.append(f"${i}{part}")
+    return "".join(out)

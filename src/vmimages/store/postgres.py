@@ -1,0 +1,158 @@
+"""PostgreSQL through an asyncpg connection pool: the store for many stateless API nodes.
+
+Every call takes a pooled connection (a transaction keeps one for its length). A database that
+cannot be reached, or does not answer in time, is StoreUnavailable (503, retry later); the pool
+reconnects by itself when the database is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from vmimages.catalog import StoreUnavailable
+from vmimages.store.db import Args, Connection, IntegrityError, Row, numbered
+from vmimages.store.query import POSTGRES
+from vmimages.store.sql import SqlStore
+
+# What a lost or refused connection looks like from asyncpg.
+UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.QueryCanceledError,
+)
+
+
+class PgConnection:
+    """One pooled connection, inside a transaction."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def execute(self, sql: str, args: Args = ()) -> int:
+        with translated():
+            status = await self.conn.execute(numbered(sql), *args)
+        last = status.rsplit(" ", 1)[-1]
+        return int(last) if last.isdigit() else 0
+
+    async def executemany(self, sql: str, rows: Sequence[Args]) -> None:
+        with translated():
+            await self.conn.executemany(numbered(sql), rows)
+
+    async def fetchone(self, sql: str, args: Args = ()) -> Row | None:
+        with translated():
+            record = await self.conn.fetchrow(numbered(sql), *args)
+        return None if record is None else tuple(record)
+
+    async def fetchall(self, sql: str, args: Args = ()) -> list[Row]:
+        with translated():
+            records = await self.conn.fetch(numbered(sql), *args)
+        return [tuple(r) for r in records]
+
+    async def script(self, sql: str) -> None:
+        with translated():
+            await self.conn.execute(sql)
+
+
+class translated:
+    """Driver exceptions as the store's: IntegrityError, StoreUnavailable."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            return
+        if isinstance(exc, asyncpg.exceptions.IntegrityConstraintViolationError):
+            raise IntegrityError(str(exc)) from exc
+        if isinstance(exc, UNAVAILABLE):
+            raise StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+
+
+class PostgresDatabase:
+    kind = "postgres"
+    flavor = POSTGRES
+
+    def __init__(self, dsn: str, *, pool_size: int = 10, timeout: float = 5.0) -> None:
+        self.dsn = dsn
+        self.pool_size = pool_size
+        self.timeout = timeout
+        self._pool: asyncpg.Pool | None = None
+
+    async def connect(self) -> None:
+        with translated():
+            self._pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=1,
+                max_size=self.pool_size,
+                timeout=self.timeout,  # to connect
+                command_timeout=self.timeout,  # per statement
+                max_inactive_connection_lifetime=60,
+            )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StoreUnavailable("the store is not open")
+        return self._pool
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[PgConnection]:
+        with translated():
+            async with self.pool.acquire(timeout=self.timeout) as conn:
+                yield PgConnection(conn)
+
+    @asynccontextmanager
+    async def transaction(self, write: bool = True) -> AsyncIterator[Connection]:
+        isolation = "read_committed" if write else "repeatable_read"
+        async with self._connection() as pg:
+            with translated():
+                async with pg.conn.transaction(isolation=isolation, readonly=not write):
+                    yield pg
+
+    async def lock(self, tx: Connection, key: str) -> None:
+        await tx.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (key,))
+
+    async def execute(self, sql: str, args: Args = ()) -> int:
+        async with self._connection() as pg:
+            return await pg.execute(sql, args)
+
+    async def executemany(self, sql: str, rows: Sequence[Args]) -> None:
+        async with self._connection() as pg:
+            await pg.executemany(sql, rows)
+
+    async def fetchone(self, sql: str, args: Args = ()) -> Row | None:
+        async with self._connection() as pg:
+            return await pg.fetchone(sql, args)
+
+    async def fetchall(self, sql: str, args: Args = ()) -> list[Row]:
+        async with self._connection() as pg:
+            return await pg.fetchall(sql, args)
+
+    async def script(self, sql: str) -> None:
+        async with self._connection() as pg:
+            await pg.script(sql)
+
+
+class PostgresStore(SqlStore):
+    """The store on a PostgreSQL database (URL `postgresql://...`)."""
+
+    def __init__(self, dsn: str, *, load_default_catalog: bool = True, **options: Any) -> None:
+        super().__init__(
+            PostgresDatabase(dsn, **options), load_default_catalog=load_default_catalog
+        )

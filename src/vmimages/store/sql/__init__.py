@@ -1,0 +1,14 @@
+"""The store in SQL, written once for every database the adapter (store/db.py) supports."""
+
+from __future__ import annotations
+
+from vmimages.store.sql.accounts import SqlAccounts
+from vmimages.store.sql.base import migrations
+from vmimages.store.sql.catalog import SqlCatalog
+from vmimages.store.sql.lifecycle import SqlLifecycle
+
+__all__ = ["SqlStore", "migrations"]
+
+
+class SqlStore(SqlCatalog, SqlAccounts, SqlLifecycle):
+    """Every part of the Store interface."""

@@ -1,0 +1,126 @@
+"""SQLite: one file in WAL mode, shared by any number of processes.
+
+Calls run on the event loop's thread: queries are short and indexed, and a hop to a thread
+would cost more than most of them take (docs/decisions.md). Write transactions start with
+BEGIN IMMEDIATE, so writers queue on the file's lock, across processes too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from vmimages.catalog import StoreUnavailable
+from vmimages.store.db import Args, Connection, IntegrityError, Row
+from vmimages.store.query import SQLITE
+from vmimages.store.sql import SqlStore, migrations
+
+__all__ = ["SqliteDatabase", "SqliteStore", "migrations", "split_statements"]
+
+
+def split_statements(script: str) -> Iterable[str]:
+    """The statements of a SQL script, so they can run inside one explicit transaction."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending
+            pending = ""
+    if pending.strip() and not pending.strip().startswith("--"):
+        raise ValueError(f"incomplete SQL statement at the end of a migration: {pending!r}")
+
+
+class SqliteDatabase:
+    kind = "sqlite"
+    flavor = SQLITE
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._db: sqlite3.Connection | None = None
+        self._tx_lock = asyncio.Lock()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreUnavailable("the store is not open")
+        return self._db
+
+    async def connect(self) -> None:
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA busy_timeout = 10000")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @asynccontextmanager
+    async def transaction(self, write: bool = True) -> AsyncIterator[Connection]:
+        async with self._tx_lock:  # one connection: one transaction at a time
+            self._run("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED", ())
+            try:
+                yield self
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self._run("COMMIT", ())
+
+    async def lock(self, tx: Connection, key: str) -> None:
+        return None
+
+    def _run(self, sql: str, args: Args) -> sqlite3.Cursor:
+        try:
+            return self.db.execute(sql, tuple(args))
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
+        except sqlite3.OperationalError as exc:
+            # "database is locked" past the busy timeout, disk I/O errors: retry later.
+            raise StoreUnavailable(f"SQLite: {exc}") from exc
+
+    async def execute(self, sql: str, args: Args = ()) -> int:
+        return self._run(sql, args).rowcount
+
+    async def executemany(self, sql: str, rows: Sequence[Args]) -> None:
+        try:
+            self.db.executemany(sql, rows)
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
+
+    async def fetchone(self, sql: str, args: Args = ()) -> Row | None:
+        row: Row | None = self._run(sql, args).fetchone()
+        return row
+
+    async def fetchall(self, sql: str, args: Args = ()) -> list[Row]:
+        rows: list[Row] = self._run(sql, args).fetchall()
+        return rows
+
+    async def script(self, sql: str) -> None:
+        for statement in split_statements(sql):
+            self._run(statement, ())
+
+
+class SqliteStore(SqlStore):
+    """The store on a SQLite file."""
+
+    def __init__(self, path: str | Path, *, load_default_catalog: bool = True) -> None:
+        super().__init__(SqliteDatabase(path), load_default_catalog=load_default_catalog)
+
+    @property
+    def path(self) -> str:
+        return self.sqlite.path
+
+    @property
+    def sqlite(self) -> SqliteDatabase:
+        db: Any = self.db
+        return db  # type: ignore[no-any-return]
