@@ -7,6 +7,7 @@ Every exception becomes an error envelope in `handle`, the only place that build
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -41,7 +42,10 @@ class App:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
         self.store = store or open_store(
-            settings.database, load_default_catalog=settings.load_default_catalog
+            settings.database,
+            load_default_catalog=settings.load_default_catalog,
+            pool_size=settings.db_pool_size,
+            timeout=settings.db_timeout,
         )
         vault = load_vault(settings.secret_key, settings.key_path, create=True)
         self.authenticate = Authenticator(self.store, vault)
@@ -76,16 +80,23 @@ class App:
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = protocol.new_request_id()
         try:
-            status, body = 200, await self.dispatch(scope, receive, request_id)
+            async with asyncio.timeout(self.settings.request_timeout):
+                status, body = 200, await self.dispatch(scope, receive, request_id)
             extra: tuple[tuple[bytes, bytes], ...] = ()
         except ClientGone:
             return
+        except TimeoutError:
+            log.warning("request %s ran out of time", request_id)
+            error = ApiError(Code.REQUEST_TIMED_OUT, "The request ran out of time. Retry later.")
+            status, body, extra = error.status, protocol.failure(request_id, error), ()
         except ApiError as exc:
             status, body, extra = exc.status, protocol.failure(request_id, exc), exc.headers
         except DomainError as exc:
             error = errors.from_domain(exc)
             if error.code is Code.INTERNAL_SERVER_ERROR:
                 log.error("request %s failed", request_id, exc_info=exc)
+            elif error.code is Code.SERVICE_TEMPORARY_UNAVAILABLE:
+                log.warning("request %s: %s", request_id, exc)
             status, body, extra = error.status, protocol.failure(request_id, error), ()
         except Exception:
             log.exception("request %s failed", request_id)
@@ -154,3 +165,8 @@ class App:
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> App:
     return App(settings or Settings.from_env(), store)
+
+
+def from_environment() -> App:
+    """The app as each worker process of `serve --workers N` makes it: settings from VMIMAGES_*."""
+    return create_app(Settings.from_env())

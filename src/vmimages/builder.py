@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from vmimages.catalog import BuildJob
+from vmimages.catalog import BuildJob, StoreUnavailable
 from vmimages.store import Store
 
 log = logging.getLogger("vmimages.builder")
@@ -90,6 +90,8 @@ class BuildWorker:
                     task = asyncio.get_running_loop().create_task(self._build(job))
                     self._builds.add(task)
                     task.add_done_callback(self._builds.discard)
+            except StoreUnavailable as exc:
+                log.warning("cannot look for images to build: %s; retrying", exc)
             except Exception:
                 log.exception("looking for images to build failed; retrying")
             self._wake.clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -96,6 +97,11 @@ def main() -> None:
     type=click.IntRange(min=0),
     help="Custom images per account and location, unless set for the account.  [default: 5]",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Server processes sharing the port (and the database).  [default: 1]",
+)
 @click.option("--access-log/--no-access-log", default=None, help="Log every request.")
 def serve(no_catalog: bool | None, **options: Any) -> None:
     """Serve the API on HOST:PORT from DATABASE.
@@ -123,18 +129,23 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
         f" from {settings.database}",
         err=True,
     )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=settings.access_log,
-        log_level=settings.log_level,
-        server_header=False,
-        date_header=False,
-    )
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "access_log": settings.access_log,
+        "log_level": settings.log_level,
+        "server_header": False,
+        "date_header": False,
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), **common)
+        return
+    # Worker processes build their own app from the same settings, passed in the environment.
+    os.environ.update(settings.to_env())
+    uvicorn.run("vmimages.app:from_environment", factory=True, workers=settings.workers, **common)
 
 
 def first_run_message(first: admin.FirstCredentials, url: str) -> str:

@@ -16,9 +16,13 @@ DEFAULT_DATABASE = "vmimages.db"
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
-    database: str = DEFAULT_DATABASE  # a SQLite file path
+    database: str = DEFAULT_DATABASE  # a SQLite file path, or a postgresql:// URL
     load_default_catalog: bool = True  # fill a new database with the shipped catalog
     max_body_bytes: int = 1 << 20
+    request_timeout: float = 10.0  # seconds; past it: 503 REQUEST_TIMED_OUT
+    db_timeout: float = 5.0  # PostgreSQL: to connect, to get a pooled connection, per statement
+    db_pool_size: int = 10  # PostgreSQL connections per server process
+    workers: int = 1  # server processes (serve --workers)
     image_build_seconds: float = 10.0  # how long the bundled builder takes per image
     image_quota: int = DEFAULT_IMAGE_QUOTA  # custom images per account and location
     log_level: str = "info"
@@ -47,6 +51,16 @@ class Settings:
                 values[field.name] = _convert(field.name, field.type, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **values)
+
+    def to_env(self) -> dict[str, str]:
+        """The VMIMAGES_* variables from_env reads back into these settings (for workers)."""
+        out = {}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if value is not None:
+                text = str(value).lower() if isinstance(value, bool) else str(value)
+                out[f"VMIMAGES_{field.name.upper()}"] = text
+        return out
 
 
 def _convert(name: str, kind: Any, raw: str) -> Any:

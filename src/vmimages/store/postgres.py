@@ -93,7 +93,7 @@ class PostgresDatabase:
         with translated():
             self._pool = await asyncpg.create_pool(
                 self.dsn,
-                min_size=1,
+                min_size=0,  # no floor to restore: a lost database logs one line per request
                 max_size=self.pool_size,
                 timeout=self.timeout,  # to connect
                 command_timeout=self.timeout,  # per statement
