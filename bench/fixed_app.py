@@ -1,13 +1,27 @@
-"""The ceiling: a raw ASGI app that answers every request with one fixed JSON body."""
+"""The ceiling: a raw ASGI app that answers every request with one fixed JSON body.
+
+CEILING_IMAGES=N puts N copies of one ImageInfo in the body, to match a real answer's size.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
-BODY = (
-    b'{"requestId":"T4C35327C-7B13-47B8-A815-5E5213D4A9F9","response":'
-    b'{"requestId":"T4C35327C-7B13-47B8-A815-5E5213D4A9F9","totalCount":0,"images":[]}}'
-)
+IMAGE = {
+    "imageId": "img-asR8Zi95a7", "imageName": "Ubuntu 22.04 build 12345",
+    "imageType": "PUBLIC_IMAGE", "imageStatus": "AVAILABLE", "imageSize": 20,
+    "imageDescription": None, "imageVersion": "22.04", "category": "Ubuntu", "osType": "linux",
+    "regionId": "xx-city01-1a", "createTime": "2024-05-08T02:17:33Z", "type": "linux",
+    "version": "22.04",
+}  # fmt: skip
+RID = "T4C35327C-7B13-47B8-A815-5E5213D4A9F9"
+IMAGES = [IMAGE] * int(os.environ.get("CEILING_IMAGES", "0"))
+BODY = json.dumps(
+    {"requestId": RID, "response": {"requestId": RID, "totalCount": len(IMAGES), "images": IMAGES}},
+    separators=(",", ":"),
+).encode()
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
 
 

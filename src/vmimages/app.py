@@ -46,6 +46,7 @@ class App:
             load_default_catalog=settings.load_default_catalog,
             pool_size=settings.db_pool_size,
             timeout=settings.db_timeout,
+            read_cache=settings.read_cache,
         )
         vault = load_vault(settings.secret_key, settings.key_path, create=True)
         self.authenticate = Authenticator(self.store, vault)

@@ -7,7 +7,8 @@ actions translate them to and from the wire.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 PUBLIC_IMAGE = "PUBLIC_IMAGE"
 CUSTOM_IMAGE = "CUSTOM_IMAGE"
@@ -121,6 +122,9 @@ class ImageQuery:
 class ImagePage:
     total_count: int
     images: list[Image]
+    # What the actions made of this page (its wire form per dialect), kept with it: a page the
+    # store serves again from its cache is not converted and serialised again.
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def now_text() -> str:

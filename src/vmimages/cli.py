@@ -139,6 +139,7 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
         "log_level": settings.log_level,
         "server_header": False,
         "date_header": False,
+        "proxy_headers": False,  # the app reads no client address
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **common)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 from vmimages.actions import Action, Context
 from vmimages.catalog import (
@@ -11,6 +14,7 @@ from vmimages.catalog import (
     OS_TYPES,
     SEED_CATEGORIES,
     Image,
+    ImagePage,
     ImageQuery,
 )
 from vmimages.catalogfile import CATEGORY
@@ -84,26 +88,29 @@ def published_image_info(image: Image) -> dict[str, Any]:
     }
 
 
+def wire_list(page: ImagePage, shape: Callable[[Image], dict[str, Any]]) -> orjson.Fragment:
+    """A page's images in one dialect's shape, as JSON made once per page (see ImagePage.memo)."""
+    fragment = page.memo.get(shape.__name__)
+    if fragment is None:
+        fragment = orjson.Fragment(orjson.dumps([shape(image) for image in page.images]))
+        page.memo[shape.__name__] = fragment
+    return fragment
+
+
 async def describe_images(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Seed dialect: optional regionId, the list under `images`."""
     location = None
     if params["regionId"] is not None:
         location = (await ctx.store.find_location(region_id=params["regionId"])).id
     page = await ctx.store.describe_images(image_query(ctx, params, location))
-    return {
-        "totalCount": page.total_count,
-        "images": [seed_image_info(image) for image in page.images],
-    }
+    return {"totalCount": page.total_count, "images": wire_list(page, seed_image_info)}
 
 
 async def describe_images_published(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Published dialect: required zoneId, the list under `dataSet`."""
     location = (await ctx.store.find_location(zone_id=params["zoneId"])).id
     page = await ctx.store.describe_images(image_query(ctx, params, location))
-    return {
-        "totalCount": page.total_count,
-        "dataSet": [published_image_info(image) for image in page.images],
-    }
+    return {"totalCount": page.total_count, "dataSet": wire_list(page, published_image_info)}
 
 
 async def describe_image(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:

@@ -130,7 +130,12 @@ class Store(Protocol):
 
 
 def open_store(
-    database: str, *, load_default_catalog: bool = True, pool_size: int = 10, timeout: float = 5.0
+    database: str,
+    *,
+    load_default_catalog: bool = True,
+    pool_size: int = 10,
+    timeout: float = 5.0,
+    read_cache: bool = True,
 ) -> Store:
     """The store for a database setting: a `postgresql://` URL, or a SQLite file path."""
     if database.startswith(("postgres://", "postgresql://")):
@@ -142,4 +147,4 @@ def open_store(
         )  # fmt: skip
     from vmimages.store.sqlite import SqliteStore
 
-    return SqliteStore(database, load_default_catalog=load_default_catalog)
+    return SqliteStore(database, load_default_catalog=load_default_catalog, read_cache=read_cache)

@@ -79,6 +79,13 @@ class translated:
             raise StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
 
 
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """Nothing to reset when a connection goes back to the pool: the store never changes
+    session state (its advisory locks end with their transactions). asyncpg's default reset
+    would cost a round trip on every release."""
+    return
+
+
 class PostgresDatabase:
     kind = "postgres"
     flavor = POSTGRES
@@ -98,6 +105,7 @@ class PostgresDatabase:
                 timeout=self.timeout,  # to connect
                 command_timeout=self.timeout,  # per statement
                 max_inactive_connection_lifetime=60,
+                reset=keep_session,
             )
 
     async def close(self) -> None:
@@ -127,6 +135,9 @@ class PostgresDatabase:
 
     async def lock(self, tx: Connection, key: str) -> None:
         await tx.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (key,))
+
+    def generation(self) -> object | None:
+        return None  # another node's write cannot be seen without a round trip: no cache
 
     async def execute(self, sql: str, args: Args = ()) -> int:
         async with self._connection() as pg:

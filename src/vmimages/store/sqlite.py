@@ -42,6 +42,7 @@ class SqliteDatabase:
         self.path = str(path)
         self._db: sqlite3.Connection | None = None
         self._tx_lock = asyncio.Lock()
+        self._writes = 0  # this connection's own writes (data_version counts the others')
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -75,9 +76,17 @@ class SqliteDatabase:
                 self.db.execute("ROLLBACK")
                 raise
             self._run("COMMIT", ())
+            if write:
+                self._writes += 1
 
     async def lock(self, tx: Connection, key: str) -> None:
         return None
+
+    def generation(self) -> object | None:
+        """PRAGMA data_version changes when another connection (any process) commits; our own
+        writes are counted here. Together they say whether a cached read is still true."""
+        version = self._run("PRAGMA data_version", ()).fetchone()[0]
+        return (version, self._writes)
 
     def _run(self, sql: str, args: Args) -> sqlite3.Cursor:
         try:
@@ -89,9 +98,11 @@ class SqliteDatabase:
             raise StoreUnavailable(f"SQLite: {exc}") from exc
 
     async def execute(self, sql: str, args: Args = ()) -> int:
+        self._writes += 1
         return self._run(sql, args).rowcount
 
     async def executemany(self, sql: str, rows: Sequence[Args]) -> None:
+        self._writes += 1
         try:
             self.db.executemany(sql, rows)
         except sqlite3.IntegrityError as exc:
@@ -106,6 +117,7 @@ class SqliteDatabase:
         return rows
 
     async def script(self, sql: str) -> None:
+        self._writes += 1
         for statement in split_statements(sql):
             self._run(statement, ())
 
@@ -113,8 +125,12 @@ class SqliteDatabase:
 class SqliteStore(SqlStore):
     """The store on a SQLite file."""
 
-    def __init__(self, path: str | Path, *, load_default_catalog: bool = True) -> None:
-        super().__init__(SqliteDatabase(path), load_default_catalog=load_default_catalog)
+    def __init__(
+        self, path: str | Path, *, load_default_catalog: bool = True, read_cache: bool = True
+    ) -> None:
+        super().__init__(
+            SqliteDatabase(path), load_default_catalog=load_default_catalog, read_cache=read_cache
+        )
 
     @property
     def path(self) -> str:

@@ -19,18 +19,25 @@ ACCOUNTS_LOCK = "vmimages-accounts"
 
 class SqlAccounts(SqlBase):
     async def find_access_key(self, key_id: str) -> tuple[int, bytes] | None:
-        row = await self.db.fetchone(
-            "SELECT account_id, sealed FROM access_keys WHERE key_id = ? AND revoked_at IS NULL",
-            (key_id,),
-        )
-        return None if row is None else (int(row[0]), bytes(row[1]))
+        async def read() -> tuple[int, bytes] | None:
+            row = await self.db.fetchone(
+                "SELECT account_id, sealed FROM access_keys"
+                " WHERE key_id = ? AND revoked_at IS NULL",
+                (key_id,),
+            )
+            return None if row is None else (int(row[0]), bytes(row[1]))
+
+        return await self.cached(("key", key_id), read)
 
     async def find_token(self, token_hash: bytes) -> int | None:
-        row = await self.db.fetchone(
-            "SELECT account_id FROM tokens WHERE token_hash = ? AND revoked_at IS NULL",
-            (token_hash,),
-        )
-        return None if row is None else int(row[0])
+        async def read() -> int | None:
+            row = await self.db.fetchone(
+                "SELECT account_id FROM tokens WHERE token_hash = ? AND revoked_at IS NULL",
+                (token_hash,),
+            )
+            return None if row is None else int(row[0])
+
+        return await self.cached(("token", token_hash), read)
 
     async def create_account(self, name: str, *, only_if_none: bool = False) -> Account | None:
         created = now_text()

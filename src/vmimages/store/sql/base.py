@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Hashable
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 from vmimages.catalog import Image, Location, now_text
 from vmimages.catalogfile import CatalogFile, default_catalog
@@ -14,6 +15,11 @@ LOCATION_COLUMNS = (
     " support_ipv6, support_cpu_pass_through, network_line_type"
 )
 MIGRATION_LOCK = "vmimages-migrations"
+# Read results kept per process, weighed by size (one unit per result, plus one per image in a
+# page); past the budget the whole cache is dropped. About 50 MB at the most.
+CACHE_BUDGET = 50_000
+
+T = TypeVar("T")
 
 
 def migrations(kind: str) -> list[tuple[int, str]]:
@@ -45,9 +51,33 @@ def row_to_location(row: tuple[Any, ...]) -> Location:
 
 
 class SqlBase:
-    def __init__(self, db: Database, *, load_default_catalog: bool = True) -> None:
+    def __init__(
+        self, db: Database, *, load_default_catalog: bool = True, read_cache: bool = True
+    ) -> None:
         self.db = db
         self.load_default_catalog = load_default_catalog
+        self.read_cache = read_cache
+        self._cache: dict[Hashable, tuple[object, Any]] = {}
+        self._cache_weight = 0
+
+    async def cached(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
+        """The result of a read, reused while the database has not changed since it was made
+        (by any process: see Database.generation). A read that raises is not kept."""
+        generation = self.db.generation() if self.read_cache else None
+        if generation is None:
+            return await read()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == generation:
+            value: T = hit[1]
+            return value
+        value = await read()
+        weight = 1 + len(getattr(value, "images", ()))
+        if self._cache_weight + weight > CACHE_BUDGET:
+            self._cache.clear()
+            self._cache_weight = 0
+        self._cache[key] = (generation, value)
+        self._cache_weight += weight
+        return value
 
     async def open(self) -> None:
         await self.db.connect()

@@ -143,12 +143,16 @@ class SqlCatalog(SqlBase):
             if region_id is not None
             else ("zone_id", zone_id, "zone")
         )
-        row = await self.db.fetchone(
-            f"SELECT {LOCATION_COLUMNS} FROM locations WHERE {column} = ?", (value,)
-        )
-        if row is None:
-            raise LocationNotFound(kind, str(value))
-        return row_to_location(row)
+
+        async def read() -> Location:
+            row = await self.db.fetchone(
+                f"SELECT {LOCATION_COLUMNS} FROM locations WHERE {column} = ?", (value,)
+            )
+            if row is None:
+                raise LocationNotFound(kind, str(value))
+            return row_to_location(row)
+
+        return await self.cached(("location", column, value), read)
 
     async def list_locations(
         self, *, region_ids: tuple[str, ...] | None = None, zone_ids: tuple[str, ...] | None = None
@@ -167,19 +171,28 @@ class SqlCatalog(SqlBase):
         return [row_to_location(row) for row in await self.db.fetchall(sql, args)]
 
     async def describe_images(self, query: ImageQuery) -> ImagePage:
+        return await self.cached(query, lambda: self._describe_images(query))
+
+    async def _describe_images(self, query: ImageQuery) -> ImagePage:
         compiled = image_filter(query, self.db.flavor)
         if compiled is None:
             return ImagePage(total_count=0, images=[])
         where, args = compiled
-        async with self.db.transaction(write=False) as tx:  # one snapshot: count and page
-            counted = await tx.fetchone(f"SELECT count(*) FROM images i WHERE {where}", args)
-            rows = await tx.fetchall(
-                f"SELECT {IMAGE_COLUMNS} FROM {IMAGE_FROM} WHERE {where}"
-                f" ORDER BY {IMAGE_ORDER} LIMIT ? OFFSET ?",
-                [*args, query.page_size, query.offset],
-            )
-        total = int(counted[0]) if counted else 0
-        return ImagePage(total_count=total, images=[row_to_image(row) for row in rows])
+        # One statement, so one snapshot and one round trip: the page, each row carrying the
+        # count of all matches. Only a page past the end needs the count asked for apart.
+        rows = await self.db.fetchall(
+            f"SELECT {IMAGE_COLUMNS}, count(*) OVER () FROM {IMAGE_FROM} WHERE {where}"
+            f" ORDER BY {IMAGE_ORDER} LIMIT ? OFFSET ?",
+            [*args, query.page_size, query.offset],
+        )
+        if rows:
+            total = int(rows[0][-1])
+        elif query.offset == 0:
+            total = 0
+        else:
+            counted = await self.db.fetchone(f"SELECT count(*) FROM images i WHERE {where}", args)
+            total = int(counted[0]) if counted else 0
+        return ImagePage(total_count=total, images=[row_to_image(row[:-1]) for row in rows])
 
 
 def image_entry(row: tuple[Any, ...]) -> ImageEntry:

@@ -1,0 +1,257 @@
+"""Run every benchmark and write BENCHMARKS.md: `bench/run` (see bench/README.md).
+
+Everything is measured in one run on this machine, over real sockets on loopback, with wrk at
+32 connections: the ceiling (a fixed JSON body on the same server stack), moto's EC2
+DescribeImages (a peer), and vmimages on catalogs of 1k, 100k and 1M images, on SQLite and on
+PostgreSQL. Environment: BENCH_SIZES (default "1000,100000,1000000"), BENCH_DURATION (seconds
+per run, default 10), BENCH_STORES (default "sqlite,postgres"), BENCH_POSTGRES_URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+PY = sys.executable
+sys.path.insert(0, str(HERE))
+
+from wrk_script import plain_script, signed_script  # noqa: E402
+
+SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "1000,100000,1000000").split(",")]
+DURATION = int(os.environ.get("BENCH_DURATION", "10"))
+STORES = os.environ.get("BENCH_STORES", "sqlite,postgres").split(",")
+PG_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://127.0.0.1/test")
+CONNECTIONS = 32
+Q20 = json.dumps({"osType": "linux", "pageSize": 20})
+Q1000 = json.dumps({"pageSize": 1000})
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+    def row(self) -> str:
+        return f"{self.rps:,.0f} | {self.p50_ms:.2f} | {self.p99_ms:.2f}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return time.monotonic() - started
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def millis(text: str) -> float:
+    value, unit = float(re.match(r"[\d.]+", text).group()), re.sub(r"[\d.]+", "", text)  # type: ignore[union-attr]
+    return value * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+
+def wrk(port: int, script: str, seconds: int = DURATION, timeout: str = "2s") -> Load:
+    path = RESULTS / "request.lua"
+    path.write_text(script)
+    url = f"http://127.0.0.1:{port}/"
+    base = ["wrk", "-t2", f"-c{CONNECTIONS}", "--timeout", timeout, "-s", str(path)]
+    subprocess.run([*base, "-d2s", url], capture_output=True, check=True)  # warm-up
+    out = subprocess.run(
+        [*base, f"-d{seconds}s", "--latency", url], capture_output=True, text=True, check=True
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = millis(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = millis(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: .*", out)
+    if bad or errors:
+        print(out, file=sys.stderr)
+    return Load(rps, p50, p99, int(bad.group(1)) if bad else 0)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def postgres_schema(name: str) -> str:
+    import asyncio
+
+    import asyncpg
+
+    async def work() -> None:
+        conn = await asyncpg.connect(PG_URL)
+        await conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}")
+        await conn.close()
+
+    asyncio.run(work())
+    return f"{PG_URL}?search_path={name}"
+
+
+def ceiling(images: int = 0) -> Load:
+    port = free_port()
+    proc = subprocess.Popen(
+        [PY, "-m", "uvicorn", "fixed_app:app", "--port", str(port), "--no-access-log",
+         "--log-level", "warning", "--loop", "uvloop", "--http", "httptools"],
+        cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "CEILING_IMAGES": str(images)},
+    )  # fmt: skip
+    try:
+        wait_port(port, proc)
+        headers = {"Host": f"127.0.0.1:{port}", "Content-Type": "application/json"}
+        return wrk(port, plain_script("POST", "/", headers, "{}"))
+    finally:
+        stop(proc)
+
+
+def moto() -> Load | None:
+    if shutil.which("moto_server", path=str(Path(PY).parent)) is None:
+        subprocess.run([PY, "-m", "pip", "install", "-q", "moto[server]"], check=False)
+    exe = Path(PY).parent / "moto_server"
+    if not exe.exists():
+        return None
+    port = free_port()
+    proc = subprocess.Popen([str(exe), "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_port(port, proc)
+        body = ("Action=DescribeImages&Version=2016-11-15&Filter.1.Name=architecture"
+                "&Filter.1.Value.1=x86_64&MaxResults=20")  # fmt: skip
+        headers = {
+            "Host": f"127.0.0.1:{port}",
+            "Connection": "close",  # moto's development server does not end kept-alive answers
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/ec2/"
+            "aws4_request, SignedHeaders=host, Signature=00",
+        }
+        # moto takes most of a second per DescribeImages: a longer run, and patience per request.
+        return wrk(port, plain_script("POST", "/", headers, body), max(DURATION, 20), "60s")
+    finally:
+        stop(proc)
+
+
+def serve(database: str, key_file: str, **env: str) -> tuple[subprocess.Popen[bytes], int, float]:
+    port = free_port()
+    environ = {**os.environ, **env, "VMIMAGES_KEY_FILE": key_file}
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [PY, "-m", "vmimages", "serve", "--port", str(port), "--database", database,
+         "--log-level", "warning"],
+        env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_port(port, proc)
+    return proc, port, time.monotonic() - started
+
+
+def bench_catalog(store: str, size: int) -> dict[str, Any]:
+    label = f"{store}-{size}"
+    key_file = str(RESULTS / f"{label}.key")
+    if store == "sqlite":
+        database = str(RESULTS / f"{label}.db")
+        for suffix in ("", "-wal", "-shm"):
+            Path(database + suffix).unlink(missing_ok=True)
+    else:
+        database = postgres_schema(f"bench_{size}")
+    made = subprocess.run(
+        [PY, str(HERE / "generate.py"), "--database", database, "--images", str(size),
+         "--key-file", key_file],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    info = json.loads(made.stdout.strip().splitlines()[-1])
+    key, password = info["accessKeyId"], info["accessKeyPassword"]
+    result: dict[str, Any] = {"store": store, "size": size, "generate_s": info["seconds"]}
+    proc, port, startup = serve(database, key_file)
+    try:
+        result["startup_s"] = startup
+        host = f"127.0.0.1:{port}"
+        result["q20"] = wrk(port, signed_script(key, password, host, "DescribeImages", [Q20]))
+        result["q1000"] = wrk(port, signed_script(key, password, host, "DescribeImages", [Q1000]))
+        result["rss_mb"] = rss_mb(proc.pid)
+    finally:
+        stop(proc)
+    if store == "sqlite":  # the same query with the read cache off: every request queries
+        proc, port, _ = serve(database, key_file, VMIMAGES_READ_CACHE="false")
+        try:
+            host = f"127.0.0.1:{port}"
+            result["q20_cold"] = wrk(
+                port, signed_script(key, password, host, "DescribeImages", [Q20])
+            )
+            result["rss_cold_mb"] = rss_mb(proc.pid)
+        finally:
+            stop(proc)
+    print(json.dumps({k: (v.__dict__ if isinstance(v, Load) else v) for k, v in result.items()}),
+          file=sys.stderr)  # fmt: skip
+    return result
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+    return (f"{os.cpu_count()} cores ({cpu}), {int(mem) // 1024 // 1024} GiB, "
+            f"{platform.system()} {platform.release()}, Python {platform.python_version()}")  # fmt: skip
+
+
+def main() -> None:
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+    RESULTS.mkdir(exist_ok=True)
+    started = time.monotonic()
+    top = ceiling()
+    print(f"ceiling: {top}", file=sys.stderr)
+    sized = ceiling(images=20)
+    print(f"ceiling, q20-sized body: {sized}", file=sys.stderr)
+    peer = moto()
+    print(f"moto: {peer}", file=sys.stderr)
+    runs = [bench_catalog(store, size) for store in STORES for size in SIZES]
+    (RESULTS / "results.json").write_text(json.dumps(
+        {"ceiling": top.__dict__, "ceiling_q20_body": sized.__dict__,
+         "moto": peer.__dict__ if peer else None,
+         "runs": [{k: (v.__dict__ if isinstance(v, Load) else v) for k, v in r.items()} for r in runs]},
+        indent=1))  # fmt: skip
+    from report import write_report
+
+    write_report(
+        ROOT / "BENCHMARKS.md", machine(), top, sized, peer, runs, time.monotonic() - started
+    )
+
+
+if __name__ == "__main__":
+    main()
