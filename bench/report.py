@@ -46,7 +46,7 @@ def write_report(
     ]
     if peer is not None:
         lines.append(
-            "| moto 5 server: EC2 DescribeImages, one filter, MaxResults 20, default catalog |"
+            "| moto 5 server: EC2 DescribeImages, one filter (platform=windows: 28 images), default catalog |"
             f" {peer.row()} |"
         )
     lines += [
@@ -75,6 +75,17 @@ def write_report(
             f"| {r['store']} | {_size(r['size'])} | {r['generate_s']} | {r['startup_s']:.2f} |"
             f" {r['rss_mb']:.0f} | {cold} |"
         )
+    pg = [r for r in runs if "pg_cpu_ms" in r]
+    if pg:
+        lines += [
+            "",
+            "PostgreSQL's own CPU time per q20 request (all its processes, measured from /proc"
+            " over the run; an upper bound): "
+            + ", ".join(f"{r['pg_cpu_ms']:.3f} ms at {_size(r['size'])}" for r in pg)
+            + ". One PostgreSQL core therefore carries about "
+            + ", ".join(f"{1000 / r['pg_cpu_ms']:,.0f}" for r in pg)
+            + " q20 requests/s at those sizes, before any other limit.",
+        ]
     lines += ["", "## Targets", ""]
     lines += targets(top, peer, runs)
     path.write_text("\n".join(lines) + "\n")

@@ -157,18 +157,22 @@ class SqlCatalog(SqlBase):
     async def list_locations(
         self, *, region_ids: tuple[str, ...] | None = None, zone_ids: tuple[str, ...] | None = None
     ) -> list[Location]:
-        sql = f"SELECT {LOCATION_COLUMNS} FROM locations"
         column, wanted = (
             ("region_id", region_ids) if region_ids is not None else ("zone_id", zone_ids)
         )
-        args: tuple[str, ...] = ()
-        if wanted is not None:
-            if not wanted:
-                return []
-            sql += f" WHERE {column} IN ({', '.join('?' for _ in wanted)})"
-            args = wanted
-        sql += " ORDER BY region_id"
-        return [row_to_location(row) for row in await self.db.fetchall(sql, args)]
+
+        async def read() -> list[Location]:
+            sql = f"SELECT {LOCATION_COLUMNS} FROM locations"
+            args: tuple[str, ...] = ()
+            if wanted is not None:
+                if not wanted:
+                    return []
+                sql += f" WHERE {column} IN ({', '.join('?' for _ in wanted)})"
+                args = wanted
+            sql += " ORDER BY region_id"
+            return [row_to_location(row) for row in await self.db.fetchall(sql, args)]
+
+        return await self.cached(("locations", column, wanted), read)
 
     async def describe_images(self, query: ImageQuery) -> ImagePage:
         return await self.cached(query, lambda: self._describe_images(query))
