@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from tests.asgi import AsgiClient, Credentials
 from tests.conftest import REQUEST_ID, assert_error, assert_ok, settings_for
 from vmimages.app import create_app
-from vmimages.catalog import ImagePage, ImageQuery
+from vmimages.catalog import ImagePage, ImageQuery, StoreUnavailable
 from vmimages.store import open_store
 
 JSON = {"content-type": "application/json"}
@@ -234,3 +235,32 @@ def test_error_messages_do_not_echo_huge_input(client: AsgiClient) -> None:
     name = "q" * 5000
     doc = assert_error(client.call("DescribeImages", {name: 1}), 400, "INVALID_PARAMETER_VALUE")
     assert len(doc["message"]) < 500
+
+
+def test_request_timeout_is_a_503(test_db: Any, creds: Credentials) -> None:
+    async def slow(query: ImageQuery) -> ImagePage:
+        await asyncio.sleep(5)
+        raise AssertionError("not reached")
+
+    store = open_store(test_db, load_default_catalog=False)
+    store.describe_images = slow  # type: ignore[method-assign]
+    c = AsgiClient(create_app(settings_for(test_db, request_timeout=0.05), store=store), creds)
+    try:
+        assert_error(c.call("DescribeImages", {}), 503, "REQUEST_TIMED_OUT", "Retry later")
+        assert_ok(c.call("DescribeRegions"))  # the next request is served as usual
+    finally:
+        c.close()
+
+
+def test_unreachable_store_is_a_503(test_db: Any, creds: Credentials) -> None:
+    async def gone(query: ImageQuery) -> ImagePage:
+        raise StoreUnavailable("SQLite: disk I/O error")
+
+    store = open_store(test_db, load_default_catalog=False)
+    store.describe_images = gone  # type: ignore[method-assign]
+    c = AsgiClient(create_app(settings_for(test_db), store=store), creds)
+    try:
+        doc = assert_error(c.call("DescribeImages", {}), 503, "SERVICE_TEMPORARY_UNAVAILABLE")
+        assert "disk" not in doc["message"]
+    finally:
+        c.close()

@@ -1,0 +1,163 @@
+"""`vmimages accounts`, `keys` and `tokens`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from vmimages import admin
+from vmimages.accounts import Credential, check_account_name
+from vmimages.cli import (
+    database_option,
+    json_option,
+    key_file_option,
+    main,
+    settings_from,
+    with_store,
+)
+
+# Accounts ---------------------------------------------------------------------------------
+
+
+@main.group()
+def accounts() -> None:
+    """Accounts own custom images, access keys and tokens."""
+
+
+@accounts.command("create")
+@click.argument("name")
+@database_option
+@json_option
+def accounts_create(name: str, as_json: bool, **options: Any) -> None:
+    """Make an account NAME."""
+    try:
+        check_account_name(name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="NAME") from exc
+    account = with_store(settings_from(**options), lambda store: store.create_account(name))
+    assert account is not None
+    if as_json:
+        click.echo(json.dumps({"account": account.name, "createdAt": account.created_at}))
+    else:
+        click.echo(f"made account {account.name}")
+
+
+@accounts.command("list")
+@database_option
+@json_option
+def accounts_list(as_json: bool, **options: Any) -> None:
+    """List the accounts."""
+    found = with_store(settings_from(**options), lambda store: store.list_accounts())
+    if as_json:
+        click.echo(json.dumps([{"account": a.name, "createdAt": a.created_at} for a in found]))
+    else:
+        for account in found:
+            click.echo(f"{account.name}\t{account.created_at}")
+
+
+@accounts.command("set-quota")
+@click.argument("name")
+@click.argument("max_count", metavar="MAX", required=False, type=click.IntRange(min=0))
+@database_option
+def accounts_set_quota(name: str, max_count: int | None, **options: Any) -> None:
+    """Allow account NAME at most MAX custom images per location (no MAX: the server default)."""
+    with_store(settings_from(**options), lambda store: store.set_image_quota(name, max_count))
+    click.echo(
+        f"quota of {name}: " + ("the server default" if max_count is None else str(max_count))
+    )
+
+
+# Access keys and tokens ---------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Access keys sign requests with ZC2-HMAC-SHA256."""
+
+
+@keys.command("create")
+@click.option("--account", required=True, help="The account the key belongs to.")
+@database_option
+@key_file_option
+@json_option
+def keys_create(account: str, as_json: bool, **options: Any) -> None:
+    """Make an access key; its password is printed this once."""
+    settings = settings_from(**options)
+    vault = admin.server_vault(settings)
+    key_id, password = with_store(
+        settings, lambda store: admin.create_access_key(store, vault, account)
+    )
+    if as_json:
+        click.echo(json.dumps({"accessKeyId": key_id, "accessKeyPassword": password}))
+    else:
+        click.echo(f"accessKeyId:       {key_id}\naccessKeyPassword: {password}")
+
+
+@main.group()
+def tokens() -> None:
+    """Personal access tokens, sent as `Authorization: Bearer <token>`."""
+
+
+@tokens.command("create")
+@click.option("--account", required=True, help="The account the token belongs to.")
+@database_option
+@json_option
+def tokens_create(account: str, as_json: bool, **options: Any) -> None:
+    """Make a token; it is printed this once."""
+    token = with_store(settings_from(**options), lambda store: admin.create_token(store, account))
+    click.echo(json.dumps({"token": token}) if as_json else token)
+
+
+def _print_credentials(found: list[Credential], as_json: bool, id_name: str) -> None:
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        id_name: c.id,
+                        "account": c.account,
+                        "status": c.status,
+                        "createdAt": c.created_at,
+                        "revokedAt": c.revoked_at,
+                    }
+                    for c in found
+                ]
+            )
+        )
+        return
+    for c in found:
+        click.echo(f"{c.id}\t{c.account}\t{c.status}\t{c.created_at}\t{c.revoked_at or ''}")
+
+
+def _add_list_and_revoke(group: click.Group, kind: str, id_name: str, noun: str) -> None:
+    @group.command("list")
+    @click.option("--account", help="Only this account's.")
+    @database_option
+    @json_option
+    def list_(account: str | None, as_json: bool, **options: Any) -> None:
+        found = with_store(
+            settings_from(**options), lambda store: store.list_credentials(kind, account)
+        )
+        _print_credentials(found, as_json, id_name)
+
+    list_.help = f"List {noun}s (never their secrets)."
+
+    @group.command("revoke")
+    @click.argument("ident")
+    @database_option
+    def revoke(ident: str, **options: Any) -> None:
+        ident = admin.credential_ident(kind, ident)
+        revoked = with_store(
+            settings_from(**options), lambda store: store.revoke_credential(kind, ident)
+        )
+        click.echo(f"revoked {noun} {revoked.id} of account {revoked.account}")
+
+    revoke.help = f"Revoke a {noun}; every server process refuses it from the next request on." + (
+        " IDENT is the token id or the token itself." if kind == "token" else ""
+    )
+
+
+_add_list_and_revoke(keys, "key", "accessKeyId", "access key")
+_add_list_and_revoke(tokens, "token", "tokenId", "token")

@@ -1,0 +1,157 @@
+"""`vmimages instances` and `images`: what CreateImage images, and the public catalog."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vmimages.catalog import Instance
+from vmimages.catalogfile import dump_document, is_yaml, read_catalog_file, to_document
+from vmimages.cli import (
+    database_option,
+    json_option,
+    main,
+    settings_from,
+    with_store,
+)
+
+# Instances ----------------------------------------------------------------------------------
+
+
+@main.group()
+def instances() -> None:
+    """The instances CreateImage can image (ours is a directory; the VMs live elsewhere)."""
+
+
+def _instance_doc(instance: Instance) -> dict[str, Any]:
+    return {
+        "instanceId": instance.instance_id,
+        "account": instance.account,
+        "regionId": instance.region_id,
+        "zoneId": instance.zone_id,
+        "diskSize": instance.disk_size_gb,
+        "category": instance.category,
+        "osType": instance.os_type,
+        "version": instance.version,
+        "createdAt": instance.created_at,
+    }
+
+
+@instances.command("add")
+@click.argument("instance_id")
+@click.option("--account", required=True, help="The account that owns the instance.")
+@click.option("--location", required=True, help="Its region id or zone id.")
+@click.option("--disk-size", type=click.IntRange(1, 65536), help="System disk in GB.")
+@click.option(
+    "--image",
+    help="The public image it runs (its OS passes to images of it).  [default: the location's"
+    " newest available Linux image]",
+)
+@database_option
+@json_option
+def instances_add(
+    instance_id: str,
+    account: str,
+    location: str,
+    disk_size: int | None,
+    image: str | None,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Record instance INSTANCE_ID of an account."""
+    if not 1 <= len(instance_id) <= 64:
+        raise click.BadParameter("must be 1 to 64 characters", param_hint="INSTANCE_ID")
+    instance = with_store(
+        settings_from(**options),
+        lambda store: store.add_instance(instance_id, account, location, disk_size, image),
+    )
+    if as_json:
+        click.echo(json.dumps(_instance_doc(instance)))
+    else:
+        click.echo(
+            f"added instance {instance.instance_id} of {instance.account} in {instance.zone_id}"
+            f" ({instance.category} {instance.version}, {instance.disk_size_gb} GB)"
+        )
+
+
+@instances.command("list")
+@click.option("--account", help="Only this account's.")
+@database_option
+@json_option
+def instances_list(account: str | None, as_json: bool, **options: Any) -> None:
+    """List the instances."""
+    found = with_store(
+        settings_from(**options), lambda store: store.list_instances(account=account)
+    )
+    if as_json:
+        click.echo(json.dumps([_instance_doc(i) for i in found]))
+    else:
+        for i in found:
+            click.echo(
+                f"{i.instance_id}\t{i.account}\t{i.zone_id}\t{i.category} {i.version}"
+                f"\t{i.disk_size_gb} GB"
+            )
+
+
+@instances.command("remove")
+@click.argument("instance_id")
+@database_option
+def instances_remove(instance_id: str, **options: Any) -> None:
+    """Forget an instance; images still being built from it fail (UNAVAILABLE)."""
+    with_store(settings_from(**options), lambda store: store.remove_instance(instance_id))
+    click.echo(f"removed instance {instance_id}")
+
+
+# The public catalog ---------------------------------------------------------------------------
+
+
+@main.group()
+def images() -> None:
+    """Publish and maintain the public catalog from JSON or YAML files."""
+
+
+@images.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@database_option
+def images_import(file: Path, **options: Any) -> None:
+    """Publish or update the locations and public images of FILE (.json, .yaml or .yml).
+
+    The whole file is checked first; any problem and nothing changes. Importing the same file
+    twice changes nothing the second time. Public images not in FILE are kept.
+    """
+    report = with_store(
+        settings_from(**options), lambda store: store.import_catalog(read_catalog_file(file))
+    )
+    click.echo(
+        f"imported {file}: locations {report.locations_added} added,"
+        f" {report.locations_updated} updated; images {report.images_added} added,"
+        f" {report.images_updated} updated; {report.unchanged} unchanged"
+    )
+
+
+@images.command("export")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File to write."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "yaml"]),
+    help="[default: from the output's name, else json]",
+)  # fmt: skip
+@database_option
+def images_export(output: Path | None, fmt: str | None, **options: Any) -> None:
+    """Write every location and public image in the format `images import` reads."""
+    catalog = with_store(settings_from(**options), lambda store: store.export_catalog())
+    as_yaml = fmt == "yaml" or (fmt is None and output is not None and is_yaml(output))
+    text = dump_document(to_document(catalog), as_yaml)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(
+            f"exported {len(catalog.locations)} locations and {len(catalog.images)} images"
+            f" to {output}",
+            err=True,
+        )

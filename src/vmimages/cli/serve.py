@@ -1,0 +1,115 @@
+"""`vmimages serve`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import click
+
+from vmimages import __version__, admin
+from vmimages.cli import (
+    database_option,
+    key_file_option,
+    main,
+    settings_from,
+    with_store,
+)
+
+
+@main.command()
+@click.option("--host", help="Address to listen on.  [default: 127.0.0.1]")
+@click.option("--port", type=int, help="Port to listen on.  [default: 8080]")
+@database_option
+@key_file_option
+@click.option(
+    "--no-default-catalog",
+    "no_catalog",
+    is_flag=True,
+    default=None,
+    help="Leave a new database empty instead of loading the shipped catalog.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Server log level.  [default: info]",
+)
+@click.option(
+    "--image-build-seconds",
+    type=click.FloatRange(min=0),
+    help="How long building a custom image takes.  [default: 10]",
+)
+@click.option(
+    "--image-quota",
+    type=click.IntRange(min=0),
+    help="Custom images per account and location, unless set for the account.  [default: 5]",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Server processes sharing the port (and the database).  [default: 1]",
+)
+@click.option("--access-log/--no-access-log", default=None, help="Log every request.")
+def serve(no_catalog: bool | None, **options: Any) -> None:
+    """Serve the API on HOST:PORT from DATABASE.
+
+    On a database without accounts, an account `default` is made with one access key and one
+    token, printed once.
+    """
+    import uvicorn
+
+    from vmimages.app import create_app
+
+    settings = settings_from(
+        **options, load_default_catalog=None if no_catalog is None else not no_catalog
+    )
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    vault = admin.server_vault(settings)
+    first = with_store(settings, lambda store: admin.bootstrap(store, vault))
+    url = f"http://{settings.host}:{settings.port}"
+    if first is not None:
+        click.echo(first_run_message(first, url), err=True)
+    click.echo(
+        f"vmimages {__version__}: serving the Zenlayer VM image API on {url}/api/v2/vm"
+        f" from {settings.database}",
+        err=True,
+    )
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "access_log": settings.access_log,
+        "log_level": settings.log_level,
+        "server_header": False,
+        "date_header": False,
+        "proxy_headers": False,  # the app reads no client address
+    }
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), **common)
+        return
+    # Worker processes build their own app from the same settings, passed in the environment.
+    os.environ.update(settings.to_env())
+    uvicorn.run("vmimages.app:from_environment", factory=True, workers=settings.workers, **common)
+
+
+def first_run_message(first: admin.FirstCredentials, url: str) -> str:
+    return f"""
+A new database: made account `{first.account}` and its first credentials.
+They are shown this once and stored only sealed or hashed; keep them now.
+
+  accessKeyId:       {first.access_key_id}
+  accessKeyPassword: {first.access_key_password}
+  token:             {first.token}
+
+Try it:
+  curl -s -X POST {url}/ -H 'Content-Type: application/json' \\
+    -H 'X-TC-Action: DescribeImages' -H 'Authorization: Bearer {first.token}' -d '{{}}'
+
+More credentials: vmimages keys create --account {first.account}
+                  vmimages tokens create --account {first.account}
+"""
