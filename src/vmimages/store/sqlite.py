@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -43,6 +44,7 @@ class SqliteDatabase:
         self._db: sqlite3.Connection | None = None
         self._tx_lock = asyncio.Lock()
         self._writes = 0  # this connection's own writes (data_version counts the others')
+        self._seen: tuple[object, float, int] | None = None  # (task, when, data_version)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -84,8 +86,16 @@ class SqliteDatabase:
 
     def generation(self) -> object | None:
         """PRAGMA data_version changes when another connection (any process) commits; our own
-        writes are counted here. Together they say whether a cached read is still true."""
+        writes are counted here. Together they say whether a cached read is still true.
+        Other processes' commits are looked for once per request (per asyncio task, for at
+        most a tenth of a second): a request's reads all come from one look."""
+        task = asyncio.current_task()
+        now = time.monotonic()
+        seen = self._seen
+        if seen is not None and seen[0] is task and now - seen[1] < 0.1:
+            return (seen[2], self._writes)
         version = self._run("PRAGMA data_version", ()).fetchone()[0]
+        self._seen = (task, now, version)
         return (version, self._writes)
 
     def _run(self, sql: str, args: Args) -> sqlite3.Cursor:
