@@ -8,8 +8,8 @@ reconnects by itself when the database is back.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import asyncpg
@@ -64,19 +64,15 @@ class PgConnection:
             await self.conn.execute(sql)
 
 
-class translated:
-    """Driver exceptions as the store's: IntegrityError, StoreUnavailable."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
-        if exc is None:
-            return
-        if isinstance(exc, asyncpg.exceptions.IntegrityConstraintViolationError):
-            raise IntegrityError(str(exc)) from exc
-        if isinstance(exc, UNAVAILABLE):
-            raise StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+@contextmanager
+def translated() -> Iterator[None]:
+    """asyncpg's exceptions as the store's: IntegrityError, StoreUnavailable."""
+    try:
+        yield
+    except asyncpg.exceptions.IntegrityConstraintViolationError as exc:
+        raise IntegrityError(str(exc)) from exc
+    except UNAVAILABLE as exc:
+        raise StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
 
 
 async def keep_session(conn: asyncpg.Connection) -> None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
 
 from vmimages.catalog import StoreUnavailable
 from vmimages.store.db import Args, Connection, IntegrityError, Row
@@ -33,6 +32,18 @@ def split_statements(script: str) -> Iterable[str]:
             pending = ""
     if pending.strip() and not pending.strip().startswith("--"):
         raise ValueError(f"incomplete SQL statement at the end of a migration: {pending!r}")
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """sqlite3's exceptions as the store's: IntegrityError, StoreUnavailable."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        raise IntegrityError(str(exc)) from exc
+    except sqlite3.OperationalError as exc:
+        # "database is locked" past the busy timeout, disk I/O errors: retry later.
+        raise StoreUnavailable(f"SQLite: {exc}") from exc
 
 
 class SqliteDatabase:
@@ -99,13 +110,8 @@ class SqliteDatabase:
         return (version, self._writes)
 
     def _run(self, sql: str, args: Args) -> sqlite3.Cursor:
-        try:
+        with translated():
             return self.db.execute(sql, tuple(args))
-        except sqlite3.IntegrityError as exc:
-            raise IntegrityError(str(exc)) from exc
-        except sqlite3.OperationalError as exc:
-            # "database is locked" past the busy timeout, disk I/O errors: retry later.
-            raise StoreUnavailable(f"SQLite: {exc}") from exc
 
     async def execute(self, sql: str, args: Args = ()) -> int:
         self._writes += 1
@@ -113,10 +119,8 @@ class SqliteDatabase:
 
     async def executemany(self, sql: str, rows: Sequence[Args]) -> None:
         self._writes += 1
-        try:
+        with translated():
             self.db.executemany(sql, rows)
-        except sqlite3.IntegrityError as exc:
-            raise IntegrityError(str(exc)) from exc
 
     async def fetchone(self, sql: str, args: Args = ()) -> Row | None:
         row: Row | None = self._run(sql, args).fetchone()
@@ -141,12 +145,3 @@ class SqliteStore(SqlStore):
         super().__init__(
             SqliteDatabase(path), load_default_catalog=load_default_catalog, read_cache=read_cache
         )
-
-    @property
-    def path(self) -> str:
-        return self.sqlite.path
-
-    @property
-    def sqlite(self) -> SqliteDatabase:
-        db: Any = self.db
-        return db  # type: ignore[no-any-return]
