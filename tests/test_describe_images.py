@@ -96,7 +96,8 @@ def test_single_filter(client: AsgiClient, param: str, value: str, field: str) -
     assert all(img[field] == value for img in fields["images"])
 
 
-def test_custom_images_are_invisible_to_an_anonymous_caller(client: AsgiClient) -> None:
+def test_a_filter_nothing_matches_is_an_empty_page(client: AsgiClient) -> None:
+    """alice has no custom images in the test catalog (test_visibility.py adds some)."""
     fields = assert_ok(client.call("DescribeImages", {"imageType": "CUSTOM_IMAGE"}))
     assert fields == {"requestId": fields["requestId"], "totalCount": 0, "images": []}
 

@@ -264,3 +264,20 @@ def test_unreachable_store_is_a_503(test_db: Any, creds: Credentials) -> None:
         assert "disk" not in doc["message"]
     finally:
         c.close()
+
+
+def test_a_client_gone_before_its_body_gets_no_answer(client: AsgiClient) -> None:
+    """A disconnect while the body is read ends the request quietly: nothing is sent."""
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/api/v2/vm",
+             "headers": [(b"content-type", b"application/json")]}  # fmt: skip
+    client.loop.run_until_complete(client.app(scope, receive, send))
+    assert sent == []
+    assert_ok(client.call("DescribeRegions"))  # and the app serves the next one
