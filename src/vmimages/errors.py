@@ -26,6 +26,8 @@ class Code(Enum):
     INVALID_PARAMETER_EXCEED_LENGTH = (400, "a string or array is too long")
     INVALID_PARAMETER_LESS_LENGTH = (400, "a string or array is too short")
     INVALID_PARAMETER_PATTERN_ERROR = (400, "a string does not match its pattern")
+    # The contract's whole table is kept; two codes are not answered yet (docs/errors.md): no
+    # action takes a date, and the service does not rate-limit by itself.
     INVALID_PARAMETER_DATE_FORMAT_ERROR = (400, "a date is malformed")
     AUTHFAILURE_INVALID_AUTHORIZATION = (401, "no, malformed or unknown credentials")
     AUTHFAILURE_SIGNATURE_FAILURE = (401, "the signature does not match")
