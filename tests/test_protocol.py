@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import uuid
 from typing import Any
 
 import pytest
 
 from tests.asgi import AsgiClient, Credentials
 from tests.conftest import REQUEST_ID, assert_error, assert_ok, settings_for
+from vmimages import protocol
 from vmimages.app import create_app
 from vmimages.catalog import ImagePage, ImageQuery, StoreUnavailable
 from vmimages.store import open_store
@@ -281,3 +284,27 @@ def test_a_client_gone_before_its_body_gets_no_answer(client: AsgiClient) -> Non
     client.loop.run_until_complete(client.app(scope, receive, send))
     assert sent == []
     assert_ok(client.call("DescribeRegions"))  # and the app serves the next one
+
+
+def test_request_ids_are_version_4_uuids() -> None:
+    ids = [protocol.new_request_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    for request_id in ids:
+        assert request_id.startswith("T")
+        parsed = uuid.UUID(request_id[1:])
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert request_id[1:] == str(parsed).upper()
+
+
+def test_a_forked_process_draws_other_request_ids() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send one id and leave without running pytest's teardown
+        os.write(write, protocol.new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    parent = protocol.new_request_id()  # what the child drew, had it kept the parent's state
+    child = os.read(read, 100).decode()
+    os.close(read)
+    assert REQUEST_ID.fullmatch(child) and child != parent

@@ -5,7 +5,8 @@ API.md §1, §2 and §4. Everything here is pure: bytes and headers in, values o
 
 from __future__ import annotations
 
-import uuid
+import os
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +23,18 @@ PUBLISHED_VERSIONS = ("2023-03-13", "2026-04-01")
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
+# Request ids need to be unique, not secret: drawn from a generator seeded once per process
+# from the OS, instead of uuid4's getrandom() system call on every request.
+_random = random.Random()
+os.register_at_fork(after_in_child=_random.seed)  # a forked worker draws its own ids
+_UUID4_CLEAR = ~(0xF000 << 64) & ~(0xC000 << 48)  # the version and variant bits
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
+
+
 def new_request_id() -> str:
-    """`T` + an uppercase UUID, as Zenlayer writes them."""
-    return "T" + str(uuid.uuid4()).upper()
+    """`T` + an uppercase version-4 UUID, as Zenlayer writes them."""
+    h = f"{_random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET:032X}"
+    return f"T{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(slots=True)
