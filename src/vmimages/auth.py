@@ -25,21 +25,58 @@ log = logging.getLogger("vmimages.auth")
 ALGORITHM = "ZC2-HMAC-SHA256"
 MAX_SKEW_SECONDS = 300
 
+# The form every SDK sends, matched in one step; anything else takes the careful path below.
+SDK_FORM = re.compile(
+    r"ZC2-HMAC-SHA256 Credential=([^,\s]+), SignedHeaders=content-type;host, Signature=(\S+)"
+)
+SDK_SIGNED = ["content-type", "host"]
+
 
 def canonical_request(headers: dict[str, str], signed_headers: list[str], body: bytes) -> str:
     """Method, URI and query are fixed (`POST`, `/`, empty); headers are signed as sent."""
+    hashed_body = hashlib.sha256(body).hexdigest()
+    if signed_headers is SDK_SIGNED:  # what every SDK signs, without the general loop
+        return (
+            f"POST\n/\n\ncontent-type:{headers.get('content-type', '').strip()}\n"
+            f"host:{headers.get('host', '').strip()}\n\ncontent-type;host\n{hashed_body}"
+        )
     lines = "".join(f"{name}:{headers.get(name, '').strip()}\n" for name in signed_headers)
-    return "\n".join(
-        ("POST", "/", "", lines, ";".join(signed_headers), hashlib.sha256(body).hexdigest())
-    )
+    return "\n".join(("POST", "/", "", lines, ";".join(signed_headers), hashed_body))
+
+
+def string_to_sign(
+    timestamp: str, headers: dict[str, str], signed_headers: list[str], body: bytes
+) -> bytes:
+    hashed = hashlib.sha256(canonical_request(headers, signed_headers, body).encode()).hexdigest()
+    return f"{ALGORITHM}\n{timestamp}\n{hashed}".encode()
 
 
 def signature(
     password: str, timestamp: str, headers: dict[str, str], signed_headers: list[str], body: bytes
 ) -> str:
-    hashed = hashlib.sha256(canonical_request(headers, signed_headers, body).encode()).hexdigest()
-    string_to_sign = f"{ALGORITHM}\n{timestamp}\n{hashed}"
-    return hmac.new(password.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
+    message = string_to_sign(timestamp, headers, signed_headers, body)
+    return hmac.new(password.encode(), message, hashlib.sha256).hexdigest()
+
+
+class HmacSha256:
+    """HMAC-SHA256 (RFC 2104) under one key, its two padded key blocks hashed once: each
+    message then costs two hash copies instead of hmac.new's whole set-up."""
+
+    BLOCK = 64
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > self.BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(self.BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def hexdigest(self, message: bytes) -> str:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
 
 def authorization_header(
@@ -53,13 +90,6 @@ def authorization_header(
 
 def _invalid(message: str) -> ApiError:
     return ApiError(Code.AUTHFAILURE_INVALID_AUTHORIZATION, message)
-
-
-# The form every SDK sends, matched in one step; anything else takes the careful path below.
-SDK_FORM = re.compile(
-    r"ZC2-HMAC-SHA256 Credential=([^,\s]+), SignedHeaders=content-type;host, Signature=(\S+)"
-)
-SDK_SIGNED = ["content-type", "host"]
 
 
 def parse_authorization(value: str) -> tuple[str, list[str], str]:
@@ -94,7 +124,7 @@ class Authenticator:
         self.store = store
         self.vault = vault
         self.clock = clock
-        self._opened: dict[tuple[str, bytes], str] = {}  # (key id, sealed) -> password
+        self._opened: dict[tuple[str, bytes], HmacSha256] = {}  # (key id, sealed) -> its HMAC
 
     async def __call__(self, request: Request) -> int:
         """The calling account's id."""
@@ -142,8 +172,8 @@ class Authenticator:
                 f"The access key `{shown(key_id)}` is not valid: it is unknown or has been revoked."
             )
         account, sealed = found
-        password = self._opened.get((key_id, sealed))
-        if password is None:
+        mac = self._opened.get((key_id, sealed))
+        if mac is None:
             try:
                 password = self.vault.open(sealed, key_id)
             except VaultError:
@@ -151,8 +181,8 @@ class Authenticator:
                 raise
             if len(self._opened) > 10_000:
                 self._opened.clear()
-            self._opened[(key_id, sealed)] = password
-        expected = signature(password, timestamp, headers, signed, request.body)
+            mac = self._opened[(key_id, sealed)] = HmacSha256(password.encode())
+        expected = mac.hexdigest(string_to_sign(timestamp, headers, signed, request.body))
         if not hmac.compare_digest(expected.encode(), sent.lower().encode()):
             raise ApiError(
                 Code.AUTHFAILURE_SIGNATURE_FAILURE,
