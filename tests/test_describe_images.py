@@ -301,3 +301,20 @@ def test_first_error_wins_and_nothing_is_half_applied(client: AsgiClient) -> Non
         400,
         "INVALID_PARAMETER_LESS_MINIMUM",
     )
+
+
+@pytest.mark.parametrize(
+    ("params", "code", "named"),
+    [
+        # Both orders of the body give the problem of the parameter declared first.
+        ({"pageSize": 0, "osType": "Linux"}, "INVALID_PARAMETER_VALUE", "`osType`"),
+        ({"osType": "Linux", "pageSize": 0}, "INVALID_PARAMETER_VALUE", "`osType`"),
+        # An unknown name is found before any value is looked at, wherever it stands.
+        ({"pageSize": 0, "nope": 1}, "INVALID_PARAMETER_VALUE", "`nope`"),
+        ({"nope": None, "pageSize": 20}, "INVALID_PARAMETER_VALUE", "`nope`"),
+    ],
+)
+def test_several_problems_answer_the_first_in_declared_order(
+    client: AsgiClient, params: dict[str, Any], code: str, named: str
+) -> None:
+    assert_error(client.call("DescribeImages", params), 400, code, named)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 PUBLIC_IMAGE = "PUBLIC_IMAGE"
 CUSTOM_IMAGE = "CUSTOM_IMAGE"
@@ -94,12 +94,13 @@ class Quota:
 DEFAULT_IMAGE_QUOTA = 5  # custom images per account and location
 
 
-@dataclass(frozen=True, slots=True)
-class ImageQuery:
+class ImageQuery(NamedTuple):
     """What a caller asks DescribeImages for, already validated; every given filter is ANDed.
 
     `viewer` is the calling account (None: anonymous, public images only). `location` is the
-    store's internal location id, resolved before the query is built.
+    store's internal location id, resolved before the query is built. A named tuple, not a
+    frozen dataclass: it is made and hashed (as a read-cache key) on every request, and a
+    tuple does both in C.
     """
 
     viewer: int | None = None

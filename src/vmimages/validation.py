@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,15 +34,40 @@ class Param:
     default: Any = None
 
 
-Spec = Mapping[str, Param]
+class Spec(dict[str, Param]):
+    """An action's parameters by name, in declared order, with their defaults made once."""
+
+    def __init__(self, params: tuple[Param, ...]) -> None:
+        super().__init__((param.name, param) for param in params)
+        self.defaults = {param.name: param.default for param in params}
+        self.required = tuple(param.name for param in params if param.required)
 
 
 def spec(*params: Param) -> Spec:
-    return {param.name: param for param in params}
+    return Spec(params)
 
 
 def validate(body: dict[str, Any], params: Spec, action: str) -> dict[str, Any]:
-    """The body's parameters, checked against the spec, with defaults filled in."""
+    """The body's parameters, checked against the spec, with defaults filled in.
+
+    Only the given parameters are looked at. If one is wrong, the checks run again in the
+    declared order, so the answer names the first problem (docs/errors.md) whatever order the
+    body lists them in."""
+    values = params.defaults.copy()
+    try:
+        for name, raw in body.items():
+            param = params[name]
+            if raw is not None:
+                values[name] = _check(param, raw)
+    except (KeyError, ApiError):
+        return _validate_in_order(body, params, action)
+    for name in params.required:
+        if values[name] is None:
+            raise ApiError(Code.MISSING_PARAMETER, f"The parameter `{name}` is required.")
+    return values
+
+
+def _validate_in_order(body: dict[str, Any], params: Spec, action: str) -> dict[str, Any]:
     for name in body:
         if name not in params:
             raise ApiError(Code.INVALID_PARAMETER_VALUE, _unknown(name, params, action))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from vmimages.catalog import DEFAULT_IMAGE_QUOTA
 from vmimages.errors import ApiError, Code
@@ -17,8 +17,7 @@ from vmimages.store import Store
 from vmimages.validation import Spec, shown
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
+class Context(NamedTuple):  # made per request: a tuple is made in C
     store: Store
     version: str  # SEED ("") or a published X-ZC-Version
     caller: int  # the calling account
