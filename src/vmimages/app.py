@@ -18,6 +18,7 @@ from vmimages.builder import BuildWorker, TimedBuilder
 from vmimages.catalog import DomainError
 from vmimages.config import Settings
 from vmimages.errors import ApiError, Code
+from vmimages.loop import Deadlines, RunningLoop
 from vmimages.store import Store, open_store
 from vmimages.validation import validate
 from vmimages.vault import load_vault
@@ -38,30 +39,6 @@ class ClientGone(Exception):
     """The client disconnected before its body arrived; nothing is answered."""
 
 
-class Deadline:
-    """Cancels the current task after `seconds` (asyncio.timeout does the same with more
-    bookkeeping, which costs more on every request than the timeout itself)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.task = asyncio.current_task()
-        self._expired = False
-        self._handle = asyncio.get_running_loop().call_later(seconds, self._expire)
-
-    def _expire(self) -> None:
-        self._expired = True
-        if self.task is not None:
-            self.task.cancel()
-
-    def expired(self) -> bool:
-        """True once, when the deadline cancelled the task (the cancellation is then undone)."""
-        if self._expired and self.task is not None:
-            self.task.uncancel()
-        return self._expired
-
-    def cancel(self) -> None:
-        self._handle.cancel()
-
-
 class App:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
@@ -77,6 +54,7 @@ class App:
         self.worker = BuildWorker(
             self.store, TimedBuilder(self.store, settings.image_build_seconds)
         )
+        self.deadlines = Deadlines(settings.request_timeout, RunningLoop())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -104,14 +82,14 @@ class App:
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = protocol.new_request_id()
-        deadline = Deadline(self.settings.request_timeout)
+        task = self.deadlines.start()
         try:
             status, body = 200, await self.dispatch(scope, receive, request_id)
             extra: tuple[tuple[bytes, bytes], ...] = ()
         except ClientGone:
             return
         except asyncio.CancelledError:
-            if not deadline.expired():
+            if not self.deadlines.expired(task):
                 raise
             log.warning("request %s ran out of time", request_id)
             error = ApiError(Code.REQUEST_TIMED_OUT, "The request ran out of time. Retry later.")
@@ -130,7 +108,7 @@ class App:
             error = ApiError(Code.INTERNAL_SERVER_ERROR, errors.INTERNAL_MESSAGE)
             status, body, extra = error.status, protocol.failure(request_id, error), ()
         finally:
-            deadline.cancel()
+            self.deadlines.finish(task)
         headers = [
             *protocol.JSON_HEADERS,
             (b"content-length", str(len(body)).encode()),

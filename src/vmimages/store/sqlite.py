@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from vmimages.catalog import StoreUnavailable
+from vmimages.loop import RunningLoop
 from vmimages.store.db import Args, Connection, IntegrityError, Row
 from vmimages.store.query import SQLITE
 from vmimages.store.sql import SqlStore, migrations
@@ -55,7 +55,9 @@ class SqliteDatabase:
         self._db: sqlite3.Connection | None = None
         self._tx_lock = asyncio.Lock()
         self._writes = 0  # this connection's own writes (data_version counts the others')
-        self._seen: tuple[object, float, int] | None = None  # (task, when, data_version)
+        self._version: int | None = None  # the last look at data_version, while it holds
+        self._looked_on: asyncio.AbstractEventLoop | None = None  # the loop of that look
+        self._loop = RunningLoop()
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -73,6 +75,8 @@ class SqliteDatabase:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self._db = db
+        self._version = None
+        self._writes += 1  # a new connection counts data_version afresh: nothing cached holds
 
     async def close(self) -> None:
         if self._db is not None:
@@ -98,16 +102,21 @@ class SqliteDatabase:
     def generation(self) -> object | None:
         """PRAGMA data_version changes when another connection (any process) commits; our own
         writes are counted here. Together they say whether a cached read is still true.
-        Other processes' commits are looked for once per request (per asyncio task, for at
-        most a tenth of a second): a request's reads all come from one look."""
-        task = asyncio.current_task()
-        now = time.monotonic()
-        seen = self._seen
-        if seen is not None and seen[0] is task and now - seen[1] < 0.1:
-            return (seen[2], self._writes)
-        version = self._run("PRAGMA data_version", ()).fetchone()[0]
-        self._seen = (task, now, version)
-        return (version, self._writes)
+
+        One look serves every request the event loop runs in the same turn: it holds until the
+        callbacks queued before it have run. A request whose bytes arrive after the look is
+        queued behind that point, so it makes its own look and sees every commit that finished
+        before it was sent. Each look costs SQLite a few system calls (shared-memory locks);
+        under load a turn runs many requests."""
+        loop = self._loop()
+        if self._version is None or loop is not self._looked_on:
+            self._version = self._run("PRAGMA data_version", ()).fetchone()[0]
+            self._looked_on = loop
+            loop.call_soon(self._forget_version)
+        return (self._version, self._writes)
+
+    def _forget_version(self) -> None:
+        self._version = None
 
     def _run(self, sql: str, args: Args) -> sqlite3.Cursor:
         with translated():

@@ -1,0 +1,74 @@
+"""Event-loop helpers for the request path, made to cost no system call.
+
+On Python 3.11, `asyncio.get_running_loop()` (and so `asyncio.current_task()` without a loop)
+calls getpid(): a system call, several per request. These helpers ask once and keep the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+class RunningLoop:
+    """The running event loop, kept while it runs (a test or the CLI may run another later)."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __call__(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
+
+
+class Deadlines:
+    """Cancels requests that run longer than `seconds`.
+
+    One timer for all requests, ticking every tenth of the limit while any request runs: a
+    request pays two dict operations, not a timer of its own. A request is cancelled between
+    `seconds` and `seconds` plus one tick after it started.
+    """
+
+    def __init__(self, seconds: float, loop: RunningLoop) -> None:
+        self.seconds = seconds
+        self._tick = seconds / 10
+        self._loop = loop
+        self._running: dict[asyncio.Task[Any], float] = {}  # task -> when it is due
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> asyncio.Task[Any] | None:
+        """Watch the current task; hand it back to `finish`."""
+        loop = self._loop()
+        task = asyncio.current_task(loop)
+        if task is not None:
+            self._running[task] = loop.time() + self.seconds
+            if self._timer is None:
+                self._timer = loop.call_later(self._tick, self._check)
+        return task
+
+    def finish(self, task: asyncio.Task[Any] | None) -> None:
+        if task is not None:
+            self._running.pop(task, None)
+
+    def expired(self, task: asyncio.Task[Any] | None) -> bool:
+        """True when the task's cancellation was this deadline's (which is then undone)."""
+        if task is None or task not in self._expired:
+            return False
+        self._expired.discard(task)
+        task.uncancel()
+        return True
+
+    def _check(self) -> None:
+        self._timer = None
+        loop = self._loop()
+        now = loop.time()
+        for task, due in list(self._running.items()):
+            if due <= now:
+                del self._running[task]
+                self._expired.add(task)
+                task.cancel()
+        if self._running:
+            self._timer = loop.call_later(self._tick, self._check)

@@ -1,0 +1,49 @@
+"""The request deadlines and the kept event loop (vmimages.loop)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from vmimages.loop import Deadlines, RunningLoop
+
+
+def test_a_request_past_its_deadline_is_cancelled_and_others_are_not() -> None:
+    deadlines = Deadlines(0.05, RunningLoop())
+    outcomes: dict[str, str] = {}
+
+    async def request(name: str, seconds: float) -> None:
+        task = deadlines.start()
+        try:
+            await asyncio.sleep(seconds)
+            outcomes[name] = "done"
+        except asyncio.CancelledError:
+            outcomes[name] = "timed out" if deadlines.expired(task) else "cancelled"
+        finally:
+            deadlines.finish(task)
+
+    async def main() -> None:
+        await asyncio.gather(request("slow", 5), request("quick", 0.01))
+        assert deadlines._timer is None  # nothing runs: the timer has stopped
+        other = asyncio.ensure_future(request("cancelled by someone else", 5))
+        await asyncio.sleep(0.01)
+        other.cancel()
+        await other
+
+    asyncio.run(main())
+    assert outcomes == {
+        "slow": "timed out",
+        "quick": "done",
+        "cancelled by someone else": "cancelled",
+    }
+
+
+def test_the_kept_loop_follows_a_new_loop() -> None:
+    running = RunningLoop()
+
+    async def which() -> asyncio.AbstractEventLoop:
+        assert running() is asyncio.get_running_loop()
+        return running()
+
+    first = asyncio.run(which())
+    second = asyncio.run(which())
+    assert first is not second
