@@ -92,6 +92,16 @@ def test_signature_hex_is_case_insensitive(client: AsgiClient) -> None:
     assert_ok(client.request(body=body, headers=headers))
 
 
+@pytest.mark.parametrize("sig", ["\u00e9" * 64, "0" * 63 + "\u00e9", "zz"])
+def test_a_signature_that_is_not_hex_fails_as_a_mismatch(client: AsgiClient, sig: str) -> None:
+    body = b"{}"
+    headers = signed_headers(client.creds, body)
+    headers["authorization"] = headers["authorization"].rsplit("=", 1)[0] + "=" + sig
+    assert_error(
+        client.request(body=body, headers=headers), 401, "AUTHFAILURE_SIGNATURE_FAILURE"
+    )
+
+
 def test_missing_authorization(client: AsgiClient) -> None:
     assert_error(
         client.call("DescribeRegions", as_=None),
@@ -316,6 +326,24 @@ def test_parse_authorization_tolerates_spacing() -> None:
         parse_authorization(
             "ZC2-HMAC-SHA256 Credential=, SignedHeaders=content-type;host, Signature=f"
         )
+
+
+@pytest.mark.parametrize(
+    ("key", "sig"),
+    [
+        ("AKID0123", "0a1b"),  # the SDK form: the quick path
+        ("key-1_x", "0a1b"),  # other characters in the key id: the careful path
+        ("AKID0123", "0a-1b"),
+        ("AKID", ""),
+    ],
+)
+def test_both_paths_read_the_sdk_form_alike(key: str, sig: str) -> None:
+    value = f"ZC2-HMAC-SHA256 Credential={key}, SignedHeaders=content-type;host, Signature={sig}"
+    if not sig:
+        with pytest.raises(ApiError):
+            parse_authorization(value)
+        return
+    assert parse_authorization(value) == (key, ["content-type", "host"], sig)
 
 
 def test_action_and_version_are_not_signed(client: AsgiClient) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
 import time
 from collections.abc import Callable
 
@@ -25,10 +24,10 @@ log = logging.getLogger("vmimages.auth")
 ALGORITHM = "ZC2-HMAC-SHA256"
 MAX_SKEW_SECONDS = 300
 
-# The form every SDK sends, matched in one step; anything else takes the careful path below.
-SDK_FORM = re.compile(
-    r"ZC2-HMAC-SHA256 Credential=([^,\s]+), SignedHeaders=content-type;host, Signature=(\S+)"
-)
+# The form every SDK sends, taken apart with two string operations; anything else (other
+# spacing, other signed headers, unusual characters) takes the careful path below.
+SDK_PREFIX = f"{ALGORITHM} Credential="
+SDK_MIDDLE = ", SignedHeaders=content-type;host, Signature="
 SDK_SIGNED = ["content-type", "host"]
 
 
@@ -94,9 +93,10 @@ def _invalid(message: str) -> ApiError:
 
 def parse_authorization(value: str) -> tuple[str, list[str], str]:
     """(accessKeyId, signed header names, signature) of a ZC2-HMAC-SHA256 Authorization."""
-    quick = SDK_FORM.fullmatch(value)
-    if quick is not None:
-        return quick.group(1), SDK_SIGNED, quick.group(2)
+    if value.startswith(SDK_PREFIX):
+        key_id, middle, sent = value[len(SDK_PREFIX) :].partition(SDK_MIDDLE)
+        if middle and key_id.isalnum() and sent.isalnum():
+            return key_id, SDK_SIGNED, sent
     fields: dict[str, str] = {}
     for part in value[len(ALGORITHM) :].split(","):
         if not part.strip():
@@ -156,9 +156,9 @@ class Authenticator:
         if not timestamp.isdigit():
             raise _invalid("The X-ZC-Timestamp header must be Unix seconds.")
         key_id, signed, sent = parse_authorization(value)
-        absent = [name for name in signed if name not in headers]
-        if absent:
-            raise _invalid(f"The signed header {absent[0]} is not in the request.")
+        for name in signed:
+            if name not in headers:
+                raise _invalid(f"The signed header {name} is not in the request.")
         skew = abs(self.clock() - int(timestamp))
         if skew > MAX_SKEW_SECONDS:
             raise ApiError(
@@ -183,7 +183,8 @@ class Authenticator:
                 self._opened.clear()
             mac = self._opened[(key_id, sealed)] = HmacSha256(password.encode())
         expected = mac.hexdigest(string_to_sign(timestamp, headers, signed, request.body))
-        if not hmac.compare_digest(expected.encode(), sent.lower().encode()):
+        # compare_digest takes str when it is ASCII; the expected value is ASCII hex.
+        if not (sent.isascii() and hmac.compare_digest(expected, sent.lower())):
             raise ApiError(
                 Code.AUTHFAILURE_SIGNATURE_FAILURE,
                 "The signature does not match: check the access key password, and sign the"

@@ -16,6 +16,7 @@ from vmimages.errors import ApiError, Code
 STRING = "String"
 INTEGER = "Integer"
 STRING_ARRAY = "Array of String"
+NUMBER = (int, float)  # a tuple: `int | float` would make a union object on every check
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +105,7 @@ def json_type(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, int | float):
+    if isinstance(value, NUMBER):
         return "number"
     if isinstance(value, str):
         return "string"
@@ -143,7 +144,7 @@ def _check(param: Param, value: Any) -> Any:
 
 
 def _check_integer(param: Param, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, NUMBER):
         raise _type_error(param, value)
     if isinstance(value, float):
         if not value.is_integer():
