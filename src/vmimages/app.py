@@ -115,6 +115,10 @@ class App:
             (b"x-zc-request-id", request_id.encode()),
             *extra,
         ]
+        # Let the other requests that are ready run before this answer is written: under load
+        # the answers of one event-loop turn then go out back to back, after all of them were
+        # made (docs/decisions.md, "Answers written together").
+        await asyncio.sleep(0)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
