@@ -1,14 +1,14 @@
-"""The request deadlines and the kept event loop (vmimages.loop)."""
+"""The request deadlines (vmimages.loop)."""
 
 from __future__ import annotations
 
 import asyncio
 
-from vmimages.loop import Deadlines, RunningLoop
+from vmimages.loop import Deadlines
 
 
 def test_a_request_past_its_deadline_is_cancelled_and_others_are_not() -> None:
-    deadlines = Deadlines(0.05, RunningLoop())
+    deadlines = Deadlines(0.05)
     outcomes: dict[str, str] = {}
 
     async def request(name: str, seconds: float) -> None:
@@ -30,20 +30,9 @@ def test_a_request_past_its_deadline_is_cancelled_and_others_are_not() -> None:
         await other
 
     asyncio.run(main())
+    asyncio.run(main())  # a second loop: the deadlines follow it
     assert outcomes == {
         "slow": "timed out",
         "quick": "done",
         "cancelled by someone else": "cancelled",
     }
-
-
-def test_the_kept_loop_follows_a_new_loop() -> None:
-    running = RunningLoop()
-
-    async def which() -> asyncio.AbstractEventLoop:
-        assert running() is asyncio.get_running_loop()
-        return running()
-
-    first = asyncio.run(which())
-    second = asyncio.run(which())
-    assert first is not second

@@ -18,7 +18,7 @@ from vmimages.builder import BuildWorker, TimedBuilder
 from vmimages.catalog import DomainError
 from vmimages.config import Settings
 from vmimages.errors import ApiError, Code
-from vmimages.loop import Deadlines, RunningLoop
+from vmimages.loop import Deadlines
 from vmimages.store import Store, open_store
 from vmimages.validation import validate
 from vmimages.vault import load_vault
@@ -54,7 +54,7 @@ class App:
         self.worker = BuildWorker(
             self.store, TimedBuilder(self.store, settings.image_build_seconds)
         )
-        self.deadlines = Deadlines(settings.request_timeout, RunningLoop())
+        self.deadlines = Deadlines(settings.request_timeout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

@@ -1,26 +1,13 @@
-"""Event-loop helpers for the request path, made to cost no system call.
+"""Request deadlines, made to cost no system call and no timer per request.
 
 On Python 3.11, `asyncio.get_running_loop()` (and so `asyncio.current_task()` without a loop)
-calls getpid(): a system call, several per request. These helpers ask once and keep the answer.
+calls getpid(): a system call. The loop is asked for once and kept while it runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
-
-
-class RunningLoop:
-    """The running event loop, kept while it runs (a test or the CLI may run another later)."""
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def __call__(self) -> asyncio.AbstractEventLoop:
-        loop = self._loop
-        if loop is None or not loop.is_running():
-            loop = self._loop = asyncio.get_running_loop()
-        return loop
 
 
 class Deadlines:
@@ -31,17 +18,21 @@ class Deadlines:
     `seconds` and `seconds` plus one tick after it started.
     """
 
-    def __init__(self, seconds: float, loop: RunningLoop) -> None:
+    def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self._tick = seconds / 10
-        self._loop = loop
+        self._loop: asyncio.AbstractEventLoop | None = None  # kept while it runs
         self._running: dict[asyncio.Task[Any], float] = {}  # task -> when it is due
         self._expired: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> asyncio.Task[Any] | None:
         """Watch the current task; hand it back to `finish`."""
-        loop = self._loop()
+        loop = self._loop
+        if loop is None or not loop.is_running():  # first request, or a new loop (tests)
+            loop = self._loop = asyncio.get_running_loop()
+            self._timer = None  # a timer of a loop that has stopped never fires
+            self._running.clear()
         task = asyncio.current_task(loop)
         if task is not None:
             self._running[task] = loop.time() + self.seconds
@@ -63,7 +54,7 @@ class Deadlines:
 
     def _check(self) -> None:
         self._timer = None
-        loop = self._loop()
+        loop = asyncio.get_running_loop()
         now = loop.time()
         for task, due in list(self._running.items()):
             if due <= now:

@@ -34,6 +34,11 @@ class Param:
     pattern_text: str | None = None  # the pattern in words, for the error message
     default: Any = None
 
+    def __post_init__(self) -> None:
+        # _check takes a listed choice as valid without measuring it: each must fit the rules.
+        for choice in self.choices or ():
+            _check_string(self, self.name, choice, self.min_length, self.max_length)
+
 
 class Spec(dict[str, Param]):
     """An action's parameters by name, in declared order, with their defaults made once."""
@@ -122,7 +127,16 @@ def _type_error(param: Param, value: Any) -> ApiError:
 
 
 def _check(param: Param, value: Any) -> Any:
+    # The usual cases in one step: a listed choice, an integer within bounds.
+    if param.choices is not None and value.__class__ is str and value in param.choices:
+        return value
     if param.kind == INTEGER:
+        if (
+            value.__class__ is int
+            and (param.minimum is None or value >= param.minimum)
+            and (param.maximum is None or value <= param.maximum)
+        ):
+            return value
         return _check_integer(param, value)
     if param.kind == STRING:
         if not isinstance(value, str):

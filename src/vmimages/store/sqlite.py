@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from vmimages.catalog import StoreUnavailable
-from vmimages.loop import RunningLoop
 from vmimages.store.db import Args, Connection, IntegrityError, Row
 from vmimages.store.query import SQLITE
 from vmimages.store.sql import SqlStore, migrations
@@ -57,7 +56,6 @@ class SqliteDatabase:
         self._writes = 0  # this connection's own writes (data_version counts the others')
         self._version: int | None = None  # the last look at data_version, while it holds
         self._looked_on: asyncio.AbstractEventLoop | None = None  # the loop of that look
-        self._loop = RunningLoop()
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -108,12 +106,17 @@ class SqliteDatabase:
         queued behind that point, so it makes its own look and sees every commit that finished
         before it was sent. Each look costs SQLite a few system calls (shared-memory locks);
         under load a turn runs many requests."""
-        loop = self._loop()
-        if self._version is None or loop is not self._looked_on:
-            self._version = self._run("PRAGMA data_version", ()).fetchone()[0]
-            self._looked_on = loop
-            loop.call_soon(self._forget_version)
+        looked_on = self._looked_on
+        if self._version is None or looked_on is None or not looked_on.is_running():
+            # No look yet this turn, or the loop it was made on has stopped (a test, the CLI).
+            self._look()
         return (self._version, self._writes)
+
+    def _look(self) -> None:
+        loop = asyncio.get_running_loop()  # a getpid() system call on 3.11: once a turn
+        self._version = self._run("PRAGMA data_version", ()).fetchone()[0]
+        self._looked_on = loop
+        loop.call_soon(self._forget_version)
 
     def _forget_version(self) -> None:
         self._version = None
