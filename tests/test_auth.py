@@ -97,9 +97,7 @@ def test_a_signature_that_is_not_hex_fails_as_a_mismatch(client: AsgiClient, sig
     body = b"{}"
     headers = signed_headers(client.creds, body)
     headers["authorization"] = headers["authorization"].rsplit("=", 1)[0] + "=" + sig
-    assert_error(
-        client.request(body=body, headers=headers), 401, "AUTHFAILURE_SIGNATURE_FAILURE"
-    )
+    assert_error(client.request(body=body, headers=headers), 401, "AUTHFAILURE_SIGNATURE_FAILURE")
 
 
 def test_missing_authorization(client: AsgiClient) -> None:
