@@ -18,7 +18,7 @@ from vmimages.builder import BuildWorker, TimedBuilder
 from vmimages.catalog import DomainError
 from vmimages.config import Settings
 from vmimages.errors import ApiError, Code
-from vmimages.loop import Deadlines
+from vmimages.loop import InFlight
 from vmimages.store import Store, open_store
 from vmimages.validation import validate
 from vmimages.vault import load_vault
@@ -54,7 +54,7 @@ class App:
         self.worker = BuildWorker(
             self.store, TimedBuilder(self.store, settings.image_build_seconds)
         )
-        self.deadlines = Deadlines(settings.request_timeout)
+        self.in_flight = InFlight(settings.request_timeout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -82,14 +82,14 @@ class App:
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = protocol.new_request_id()
-        task = self.deadlines.start()
+        task = self.in_flight.start()
         try:
             status, body = 200, await self.dispatch(scope, receive, request_id)
             extra: tuple[tuple[bytes, bytes], ...] = ()
         except ClientGone:
             return
         except asyncio.CancelledError:
-            if not self.deadlines.expired(task):
+            if not self.in_flight.expired(task):
                 raise
             log.warning("request %s ran out of time", request_id)
             error = ApiError(Code.REQUEST_TIMED_OUT, "The request ran out of time. Retry later.")
@@ -108,17 +108,17 @@ class App:
             error = ApiError(Code.INTERNAL_SERVER_ERROR, errors.INTERNAL_MESSAGE)
             status, body, extra = error.status, protocol.failure(request_id, error), ()
         finally:
-            self.deadlines.finish(task)
+            self.in_flight.finish(task)
         headers = [
             *protocol.JSON_HEADERS,
             (b"content-length", str(len(body)).encode()),
             (b"x-zc-request-id", request_id.encode()),
             *extra,
         ]
-        # Let the other requests that are ready run before this answer is written: under load
-        # the answers of one event-loop turn then go out back to back, after all of them were
-        # made (docs/decisions.md, "Answers written together").
-        await asyncio.sleep(0)
+        if self.in_flight.busy:
+            # Let the other ready requests run before this answer is written: their answers
+            # then go out back to back (docs/decisions.md, "Answers written together").
+            await asyncio.sleep(0)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

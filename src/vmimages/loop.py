@@ -1,7 +1,8 @@
-"""Request deadlines, made to cost no system call and no timer per request.
+"""The requests in flight: their deadlines, and whether answers should wait for the loop's turn.
 
-On Python 3.11, `asyncio.get_running_loop()` (and so `asyncio.current_task()` without a loop)
-calls getpid(): a system call. The loop is asked for once and kept while it runs.
+Made to cost no system call and no timer per request. On Python 3.11,
+`asyncio.get_running_loop()` (and so `asyncio.current_task()` without a loop) calls getpid(), a
+system call: the loop is asked for once and kept while it runs.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import asyncio
 from typing import Any
 
 
-class Deadlines:
-    """Cancels requests that run longer than `seconds`.
+class InFlight:
+    """Deadlines: one timer for all requests, ticking every tenth of `seconds` while any request
+    runs, so a request pays two dict operations, not a timer of its own. A request is cancelled
+    between `seconds` and `seconds` plus one tick after it started.
 
-    One timer for all requests, ticking every tenth of the limit while any request runs: a
-    request pays two dict operations, not a timer of its own. A request is cancelled between
-    `seconds` and `seconds` plus one tick after it started.
+    Turns: requests are counted per turn of the event loop. While the last turn started more
+    than one, the loop is busy and an answer waits for the rest of the turn before it is written
+    (docs/decisions.md, "Answers written together"); a lone request does not wait.
     """
 
     def __init__(self, seconds: float) -> None:
@@ -25,6 +28,8 @@ class Deadlines:
         self._running: dict[asyncio.Task[Any], float] = {}  # task -> when it is due
         self._expired: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self._this_turn = 0  # requests started in the current turn
+        self._last_turn = 0  # and in the one before
 
     def start(self) -> asyncio.Task[Any] | None:
         """Watch the current task; hand it back to `finish`."""
@@ -33,6 +38,10 @@ class Deadlines:
             loop = self._loop = asyncio.get_running_loop()
             self._timer = None  # a timer of a loop that has stopped never fires
             self._running.clear()
+            self._this_turn = 0
+        if self._this_turn == 0:
+            loop.call_soon(self._end_turn)  # after every callback queued so far
+        self._this_turn += 1
         task = asyncio.current_task(loop)
         if task is not None:
             self._running[task] = loop.time() + self.seconds
@@ -44,13 +53,22 @@ class Deadlines:
         if task is not None:
             self._running.pop(task, None)
 
+    @property
+    def busy(self) -> bool:
+        """The last turn of the loop started more than one request."""
+        return self._last_turn > 1
+
     def expired(self, task: asyncio.Task[Any] | None) -> bool:
-        """True when the task's cancellation was this deadline's (which is then undone)."""
+        """True when the task's cancellation was its deadline's (which is then undone)."""
         if task is None or task not in self._expired:
             return False
         self._expired.discard(task)
         task.uncancel()
         return True
+
+    def _end_turn(self) -> None:
+        self._last_turn = self._this_turn
+        self._this_turn = 0
 
     def _check(self) -> None:
         self._timer = None
