@@ -18,7 +18,7 @@ from vmimages.builder import BuildWorker, TimedBuilder
 from vmimages.catalog import DomainError
 from vmimages.config import Settings
 from vmimages.errors import ApiError, Code
-from vmimages.loop import InFlight
+from vmimages.loop import InFlight, next_turn
 from vmimages.store import Store, open_store
 from vmimages.validation import validate
 from vmimages.vault import load_vault
@@ -118,7 +118,7 @@ class App:
         if self.in_flight.busy:
             # Let the other ready requests run before this answer is written: their answers
             # then go out back to back (docs/decisions.md, "Answers written together").
-            await asyncio.sleep(0)
+            await next_turn()
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

@@ -10,7 +10,8 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from vmimages.accounts import token_hash
 from vmimages.errors import ApiError, Code
@@ -126,16 +127,16 @@ class Authenticator:
         self.clock = clock
         self._opened: dict[tuple[str, bytes], HmacSha256] = {}  # (key id, sealed) -> its HMAC
 
-    async def __call__(self, request: Request) -> int:
-        """The calling account's id."""
+    def __call__(self, request: Request) -> Coroutine[Any, Any, int]:
+        """The calling account's id (the coroutine of the scheme's check, handed back as it is)."""
         value = request.headers.get("authorization", "").strip()
         if not value:
             raise _invalid("The Authorization header is missing.")
         scheme = value.split(None, 1)[0]
         if scheme.lower() == "bearer":
-            return await self.bearer(value[len(scheme) :].strip())
+            return self.bearer(value[len(scheme) :].strip())
         if scheme == ALGORITHM:
-            return await self.signed(request, value)
+            return self.signed(request, value)
         raise _invalid(
             f"The Authorization scheme `{shown(scheme)}` is not supported;"
             f" use {ALGORITHM} or Bearer."

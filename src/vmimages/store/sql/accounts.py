@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
+from typing import Any
+
 from vmimages.accounts import (
     Account,
     AccountExists,
@@ -18,7 +21,7 @@ ACCOUNTS_LOCK = "vmimages-accounts"
 
 
 class SqlAccounts(SqlBase):
-    async def find_access_key(self, key_id: str) -> tuple[int, bytes] | None:
+    def find_access_key(self, key_id: str) -> Coroutine[Any, Any, tuple[int, bytes] | None]:
         async def read() -> tuple[int, bytes] | None:
             row = await self.db.fetchone(
                 "SELECT account_id, sealed FROM access_keys"
@@ -27,9 +30,9 @@ class SqlAccounts(SqlBase):
             )
             return None if row is None else (int(row[0]), bytes(row[1]))
 
-        return await self.cached(("key", key_id), read)
+        return self.cached(("key", key_id), read)
 
-    async def find_token(self, token_hash: bytes) -> int | None:
+    def find_token(self, token_hash: bytes) -> Coroutine[Any, Any, int | None]:
         async def read() -> int | None:
             row = await self.db.fetchone(
                 "SELECT account_id FROM tokens WHERE token_hash = ? AND revoked_at IS NULL",
@@ -37,7 +40,7 @@ class SqlAccounts(SqlBase):
             )
             return None if row is None else int(row[0])
 
-        return await self.cached(("token", token_hash), read)
+        return self.cached(("token", token_hash), read)
 
     async def create_account(self, name: str, *, only_if_none: bool = False) -> Account | None:
         created = now_text()

@@ -62,7 +62,10 @@ class SqlBase:
 
     async def cached(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
         """The result of a read, reused while the database has not changed since it was made
-        (by any process: see Database.generation). A read that raises is not kept."""
+        (by any process: see Database.generation). A read that raises is not kept.
+
+        The read methods hand back this coroutine instead of awaiting it in one of their own:
+        a coroutine fewer per read, on every request."""
         generation = self.db.generation() if self.read_cache else None
         if generation is None:
             return await read()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -135,9 +136,9 @@ class SqlCatalog(SqlBase):
             rows,
         )
 
-    async def find_location(
+    def find_location(
         self, *, region_id: str | None = None, zone_id: str | None = None
-    ) -> Location:
+    ) -> Coroutine[Any, Any, Location]:
         column, value, kind = (
             ("region_id", region_id, "region")
             if region_id is not None
@@ -152,11 +153,11 @@ class SqlCatalog(SqlBase):
                 raise LocationNotFound(kind, str(value))
             return row_to_location(row)
 
-        return await self.cached(("location", column, value), read)
+        return self.cached(("location", column, value), read)
 
-    async def list_locations(
+    def list_locations(
         self, *, region_ids: tuple[str, ...] | None = None, zone_ids: tuple[str, ...] | None = None
-    ) -> list[Location]:
+    ) -> Coroutine[Any, Any, list[Location]]:
         column, wanted = (
             ("region_id", region_ids) if region_ids is not None else ("zone_id", zone_ids)
         )
@@ -172,10 +173,10 @@ class SqlCatalog(SqlBase):
             sql += " ORDER BY region_id"
             return [row_to_location(row) for row in await self.db.fetchall(sql, args)]
 
-        return await self.cached(("locations", column, wanted), read)
+        return self.cached(("locations", column, wanted), read)
 
-    async def describe_images(self, query: ImageQuery) -> ImagePage:
-        return await self.cached(query, lambda: self._describe_images(query))
+    def describe_images(self, query: ImageQuery) -> Coroutine[Any, Any, ImagePage]:
+        return self.cached(query, lambda: self._describe_images(query))
 
     async def _describe_images(self, query: ImageQuery) -> ImagePage:
         compiled = image_filter(query, self.db.flavor)
