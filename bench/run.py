@@ -45,6 +45,8 @@ class Load:
     p50_ms: float
     p99_ms: float
     errors: int
+    user_us: float | None = None  # the server process's CPU per request, in user space
+    sys_us: float | None = None  # and in the kernel (its sockets' loopback work included)
 
     def row(self) -> str:
         return f"{self.rps:,.0f} | {self.p50_ms:.2f} | {self.p99_ms:.2f}"
@@ -74,15 +76,27 @@ def millis(text: str) -> float:
     return value * {"us": 0.001, "ms": 1, "s": 1000}[unit]
 
 
-def wrk(port: int, script: str, seconds: int = DURATION, timeout: str = "2s") -> Load:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
+
+
+def wrk(
+    port: int, script: str, seconds: int = DURATION, timeout: str = "2s", pid: int | None = None
+) -> Load:
+    """A warm-up, then a measured run; with the server's pid, its CPU per request too."""
     path = RESULTS / "request.lua"
     path.write_text(script)
     url = f"http://127.0.0.1:{port}/"
     base = ["wrk", "-t2", f"-c{CONNECTIONS}", "--timeout", timeout, "-s", str(path)]
     subprocess.run([*base, "-d2s", url], capture_output=True, check=True)  # warm-up
+    cpu_before = cpu_seconds(pid) if pid else (0.0, 0.0)
     out = subprocess.run(
         [*base, f"-d{seconds}s", "--latency", url], capture_output=True, text=True, check=True
     ).stdout
+    cpu_after = cpu_seconds(pid) if pid else (0.0, 0.0)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = millis(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = millis(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
@@ -90,7 +104,12 @@ def wrk(port: int, script: str, seconds: int = DURATION, timeout: str = "2s") ->
     errors = re.search(r"Socket errors: .*", out)
     if bad or errors:
         print(out, file=sys.stderr)
-    return Load(rps, p50, p99, int(bad.group(1)) if bad else 0)
+    load = Load(rps, p50, p99, int(bad.group(1)) if bad else 0)
+    done = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    if pid and done:
+        load.user_us = 1e6 * (cpu_after[0] - cpu_before[0]) / done
+        load.sys_us = 1e6 * (cpu_after[1] - cpu_before[1]) / done
+    return load
 
 
 def postgres_cpu_seconds() -> float:
@@ -138,18 +157,39 @@ def postgres_schema(name: str) -> str:
     return f"{PG_URL}?search_path={name}"
 
 
-def ceiling(images: int = 0) -> Load:
+# uvicorn as `vmimages serve` runs it (cli/serve.py): the same stack for every baseline.
+UVICORN = ["--no-access-log", "--log-level", "warning", "--loop", "uvloop", "--http", "httptools",
+           "--no-server-header", "--no-date-header", "--no-proxy-headers"]  # fmt: skip
+FLOOR_KEY = ("floorkey", "floor-password")  # the floor app checks one key, given to it
+
+
+def baseline(module: str, **env: str) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     proc = subprocess.Popen(
-        [PY, "-m", "uvicorn", "fixed_app:app", "--port", str(port), "--no-access-log",
-         "--log-level", "warning", "--loop", "uvloop", "--http", "httptools"],
-        cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "CEILING_IMAGES": str(images)},
+        [PY, "-m", "uvicorn", f"{module}:app", "--port", str(port), *UVICORN],
+        cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env},
     )  # fmt: skip
+    wait_port(port, proc)
+    return proc, port
+
+
+def ceiling(images: int = 0) -> Load:
+    proc, port = baseline("fixed_app", CEILING_IMAGES=str(images))
     try:
-        wait_port(port, proc)
         headers = {"Host": f"127.0.0.1:{port}", "Content-Type": "application/json"}
-        return wrk(port, plain_script("POST", "/", headers, "{}"))
+        return wrk(port, plain_script("POST", "/", headers, "{}"), pid=proc.pid)
+    finally:
+        stop(proc)
+
+
+def floor() -> Load:
+    """The least Python a signed q20 request needs (floor_app.py), signed as for vmimages."""
+    key, password = FLOOR_KEY
+    proc, port = baseline("floor_app", CEILING_IMAGES="20", FLOOR_KEY_ID=key,
+                          FLOOR_PASSWORD=password)  # fmt: skip
+    try:
+        script = signed_script(key, password, f"127.0.0.1:{port}", "DescribeImages", [Q20])
+        return wrk(port, script, pid=proc.pid)
     finally:
         stop(proc)
 
@@ -217,20 +257,31 @@ def bench_catalog(store: str, size: int) -> dict[str, Any]:
         result["startup_s"] = startup
         host = f"127.0.0.1:{port}"
         cpu_before = postgres_cpu_seconds()
-        result["q20"] = wrk(port, signed_script(key, password, host, "DescribeImages", [Q20]))
+        result["q20"] = wrk(
+            port, signed_script(key, password, host, "DescribeImages", [Q20]), pid=proc.pid
+        )
         if store == "postgres":  # includes the 2 s warm-up's requests: an upper bound
             requests = result["q20"].rps * (DURATION + 2)
             result["pg_cpu_ms"] = 1000 * (postgres_cpu_seconds() - cpu_before) / requests
-        result["q1000"] = wrk(port, signed_script(key, password, host, "DescribeImages", [Q1000]))
+        result["q1000"] = wrk(
+            port, signed_script(key, password, host, "DescribeImages", [Q1000]), pid=proc.pid
+        )
         result["rss_mb"] = rss_mb(proc.pid)
     finally:
         stop(proc)
+    if store == "sqlite":  # the same request in-process, warm and with caches made cold
+        measured = subprocess.run(
+            [PY, str(HERE / "inprocess.py"), "--database", database, "--key-file", key_file,
+             "--key", key, "--password", password],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        result["inprocess"] = json.loads(measured.stdout)
     if store == "sqlite":  # the same query with the read cache off: every request queries
         proc, port, _ = serve(database, key_file, VMIMAGES_READ_CACHE="false")
         try:
             host = f"127.0.0.1:{port}"
             result["q20_cold"] = wrk(
-                port, signed_script(key, password, host, "DescribeImages", [Q20])
+                port, signed_script(key, password, host, "DescribeImages", [Q20]), pid=proc.pid
             )
             result["rss_cold_mb"] = rss_mb(proc.pid)
         finally:
@@ -260,18 +311,27 @@ def main() -> None:
     print(f"ceiling: {top}", file=sys.stderr)
     sized = ceiling(images=20)
     print(f"ceiling, q20-sized body: {sized}", file=sys.stderr)
+    least = floor()
+    print(f"floor: {least}", file=sys.stderr)
     peer = moto()
     print(f"moto: {peer}", file=sys.stderr)
     runs = [bench_catalog(store, size) for store in STORES for size in SIZES]
     (RESULTS / "results.json").write_text(json.dumps(
-        {"ceiling": top.__dict__, "ceiling_q20_body": sized.__dict__,
+        {"ceiling": top.__dict__, "ceiling_q20_body": sized.__dict__, "floor": least.__dict__,
          "moto": peer.__dict__ if peer else None,
          "runs": [{k: (v.__dict__ if isinstance(v, Load) else v) for k, v in r.items()} for r in runs]},
         indent=1))  # fmt: skip
     from report import write_report
 
     write_report(
-        ROOT / "BENCHMARKS.md", machine(), top, sized, peer, runs, time.monotonic() - started
+        ROOT / "BENCHMARKS.md",
+        machine(),
+        top,
+        sized,
+        least,
+        peer,
+        runs,
+        time.monotonic() - started,
     )
 
 
