@@ -127,39 +127,40 @@ class App:
         headers = {
             name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
         }
-        body = await self.read_body(receive, headers.get("content-length"))
+        message = await receive()
+        body = message.get("body", b"")
+        if message.get("more_body", False) or message["type"] != "http.request":
+            body = await self.read_body(receive, message, headers.get("content-length"))
+        elif len(body) > self.settings.max_body_bytes:
+            raise protocol.body_too_large(self.settings.max_body_bytes)
         protocol.check_content_type(headers.get("content-type"), body_expected=bool(body.strip()))
-        request = protocol.Request(
-            request_id=request_id,
-            action=protocol.action_of(headers),
-            version=protocol.version_of(headers),
-            headers=headers,
-            body=body,
-        )
+        name = protocol.action_of(headers)
+        version = protocol.version_of(headers)
         params = protocol.parse_body(body)
-        caller = await self.authenticate(request)
-        action = actions.find_action(request.version, request.action)
+        caller = await self.authenticate(headers, body)
+        action = actions.find_action(version, name)
         values = validate(params, action.params, action.name)
         context = actions.Context(
             store=self.store,
-            version=request.version,
+            version=version,
             caller=caller,
             image_quota=self.settings.image_quota,
             image_created=self.worker.wake,
         )
         return protocol.success(request_id, await action.handler(context, values))
 
-    async def read_body(self, receive: Receive, declared: str | None) -> bytes:
-        """The whole body, at most max_body_bytes. Past the limit the rest is read and dropped
-        (up to DRAIN_FACTOR times the limit) so the client can read the 413 instead of a reset."""
+    async def read_body(self, receive: Receive, first: Message, declared: str | None) -> bytes:
+        """The whole body of a request whose first message did not hold it all, at most
+        max_body_bytes. Past the limit the rest is read and dropped (up to DRAIN_FACTOR times
+        the limit) so the client can read the 413 instead of a reset."""
         limit = self.settings.max_body_bytes
         drain_limit = limit * DRAIN_FACTOR
         if declared is not None and declared.isdigit() and int(declared) > drain_limit:
             raise protocol.body_too_large(limit)
         chunks: list[bytes] = []
         size = 0
+        message = first
         while True:
-            message = await receive()
             if message["type"] == "http.disconnect":
                 raise ClientGone
             chunk = message.get("body", b"")
@@ -172,6 +173,7 @@ class App:
                 if size > limit:
                     raise protocol.body_too_large(limit)
                 return b"".join(chunks)
+            message = await receive()
 
 
 def create_app(settings: Settings | None = None, store: Store | None = None) -> App:

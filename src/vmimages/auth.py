@@ -15,7 +15,6 @@ from typing import Any
 
 from vmimages.accounts import token_hash
 from vmimages.errors import ApiError, Code
-from vmimages.protocol import Request
 from vmimages.store import Store
 from vmimages.validation import shown
 from vmimages.vault import Vault, VaultError
@@ -127,16 +126,17 @@ class Authenticator:
         self.clock = clock
         self._opened: dict[tuple[str, bytes], HmacSha256] = {}  # (key id, sealed) -> its HMAC
 
-    def __call__(self, request: Request) -> Coroutine[Any, Any, int]:
-        """The calling account's id (the coroutine of the scheme's check, handed back as it is)."""
-        value = request.headers.get("authorization", "").strip()
+    def __call__(self, headers: dict[str, str], body: bytes) -> Coroutine[Any, Any, int]:
+        """The calling account's id (the coroutine of the scheme's check, handed back as it is).
+        `headers` are the request's, by lowercase name."""
+        value = headers.get("authorization", "").strip()
         if not value:
             raise _invalid("The Authorization header is missing.")
         scheme = value.split(None, 1)[0]
         if scheme.lower() == "bearer":
             return self.bearer(value[len(scheme) :].strip())
         if scheme == ALGORITHM:
-            return self.signed(request, value)
+            return self.signed(headers, body, value)
         raise _invalid(
             f"The Authorization scheme `{shown(scheme)}` is not supported;"
             f" use {ALGORITHM} or Bearer."
@@ -148,8 +148,7 @@ class Authenticator:
             raise _invalid("The token is not valid: it is unknown or has been revoked.")
         return account
 
-    async def signed(self, request: Request, value: str) -> int:
-        headers = request.headers
+    async def signed(self, headers: dict[str, str], body: bytes, value: str) -> int:
         method = headers.get("x-zc-signature-method")
         if method != ALGORITHM:
             raise _invalid(f"The X-ZC-Signature-Method header must be {ALGORITHM}.")
@@ -183,7 +182,7 @@ class Authenticator:
             if len(self._opened) > 10_000:
                 self._opened.clear()
             mac = self._opened[(key_id, sealed)] = HmacSha256(password.encode())
-        expected = mac.hexdigest(string_to_sign(timestamp, headers, signed, request.body))
+        expected = mac.hexdigest(string_to_sign(timestamp, headers, signed, body))
         # compare_digest takes str when it is ASCII; the expected value is ASCII hex.
         if not (sent.isascii() and hmac.compare_digest(expected, sent.lower())):
             raise ApiError(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -52,17 +51,6 @@ def new_request_id() -> str:
     if not _drawn:
         _draw()
     return _drawn.pop()
-
-
-@dataclass(slots=True)
-class Request:
-    """An HTTP request that passed the transport checks, before authentication."""
-
-    request_id: str
-    action: str
-    version: str
-    headers: dict[str, str]
-    body: bytes
 
 
 def check_endpoint(path: str, method: str) -> None:
