@@ -198,6 +198,27 @@ def test_oversized_body(test_db: Any, creds: Credentials) -> None:
         c.close()
 
 
+def test_a_body_declared_far_too_large_is_refused_before_it_is_read(test_db: Any) -> None:
+    app = create_app(settings_for(test_db, max_body_bytes=64))
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("the body was read")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/v2/vm",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"1025")],
+    }
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 413
+    assert json.loads(sent[1]["body"])["code"] == "REQUEST_ENTITY_TOO_LARGE"
+
+
 def test_unsupported_version(client: AsgiClient) -> None:
     doc = assert_error(
         client.call("DescribeImages", version="2020-01-01"),

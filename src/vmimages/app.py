@@ -127,12 +127,16 @@ class App:
         headers = {
             name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
         }
+        limit = self.settings.max_body_bytes
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit * DRAIN_FACTOR:
+            raise protocol.body_too_large(limit)  # refused before reading any of it
         message = await receive()
         body = message.get("body", b"")
         if message.get("more_body", False) or message["type"] != "http.request":
-            body = await self.read_body(receive, message, headers.get("content-length"))
-        elif len(body) > self.settings.max_body_bytes:
-            raise protocol.body_too_large(self.settings.max_body_bytes)
+            body = await self.read_body(receive, message)
+        elif len(body) > limit:
+            raise protocol.body_too_large(limit)
         protocol.check_content_type(headers.get("content-type"), body_expected=bool(body.strip()))
         name = protocol.action_of(headers)
         version = protocol.version_of(headers)
@@ -149,14 +153,12 @@ class App:
         )
         return protocol.success(request_id, await action.handler(context, values))
 
-    async def read_body(self, receive: Receive, first: Message, declared: str | None) -> bytes:
+    async def read_body(self, receive: Receive, first: Message) -> bytes:
         """The whole body of a request whose first message did not hold it all, at most
         max_body_bytes. Past the limit the rest is read and dropped (up to DRAIN_FACTOR times
         the limit) so the client can read the 413 instead of a reset."""
         limit = self.settings.max_body_bytes
         drain_limit = limit * DRAIN_FACTOR
-        if declared is not None and declared.isdigit() and int(declared) > drain_limit:
-            raise protocol.body_too_large(limit)
         chunks: list[bytes] = []
         size = 0
         message = first
