@@ -178,8 +178,8 @@ def _why_not_half(top: Any, floor: Any, run: dict[str, Any]) -> list[str]:
             f" vmimages {_cpu(q20)}. What vmimages adds to the floor, about"
             f" {q20.user_us + q20.sys_us - floor.user_us - floor.sys_us:.0f} µs, is its request"
             " path: the transport checks and their errors, the parameter spec, the store's"
-            " read cache and its look at whether the file changed, the deadline, the envelope;"
-            " some thirty Python calls and coroutines, none of which costs more than a few µs."
+            " read cache and its look at whether the file changed, the deadline, the envelope:"
+            " some thirty Python calls and coroutines where the floor makes one."
         )
     inproc = run.get("inprocess")
     if inproc is not None:
