@@ -102,16 +102,30 @@ def add_custom(
     status: str = "AVAILABLE",
     create_time: str = "2025-01-01T00:00:00Z",
 ) -> None:
-    """Put a custom image of an account straight into the file (the lifecycle API comes later)."""
+    """Put a custom image of an account straight into the database, marking the change as the
+    store's own writes do (so running servers see it)."""
     name = name or f"custom {image_id}"
-    sql(
-        database,
-        "INSERT INTO images (image_id, owner, location, name, name_folded, description,"
-        " category, os_type, version, size_gb, status, create_time)"
-        " SELECT ?, a.id, l.id, ?, ?, 'made by a test', ?, 'linux', '11', 30, ?, ?"
-        " FROM accounts a, locations l WHERE a.name = ? AND l.zone_id = ?",
-        (image_id, name, name.casefold(), category, status, create_time, owner_name, location),
-    )
+
+    async def work() -> None:
+        store = open_store(database, load_default_catalog=False)
+        await store.open()
+        try:
+            async with store.db.transaction() as tx:
+                row = await tx.fetchone(
+                    "INSERT INTO images (image_id, owner, location, name, name_folded,"
+                    " description, category, os_type, version, size_gb, status, create_time)"
+                    " SELECT ?, a.id, l.id, ?, ?, 'made by a test', ?, 'linux', '11', 30, ?, ?"
+                    " FROM accounts a, locations l WHERE a.name = ? AND l.zone_id = ?"
+                    " RETURNING owner",
+                    (image_id, name, name.casefold(), category, status, create_time,
+                     owner_name, location),
+                )  # fmt: skip
+                assert row is not None, (owner_name, location)
+                await store.mark_changed(tx, int(row[0]))
+        finally:
+            await store.close()
+
+    asyncio.run(work())
 
 
 def _location(region: str, zone: str, name: str) -> dict[str, Any]:

@@ -19,7 +19,8 @@ from vmimages.catalog import DomainError
 from vmimages.config import Settings
 from vmimages.errors import ApiError, Code
 from vmimages.loop import InFlight, next_turn
-from vmimages.store import Store, open_store
+from vmimages.store import RequestStore, open_store
+from vmimages.store.memory import MemoryStore
 from vmimages.validation import validate
 from vmimages.vault import load_vault
 
@@ -40,15 +41,9 @@ class ClientGone(Exception):
 
 
 class App:
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+    def __init__(self, settings: Settings, store: RequestStore | None = None) -> None:
         self.settings = settings
-        self.store = store or open_store(
-            settings.database,
-            load_default_catalog=settings.load_default_catalog,
-            pool_size=settings.db_pool_size,
-            timeout=settings.db_timeout,
-            read_cache=settings.read_cache,
-        )
+        self.store = store or request_store(settings)
         vault = load_vault(settings.secret_key, settings.key_path, create=True)
         self.authenticate = Authenticator(self.store, vault)
         self.worker = BuildWorker(
@@ -141,6 +136,7 @@ class App:
         name = protocol.action_of(headers)
         version = protocol.version_of(headers)
         params = protocol.parse_body(body)
+        await self.store.refresh()  # every write committed before this request is seen
         caller = await self.authenticate(headers, body)
         action = actions.find_action(version, name)
         values = validate(params, action.params, action.name)
@@ -178,7 +174,19 @@ class App:
             message = await receive()
 
 
-def create_app(settings: Settings | None = None, store: Store | None = None) -> App:
+def request_store(settings: Settings) -> RequestStore:
+    """The database the settings name, with the catalog kept in memory unless turned off."""
+    store = open_store(
+        settings.database,
+        load_default_catalog=settings.load_default_catalog,
+        pool_size=settings.db_pool_size,
+        timeout=settings.db_timeout,
+    )
+    return MemoryStore(store) if settings.read_cache else store
+
+
+def create_app(settings: Settings | None = None, store: RequestStore | None = None) -> App:
+    """The app on `store` as given, or on the database the settings name."""
     return App(settings or Settings.from_env(), store)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from vmimages.accounts import token_hash
 from vmimages.errors import ApiError, Code
-from vmimages.store import Store
+from vmimages.store import RequestStore
 from vmimages.validation import shown
 from vmimages.vault import Vault, VaultError
 
@@ -120,7 +120,9 @@ def parse_authorization(value: str) -> tuple[str, list[str], str]:
 
 
 class Authenticator:
-    def __init__(self, store: Store, vault: Vault, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: RequestStore, vault: Vault, clock: Callable[[], float] = time.time
+    ) -> None:
         self.store = store
         self.vault = vault
         self.clock = clock

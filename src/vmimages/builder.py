@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from vmimages.catalog import BuildJob, StoreUnavailable
-from vmimages.store import Store
+from vmimages.store import RequestStore
 
 log = logging.getLogger("vmimages.builder")
 
@@ -35,7 +35,7 @@ class TimedBuilder:
     """The bundled builder: the image is the instance's disk as recorded; building takes
     `seconds`, and fails if the instance was removed in the meantime."""
 
-    def __init__(self, store: Store, seconds: float) -> None:
+    def __init__(self, store: RequestStore, seconds: float) -> None:
         self.store = store
         self.seconds = seconds
 
@@ -48,7 +48,7 @@ class TimedBuilder:
 class BuildWorker:
     def __init__(
         self,
-        store: Store,
+        store: RequestStore,
         builder: ImageBuilder,
         *,
         clock: Callable[[], float] = time.time,

@@ -23,7 +23,7 @@ class Settings:
     db_timeout: float = 5.0  # PostgreSQL: to connect, to get a pooled connection, per statement
     db_pool_size: int = 10  # PostgreSQL connections per server process
     workers: int = 1  # server processes (serve --workers)
-    read_cache: bool = True  # SQLite: reuse read results while the file is unchanged
+    read_cache: bool = True  # keep the catalog in memory (store/memory.py)
     image_build_seconds: float = 10.0  # how long the bundled builder takes per image
     image_quota: int = DEFAULT_IMAGE_QUOTA  # custom images per account and location
     log_level: str = "info"

@@ -13,12 +13,12 @@ from typing import Any, NamedTuple
 from vmimages.catalog import DEFAULT_IMAGE_QUOTA
 from vmimages.errors import ApiError, Code
 from vmimages.protocol import SEED
-from vmimages.store import Store
+from vmimages.store import RequestStore
 from vmimages.validation import Spec, shown
 
 
 class Context(NamedTuple):  # made per request: a tuple is made in C
-    store: Store
+    store: RequestStore
     version: str  # SEED ("") or a published X-ZC-Version
     caller: int  # the calling account
     image_quota: int = DEFAULT_IMAGE_QUOTA  # custom images per location, unless the account's own

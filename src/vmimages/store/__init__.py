@@ -1,12 +1,16 @@
-"""The store: one interface over the catalog's database; `sqlite` now, `postgres` next to it.
+"""The store: the interfaces over the catalog's database, and `open_store`.
 
-Stores raise domain errors (vmimages.catalog); they never build wire answers.
+`RequestStore` is what the request path uses (the app, the actions, authentication, the build
+worker); `Store` adds the operator's work (accounts, credentials, instances, catalog files). The
+SQL store (`sql/`, over `sqlite.py` or `postgres.py`) is both; `memory.py` is a RequestStore that
+keeps the catalog in memory in front of it. Stores raise domain errors (vmimages.catalog); they
+never build wire answers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from vmimages.accounts import Account, Credential
 from vmimages.catalog import (
@@ -20,12 +24,19 @@ from vmimages.catalog import (
 )
 from vmimages.catalogfile import CatalogFile, ImportReport
 
+if TYPE_CHECKING:
+    from vmimages.store.sql import SqlStore
 
-class Store(Protocol):
+
+class RequestStore(Protocol):
     async def open(self) -> None:
         """Connect, apply pending migrations and, on a new database, load the default catalog."""
 
     async def close(self) -> None: ...
+
+    async def refresh(self) -> None:
+        """Called before each request: afterwards every read sees every write committed before
+        the call, by any process."""
 
     async def find_location(
         self, *, region_id: str | None = None, zone_id: str | None = None
@@ -40,15 +51,7 @@ class Store(Protocol):
     async def describe_images(self, query: ImageQuery) -> ImagePage:
         """One page of the images the query's viewer may see, and the count of all matches."""
 
-    async def import_catalog(self, catalog: CatalogFile) -> ImportReport:
-        """Publish or update locations and public images in one transaction, after checking the
-        file against the database (CatalogFileError); idempotent."""
-
-    async def export_catalog(self) -> CatalogFile:
-        """Every location and public image, in the form import_catalog takes."""
-
-    # Accounts and credentials. Lookups on the request path read the database every time, so
-    # a revocation made by any process counts from the next request on.
+    # Credentials: a revocation made by any process counts from the next request on.
 
     async def find_access_key(self, key_id: str) -> tuple[int, bytes] | None:
         """(account id, sealed password) of an active access key, or None."""
@@ -56,43 +59,8 @@ class Store(Protocol):
     async def find_token(self, token_hash: bytes) -> int | None:
         """The account id of an active token, or None."""
 
-    async def create_account(self, name: str, *, only_if_none: bool = False) -> Account | None:
-        """A new account (AccountExists if the name is taken). With only_if_none, the account
-        is made only when no account exists yet, atomically; else None is returned."""
-
-    async def list_accounts(self) -> list[Account]: ...
-
-    async def add_access_key(self, account: str, key_id: str, sealed: bytes) -> None:
-        """AccountNotFound if there is no such account."""
-
-    async def add_token(self, account: str, token_id: str, token_hash: bytes) -> None: ...
-
-    async def list_credentials(self, kind: str, account: str | None = None) -> list[Credential]:
-        """Access keys (kind "key") or tokens (kind "token"), oldest first."""
-
-    async def revoke_credential(self, kind: str, ident: str) -> Credential:
-        """Revoke a key by its id, or a token by its id; CredentialNotFound if none."""
-
     # Instances and the image lifecycle. Changes are atomic: checks and writes of one call
     # cannot interleave with another call's, in any process.
-
-    async def add_instance(
-        self,
-        instance_id: str,
-        account: str,
-        location: str,
-        disk_size_gb: int | None,
-        source_image: str | None,
-    ) -> Instance:
-        """`location` is a region id or a zone id; the instance runs `source_image` (default:
-        the newest available public Linux image of the location)."""
-
-    async def list_instances(
-        self, *, account: str | None = None, instance_id: str | None = None
-    ) -> list[Instance]: ...
-
-    async def remove_instance(self, instance_id: str) -> None:
-        """InstanceNotFound if there is none."""
 
     async def instance_exists(self, instance_id: str) -> bool: ...
 
@@ -119,14 +87,62 @@ class Store(Protocol):
         self, owner: int, locations: Sequence[Location] | None, default_quota: int
     ) -> list[Quota]: ...
 
-    async def set_image_quota(self, account: str, quota: int | None) -> None:
-        """None returns the account to the server's default."""
-
     async def claim_build(self, now: float, lease_until: float) -> BuildJob | None: ...
 
     async def renew_build(self, image_id: str, lease_until: float) -> None: ...
 
     async def finish_build(self, image_id: str, ok: bool) -> None: ...
+
+
+class Store(RequestStore, Protocol):
+    """The request path's store plus the operator's work (the CLI, admin.py)."""
+
+    async def import_catalog(self, catalog: CatalogFile) -> ImportReport:
+        """Publish or update locations and public images in one transaction, after checking the
+        file against the database (CatalogFileError); idempotent."""
+
+    async def export_catalog(self) -> CatalogFile:
+        """Every location and public image, in the form import_catalog takes."""
+
+    async def create_account(self, name: str, *, only_if_none: bool = False) -> Account | None:
+        """A new account (AccountExists if the name is taken). With only_if_none, the account
+        is made only when no account exists yet, atomically; else None is returned."""
+
+    async def list_accounts(self) -> list[Account]: ...
+
+    async def add_access_key(self, account: str, key_id: str, sealed: bytes) -> None:
+        """AccountNotFound if there is no such account."""
+
+    async def add_token(self, account: str, token_id: str, token_hash: bytes) -> None: ...
+
+    async def list_credentials(self, kind: str, account: str | None = None) -> list[Credential]:
+        """Access keys (kind "key") or tokens (kind "token"), oldest first."""
+
+    async def revoke_credential(self, kind: str, ident: str) -> Credential:
+        """Revoke a key by its id, or a token by its id; CredentialNotFound if none."""
+
+    # Instances and quotas.
+
+    async def add_instance(
+        self,
+        instance_id: str,
+        account: str,
+        location: str,
+        disk_size_gb: int | None,
+        source_image: str | None,
+    ) -> Instance:
+        """`location` is a region id or a zone id; the instance runs `source_image` (default:
+        the newest available public Linux image of the location)."""
+
+    async def list_instances(
+        self, *, account: str | None = None, instance_id: str | None = None
+    ) -> list[Instance]: ...
+
+    async def remove_instance(self, instance_id: str) -> None:
+        """InstanceNotFound if there is none."""
+
+    async def set_image_quota(self, account: str, quota: int | None) -> None:
+        """None returns the account to the server's default."""
 
 
 def open_store(
@@ -135,8 +151,7 @@ def open_store(
     load_default_catalog: bool = True,
     pool_size: int = 10,
     timeout: float = 5.0,
-    read_cache: bool = True,
-) -> Store:
+) -> SqlStore:
     """The store for a database setting: a `postgresql://` URL, or a SQLite file path."""
     if database.startswith(("postgres://", "postgresql://")):
         from vmimages.store.postgres import PostgresStore
@@ -147,4 +162,4 @@ def open_store(
         )  # fmt: skip
     from vmimages.store.sqlite import SqliteStore
 
-    return SqliteStore(database, load_default_catalog=load_default_catalog, read_cache=read_cache)
+    return SqliteStore(database, load_default_catalog=load_default_catalog)

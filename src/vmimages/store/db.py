@@ -54,10 +54,6 @@ class Database(Connection, Protocol):
         """Hold a lock named `key` until the transaction ends (PostgreSQL advisory lock;
         nothing on SQLite, whose write transactions already run one at a time)."""
 
-    def generation(self) -> object | None:
-        """A value that changes whenever the database may have changed, by this process or any
-        other; None when the database cannot tell cheaply (then nothing is cached)."""
-
 
 @lru_cache(maxsize=512)
 def numbered(sql: str) -> str:

@@ -132,9 +132,6 @@ class PostgresDatabase:
     async def lock(self, tx: Connection, key: str) -> None:
         await tx.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (key,))
 
-    def generation(self) -> object | None:
-        return None  # another node's write cannot be seen without a round trip: no cache
-
     async def execute(self, sql: str, args: Args = ()) -> int:
         async with self._connection() as pg:
             return await pg.execute(sql, args)

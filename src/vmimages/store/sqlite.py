@@ -53,9 +53,6 @@ class SqliteDatabase:
         self.path = str(path)
         self._db: sqlite3.Connection | None = None
         self._tx_lock = asyncio.Lock()
-        self._writes = 0  # this connection's own writes (data_version counts the others')
-        self._version: int | None = None  # the last look at data_version, while it holds
-        self._looked_on: asyncio.AbstractEventLoop | None = None  # the loop of that look
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -73,8 +70,6 @@ class SqliteDatabase:
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self._db = db
-        self._version = None
-        self._writes += 1  # a new connection counts data_version afresh: nothing cached holds
 
     async def close(self) -> None:
         if self._db is not None:
@@ -91,46 +86,18 @@ class SqliteDatabase:
                 self.db.execute("ROLLBACK")
                 raise
             self._run("COMMIT", ())
-            if write:
-                self._writes += 1
 
     async def lock(self, tx: Connection, key: str) -> None:
         return None
-
-    def generation(self) -> object | None:
-        """PRAGMA data_version changes when another connection (any process) commits; our own
-        writes are counted here. Together they say whether a cached read is still true.
-
-        One look serves every request the event loop runs in the same turn: it holds until the
-        callbacks queued before it have run. A request whose bytes arrive after the look is
-        queued behind that point, so it makes its own look and sees every commit that finished
-        before it was sent. Each look costs SQLite a few system calls (shared-memory locks);
-        under load a turn runs many requests."""
-        looked_on = self._looked_on
-        if self._version is None or looked_on is None or not looked_on.is_running():
-            # No look yet this turn, or the loop it was made on has stopped (a test, the CLI).
-            self._look()
-        return (self._version, self._writes)
-
-    def _look(self) -> None:
-        loop = asyncio.get_running_loop()  # a getpid() system call on 3.11: once a turn
-        self._version = self._run("PRAGMA data_version", ()).fetchone()[0]
-        self._looked_on = loop
-        loop.call_soon(self._forget_version)
-
-    def _forget_version(self) -> None:
-        self._version = None
 
     def _run(self, sql: str, args: Args) -> sqlite3.Cursor:
         with translated():
             return self.db.execute(sql, tuple(args))
 
     async def execute(self, sql: str, args: Args = ()) -> int:
-        self._writes += 1
         return self._run(sql, args).rowcount
 
     async def executemany(self, sql: str, rows: Sequence[Args]) -> None:
-        self._writes += 1
         with translated():
             self.db.executemany(sql, rows)
 
@@ -143,7 +110,6 @@ class SqliteDatabase:
         return rows
 
     async def script(self, sql: str) -> None:
-        self._writes += 1
         for statement in split_statements(sql):
             self._run(statement, ())
 
@@ -151,9 +117,5 @@ class SqliteDatabase:
 class SqliteStore(SqlStore):
     """The store on a SQLite file."""
 
-    def __init__(
-        self, path: str | Path, *, load_default_catalog: bool = True, read_cache: bool = True
-    ) -> None:
-        super().__init__(
-            SqliteDatabase(path), load_default_catalog=load_default_catalog, read_cache=read_cache
-        )
+    def __init__(self, path: str | Path, *, load_default_catalog: bool = True) -> None:
+        super().__init__(SqliteDatabase(path), load_default_catalog=load_default_catalog)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
 from typing import Any
 
 from vmimages.accounts import (
@@ -14,33 +13,26 @@ from vmimages.accounts import (
 )
 from vmimages.catalog import now_text
 from vmimages.store.db import IntegrityError
-from vmimages.store.sql.base import SqlBase
+from vmimages.store.sql.base import CREDENTIALS_SCOPE, SqlBase
 
 CREDENTIAL_TABLES = {"key": ("access_keys", "key_id"), "token": ("tokens", "token_id")}
 ACCOUNTS_LOCK = "vmimages-accounts"
 
 
 class SqlAccounts(SqlBase):
-    def find_access_key(self, key_id: str) -> Coroutine[Any, Any, tuple[int, bytes] | None]:
-        async def read() -> tuple[int, bytes] | None:
-            row = await self.db.fetchone(
-                "SELECT account_id, sealed FROM access_keys"
-                " WHERE key_id = ? AND revoked_at IS NULL",
-                (key_id,),
-            )
-            return None if row is None else (int(row[0]), bytes(row[1]))
+    async def find_access_key(self, key_id: str) -> tuple[int, bytes] | None:
+        row = await self.db.fetchone(
+            "SELECT account_id, sealed FROM access_keys WHERE key_id = ? AND revoked_at IS NULL",
+            (key_id,),
+        )
+        return None if row is None else (int(row[0]), bytes(row[1]))
 
-        return self.cached(("key", key_id), read)
-
-    def find_token(self, token_hash: bytes) -> Coroutine[Any, Any, int | None]:
-        async def read() -> int | None:
-            row = await self.db.fetchone(
-                "SELECT account_id FROM tokens WHERE token_hash = ? AND revoked_at IS NULL",
-                (token_hash,),
-            )
-            return None if row is None else int(row[0])
-
-        return self.cached(("token", token_hash), read)
+    async def find_token(self, token_hash: bytes) -> int | None:
+        row = await self.db.fetchone(
+            "SELECT account_id FROM tokens WHERE token_hash = ? AND revoked_at IS NULL",
+            (token_hash,),
+        )
+        return None if row is None else int(row[0])
 
     async def create_account(self, name: str, *, only_if_none: bool = False) -> Account | None:
         created = now_text()
@@ -71,16 +63,21 @@ class SqlAccounts(SqlBase):
         return int(row[0])
 
     async def add_access_key(self, account: str, key_id: str, sealed: bytes) -> None:
-        await self.db.execute(
+        await self._add_credential(
             "INSERT INTO access_keys (key_id, account_id, sealed, created_at) VALUES (?, ?, ?, ?)",
             (key_id, await self._account_id(account), sealed, now_text()),
         )
 
     async def add_token(self, account: str, token_id: str, token_hash: bytes) -> None:
-        await self.db.execute(
+        await self._add_credential(
             "INSERT INTO tokens (token_id, account_id, token_hash, created_at) VALUES (?, ?, ?, ?)",
             (token_id, await self._account_id(account), token_hash, now_text()),
         )
+
+    async def _add_credential(self, sql: str, args: tuple[Any, ...]) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute(sql, args)
+            await self.mark_changed(tx, CREDENTIALS_SCOPE)
 
     async def list_credentials(self, kind: str, account: str | None = None) -> list[Credential]:
         sql = self._credentials_sql(kind)
@@ -93,10 +90,13 @@ class SqlAccounts(SqlBase):
 
     async def revoke_credential(self, kind: str, ident: str) -> Credential:
         table, column = CREDENTIAL_TABLES[kind]
-        await self.db.execute(
-            f"UPDATE {table} SET revoked_at = ? WHERE {column} = ? AND revoked_at IS NULL",
-            (now_text(), ident),
-        )
+        async with self.db.transaction() as tx:
+            revoked = await tx.execute(
+                f"UPDATE {table} SET revoked_at = ? WHERE {column} = ? AND revoked_at IS NULL",
+                (now_text(), ident),
+            )
+            if revoked:
+                await self.mark_changed(tx, CREDENTIALS_SCOPE)
         row = await self.db.fetchone(
             self._credentials_sql(kind) + f" WHERE c.{column} = ?", (ident,)
         )

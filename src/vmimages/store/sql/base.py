@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any
 
 from vmimages.catalog import Image, Location, now_text
 from vmimages.catalogfile import CatalogFile, default_catalog
@@ -15,11 +14,11 @@ LOCATION_COLUMNS = (
     " support_ipv6, support_cpu_pass_through, network_line_type"
 )
 MIGRATION_LOCK = "vmimages-migrations"
-# Read results kept per process, weighed by size (one unit per result, plus one per image in a
-# page); past the budget the whole cache is dropped. About 50 MB at the most.
-CACHE_BUDGET = 50_000
 
-T = TypeVar("T")
+# Scopes of the change log (migration 0004): an account id marks that account's custom images
+# and quota; these two mark the rest.
+CATALOG_SCOPE = 0  # the public catalog and the locations: everything a process keeps
+CREDENTIALS_SCOPE = -1  # access keys and tokens
 
 
 def migrations(kind: str) -> list[tuple[int, str]]:
@@ -51,36 +50,30 @@ def row_to_location(row: tuple[Any, ...]) -> Location:
 
 
 class SqlBase:
-    def __init__(
-        self, db: Database, *, load_default_catalog: bool = True, read_cache: bool = True
-    ) -> None:
+    def __init__(self, db: Database, *, load_default_catalog: bool = True) -> None:
         self.db = db
         self.load_default_catalog = load_default_catalog
-        self.read_cache = read_cache
-        self._cache: dict[Hashable, tuple[object, Any]] = {}
-        self._cache_weight = 0
 
-    async def cached(self, key: Hashable, read: Callable[[], Awaitable[T]]) -> T:
-        """The result of a read, reused while the database has not changed since it was made
-        (by any process: see Database.generation). A read that raises is not kept.
+    async def refresh(self) -> None:
+        """Nothing to catch up with: every read asks the database."""
 
-        The read methods hand back this coroutine instead of awaiting it in one of their own:
-        a coroutine fewer per read, on every request."""
-        generation = self.db.generation() if self.read_cache else None
-        if generation is None:
-            return await read()
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] == generation:
-            value: T = hit[1]
-            return value
-        value = await read()
-        weight = 1 + len(getattr(value, "images", ()))
-        if self._cache_weight + weight > CACHE_BUDGET:
-            self._cache.clear()
-            self._cache_weight = 0
-        self._cache[key] = (generation, value)
-        self._cache_weight += weight
-        return value
+    async def mark_changed(self, tx: Connection, scope: int) -> None:
+        """Record in the change log that a transaction changed `scope` (see CATALOG_SCOPE).
+        Call it last in the transaction: on PostgreSQL it holds the counter's row until commit."""
+        row = await tx.fetchone(
+            "UPDATE change_counter SET seq = seq + 1 WHERE id = 1 RETURNING seq"
+        )
+        assert row is not None
+        await tx.execute(
+            "INSERT INTO changes (scope, seq) VALUES (?, ?)"
+            " ON CONFLICT (scope) DO UPDATE SET seq = excluded.seq",
+            (scope, row[0]),
+        )
+
+    async def changes_since(self, seq: int) -> list[tuple[int, int]]:
+        """(scope, seq) of every part changed after change number `seq`."""
+        rows = await self.db.fetchall("SELECT scope, seq FROM changes WHERE seq > ?", (seq,))
+        return [(int(scope), int(number)) for scope, number in rows]
 
     async def open(self) -> None:
         await self.db.connect()

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
 
-from vmimages.catalog import ImagePage, ImageQuery, Location, LocationNotFound, fold
+from vmimages.catalog import (
+    PUBLIC_OWNER,
+    Image,
+    ImagePage,
+    ImageQuery,
+    Location,
+    LocationNotFound,
+    fold,
+)
 from vmimages.catalogfile import CatalogFile, CatalogFileError, ImageEntry, ImportReport
 from vmimages.store.db import Connection
 from vmimages.store.query import IMAGE_COLUMNS, IMAGE_FROM, IMAGE_ORDER, image_filter
-from vmimages.store.sql.base import LOCATION_COLUMNS, SqlBase, row_to_image, row_to_location
+from vmimages.store.sql.base import (
+    CATALOG_SCOPE,
+    LOCATION_COLUMNS,
+    SqlBase,
+    row_to_image,
+    row_to_location,
+)
 
 CATALOG_LOCK = "vmimages-catalog"
 
@@ -28,6 +41,7 @@ class SqlCatalog(SqlBase):
                 raise CatalogFileError(problems)
             await self._load_catalog(tx, catalog)
             after = await self._export(tx)
+            await self.mark_changed(tx, CATALOG_SCOPE)
         old_locs = {loc.region_id: loc for loc in before.locations}
         old_imgs = {img.image_id: img for img in before.images}
         new_locs = {loc.region_id: loc for loc in after.locations}
@@ -136,49 +150,38 @@ class SqlCatalog(SqlBase):
             rows,
         )
 
-    def find_location(
+    async def find_location(
         self, *, region_id: str | None = None, zone_id: str | None = None
-    ) -> Coroutine[Any, Any, Location]:
+    ) -> Location:
         column, value, kind = (
             ("region_id", region_id, "region")
             if region_id is not None
             else ("zone_id", zone_id, "zone")
         )
+        row = await self.db.fetchone(
+            f"SELECT {LOCATION_COLUMNS} FROM locations WHERE {column} = ?", (value,)
+        )
+        if row is None:
+            raise LocationNotFound(kind, str(value))
+        return row_to_location(row)
 
-        async def read() -> Location:
-            row = await self.db.fetchone(
-                f"SELECT {LOCATION_COLUMNS} FROM locations WHERE {column} = ?", (value,)
-            )
-            if row is None:
-                raise LocationNotFound(kind, str(value))
-            return row_to_location(row)
-
-        return self.cached(("location", column, value), read)
-
-    def list_locations(
+    async def list_locations(
         self, *, region_ids: tuple[str, ...] | None = None, zone_ids: tuple[str, ...] | None = None
-    ) -> Coroutine[Any, Any, list[Location]]:
+    ) -> list[Location]:
         column, wanted = (
             ("region_id", region_ids) if region_ids is not None else ("zone_id", zone_ids)
         )
+        sql = f"SELECT {LOCATION_COLUMNS} FROM locations"
+        args: tuple[str, ...] = ()
+        if wanted is not None:
+            if not wanted:
+                return []
+            sql += f" WHERE {column} IN ({', '.join('?' for _ in wanted)})"
+            args = wanted
+        sql += " ORDER BY region_id"
+        return [row_to_location(row) for row in await self.db.fetchall(sql, args)]
 
-        async def read() -> list[Location]:
-            sql = f"SELECT {LOCATION_COLUMNS} FROM locations"
-            args: tuple[str, ...] = ()
-            if wanted is not None:
-                if not wanted:
-                    return []
-                sql += f" WHERE {column} IN ({', '.join('?' for _ in wanted)})"
-                args = wanted
-            sql += " ORDER BY region_id"
-            return [row_to_location(row) for row in await self.db.fetchall(sql, args)]
-
-        return self.cached(("locations", column, wanted), read)
-
-    def describe_images(self, query: ImageQuery) -> Coroutine[Any, Any, ImagePage]:
-        return self.cached(query, lambda: self._describe_images(query))
-
-    async def _describe_images(self, query: ImageQuery) -> ImagePage:
+    async def describe_images(self, query: ImageQuery) -> ImagePage:
         compiled = image_filter(query, self.db.flavor)
         if compiled is None:
             return ImagePage(total_count=0, images=[])
@@ -198,6 +201,30 @@ class SqlCatalog(SqlBase):
             counted = await self.db.fetchone(f"SELECT count(*) FROM images i WHERE {where}", args)
             total = int(counted[0]) if counted else 0
         return ImagePage(total_count=total, images=[row_to_image(row[:-1]) for row in rows])
+
+    # What a process keeps in memory (store/memory.py) ------------------------------------------
+
+    async def load_public(self) -> tuple[int, list[Location], list[Image]]:
+        """The change number, every location and every public image (in the API's order), read
+        in one snapshot: the data is exactly what the change log says up to that number."""
+        async with self.db.transaction(write=False) as tx:
+            row = await tx.fetchone("SELECT seq FROM change_counter WHERE id = 1")
+            rows = await tx.fetchall(f"SELECT {LOCATION_COLUMNS} FROM locations ORDER BY region_id")
+            locations = [row_to_location(r) for r in rows]
+            rows = await tx.fetchall(
+                f"SELECT {IMAGE_COLUMNS} FROM {IMAGE_FROM} WHERE i.owner = ?"
+                f" ORDER BY {IMAGE_ORDER}",
+                (PUBLIC_OWNER,),
+            )
+        return (int(row[0]) if row else 0), locations, [row_to_image(r) for r in rows]
+
+    async def custom_images(self, owner: int) -> list[Image]:
+        """An account's custom images, in the API's order."""
+        rows = await self.db.fetchall(
+            f"SELECT {IMAGE_COLUMNS} FROM {IMAGE_FROM} WHERE i.owner = ? ORDER BY {IMAGE_ORDER}",
+            (owner,),
+        )
+        return [row_to_image(r) for r in rows]
 
 
 def image_entry(row: tuple[Any, ...]) -> ImageEntry:

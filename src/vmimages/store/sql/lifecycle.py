@@ -171,6 +171,7 @@ class SqlLifecycle(SqlBase):
             created = await tx.fetchone(
                 f"SELECT {IMAGE_COLUMNS} FROM {IMAGE_FROM} WHERE i.image_id = ?", (image_id,)
             )
+            await self.mark_changed(tx, owner)
         assert created is not None
         return row_to_image(created)
 
@@ -220,6 +221,8 @@ class SqlLifecycle(SqlBase):
                     f"UPDATE images SET description = ? WHERE image_id IN ({marks(image_ids)})",
                     (description, *image_ids),
                 )
+            if name is not None or description is not None:
+                await self.mark_changed(tx, owner)
 
     async def delete_images(self, owner: int, image_ids: Sequence[str]) -> None:
         async with self.db.transaction() as tx:
@@ -228,6 +231,7 @@ class SqlLifecycle(SqlBase):
             await tx.execute(
                 f"DELETE FROM images WHERE image_id IN ({marks(image_ids)})", tuple(image_ids)
             )
+            await self.mark_changed(tx, owner)
 
     async def image_quotas(
         self, owner: int, locations: Sequence[Location] | None, default_quota: int
@@ -244,11 +248,14 @@ class SqlLifecycle(SqlBase):
             ]
 
     async def set_image_quota(self, account: str, quota: int | None) -> None:
-        changed = await self.db.execute(
-            "UPDATE accounts SET image_quota = ? WHERE name = ? AND id > 0", (quota, account)
-        )
-        if not changed:
-            raise AccountNotFound(account)
+        async with self.db.transaction() as tx:
+            row = await tx.fetchone(
+                "UPDATE accounts SET image_quota = ? WHERE name = ? AND id > 0 RETURNING id",
+                (quota, account),
+            )
+            if row is None:
+                raise AccountNotFound(account)
+            await self.mark_changed(tx, int(row[0]))
 
     # Builds -----------------------------------------------------------------------------------
 
@@ -274,8 +281,11 @@ class SqlLifecycle(SqlBase):
 
     async def finish_build(self, image_id: str, ok: bool) -> None:
         """Record a build's outcome, once: a second worker's late finish changes nothing."""
-        await self.db.execute(
-            "UPDATE images SET status = ?, build_lease = NULL"
-            " WHERE image_id = ? AND status = 'CREATING'",
-            (AVAILABLE if ok else UNAVAILABLE, image_id),
-        )
+        async with self.db.transaction() as tx:
+            row = await tx.fetchone(
+                "UPDATE images SET status = ?, build_lease = NULL"
+                " WHERE image_id = ? AND status = 'CREATING' RETURNING owner",
+                (AVAILABLE if ok else UNAVAILABLE, image_id),
+            )
+            if row is not None:
+                await self.mark_changed(tx, int(row[0]))

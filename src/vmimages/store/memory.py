@@ -1,0 +1,330 @@
+"""What each server process keeps in memory: the catalog as the request path reads it.
+
+The locations and the public catalog are read at start; an account's custom images, the
+credentials and the DescribeImages answers are read on first use and kept. Before every request
+`refresh()` asks the change log (migration 0004, `SqlBase.mark_changed`) which parts changed
+since this process last looked, and drops exactly those: one account's write drops that
+account's images and answers, a catalog import drops everything, a credential change drops the
+credentials. A request therefore sees every write committed before it arrived, by any process
+on any node, as if it read the database itself (docs/decisions.md, "The catalog in memory").
+
+Writes go straight to the SQL store, which marks what they change in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
+from operator import attrgetter
+
+from vmimages.catalog import (
+    CUSTOM_IMAGE,
+    PUBLIC_IMAGE,
+    BuildJob,
+    Image,
+    ImagePage,
+    ImageQuery,
+    Location,
+    LocationNotFound,
+    Quota,
+    fold,
+)
+from vmimages.store.sql import SqlStore
+from vmimages.store.sql.base import CATALOG_SCOPE, CREDENTIALS_SCOPE
+
+# Bounds on what is kept, each dropped whole when it is reached (a process then reads again).
+MAX_CUSTOM_IMAGES = 200_000  # custom images of the accounts seen lately (least recent go first)
+MAX_ANSWERS = 50_000  # DescribeImages answers
+MAX_CREDENTIALS = 100_000  # access keys and token hashes looked up, found or not
+
+_by_id = attrgetter("image_id")
+_by_time = attrgetter("create_time")
+
+
+def select(images: Sequence[Image], query: ImageQuery, region_id: str | None) -> list[Image]:
+    """The images that pass every filter of the query except visibility and paging, in order.
+    The same rules as store/query.py's WHERE clause, which tests hold this to."""
+    ids = None if query.image_ids is None else set(query.image_ids)
+    name = fold(query.name_contains) if query.name_contains else None
+    category, os_type, status = query.category, query.os_type, query.status
+    return [
+        image
+        for image in images
+        if (region_id is None or image.region_id == region_id)
+        and (ids is None or image.image_id in ids)
+        and (category is None or image.category == category)
+        and (os_type is None or image.os_type == os_type)
+        and (status is None or image.status == status)
+        and (name is None or name in fold(image.name))
+    ]
+
+
+def in_order(images: list[Image]) -> list[Image]:
+    """The API's order: newest createTime first, then imageId (sorts are stable)."""
+    images.sort(key=_by_id)
+    images.sort(key=_by_time, reverse=True)
+    return images
+
+
+class MemoryStore:
+    """The request path's store: reads answered from memory, writes passed to the SQL store."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self.stats: Counter[str] = Counter()  # hits and misses by kind, and drops by scope
+        self._seen = -1  # the change number memory is true to; -1: nothing read yet
+        self._epoch = 0  # counts drops: a read that a drop overtook is not kept
+        self._locations: list[Location] = []
+        self._by_region: dict[str, Location] = {}
+        self._by_zone: dict[str, Location] = {}
+        self._region_of: dict[int, str] = {}  # location id -> region id
+        self._public: list[Image] = []
+        self._public_at: dict[str, list[Image]] = {}  # region id -> its public images
+        self._custom: OrderedDict[int, list[Image]] = OrderedDict()  # account -> its images
+        self._custom_count = 0
+        self._answers: dict[int | None, dict[ImageQuery, ImagePage]] = {}  # viewer -> answers
+        self._answer_count = 0
+        self._keys: dict[str, tuple[int, bytes] | None] = {}
+        self._tokens: dict[bytes, int | None] = {}
+        # One look at the change log at a time; callers that come while one runs wait for the
+        # next, which starts after they came.
+        self._looking = False
+        self._waiting: list[asyncio.Future[None]] = []
+
+    async def open(self) -> None:
+        await self.store.open()
+        await self._reload()
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    # Freshness ------------------------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Catch up with every change committed before this call, by any process."""
+        if self._looking:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting.append(waiter)
+            await waiter
+            return
+        self._looking = True
+        try:
+            await self._catch_up()
+        finally:
+            self._looking = False
+            if self._waiting:
+                asyncio.get_running_loop().create_task(self._look_for_waiting())
+
+    async def _look_for_waiting(self) -> None:
+        while self._waiting:
+            waiting, self._waiting = self._waiting, []
+            self._looking = True
+            error: Exception | None = None
+            try:
+                await self._catch_up()
+            except Exception as exc:
+                error = exc
+            finally:
+                self._looking = False
+            for waiter in waiting:
+                if not waiter.done():
+                    if error is None:
+                        waiter.set_result(None)
+                    else:
+                        waiter.set_exception(error)
+
+    async def _catch_up(self) -> None:
+        if self._seen < 0:
+            await self._reload()
+            return
+        changes = await self.store.changes_since(self._seen)
+        if not changes:
+            return
+        self._epoch += 1
+        for scope, seq in changes:
+            self.stats[f"drop:{scope_name(scope)}"] += 1
+            if scope == CATALOG_SCOPE:
+                await self._reload()
+                return
+            if scope == CREDENTIALS_SCOPE:
+                self._keys.clear()
+                self._tokens.clear()
+            else:
+                self._drop_account(scope)
+            self._seen = max(self._seen, seq)
+
+    async def _reload(self) -> None:
+        """Forget everything; read the locations and the public catalog again."""
+        self._epoch += 1
+        self._seen = -1
+        seq, locations, public = await self.store.load_public()
+        self._locations = locations
+        self._by_region = {loc.region_id: loc for loc in locations}
+        self._by_zone = {loc.zone_id: loc for loc in locations}
+        self._region_of = {loc.id: loc.region_id for loc in locations}
+        self._public = public
+        self._public_at = {loc.region_id: [] for loc in locations}
+        for image in public:
+            self._public_at[image.region_id].append(image)
+        self._custom.clear()
+        self._custom_count = 0
+        self._answers.clear()
+        self._answer_count = 0
+        self._keys.clear()
+        self._tokens.clear()
+        self._seen = seq
+
+    def _drop_account(self, account: int) -> None:
+        images = self._custom.pop(account, None)
+        if images is not None:
+            self._custom_count -= len(images)
+        answers = self._answers.pop(account, None)
+        if answers is not None:
+            self._answer_count -= len(answers)
+
+    # Reads ----------------------------------------------------------------------------------
+
+    async def find_location(
+        self, *, region_id: str | None = None, zone_id: str | None = None
+    ) -> Location:
+        if region_id is not None:
+            found = self._by_region.get(region_id)
+            if found is None:
+                raise LocationNotFound("region", region_id)
+            return found
+        found = self._by_zone.get(str(zone_id))
+        if found is None:
+            raise LocationNotFound("zone", str(zone_id))
+        return found
+
+    async def list_locations(
+        self, *, region_ids: tuple[str, ...] | None = None, zone_ids: tuple[str, ...] | None = None
+    ) -> list[Location]:
+        if region_ids is not None:
+            return [loc for loc in self._locations if loc.region_id in region_ids]
+        if zone_ids is not None:
+            return [loc for loc in self._locations if loc.zone_id in zone_ids]
+        return list(self._locations)
+
+    async def describe_images(self, query: ImageQuery) -> ImagePage:
+        # An answer about public images only is the same for every account: kept once.
+        viewer = None if query.image_type == PUBLIC_IMAGE else query.viewer
+        if viewer != query.viewer:
+            query = query._replace(viewer=viewer)
+        kept = self._answers.get(viewer)
+        if kept is not None:
+            page = kept.get(query)
+            if page is not None:
+                self.stats["answer:hit"] += 1
+                return page
+        self.stats["answer:miss"] += 1
+        epoch = self._epoch
+        own = [] if viewer is None else await self._custom_images(viewer)
+        region_id = None if query.location is None else self._region_of.get(query.location)
+        public: Sequence[Image] = (
+            self._public if region_id is None else self._public_at.get(region_id, [])
+        )
+        if query.image_type == CUSTOM_IMAGE:
+            public = []
+        matches = select(public, query, region_id)
+        mine = select(own, query, region_id)
+        if mine:
+            matches = in_order(matches + mine) if matches else mine
+        offset = query.offset
+        page = ImagePage(len(matches), matches[offset : offset + query.page_size])
+        if epoch == self._epoch:
+            if self._answer_count >= MAX_ANSWERS:
+                self._answers.clear()
+                self._answer_count = 0
+            self._answers.setdefault(viewer, {})[query] = page
+            self._answer_count += 1
+        return page
+
+    async def _custom_images(self, account: int) -> list[Image]:
+        images = self._custom.get(account)
+        if images is not None:
+            self._custom.move_to_end(account)
+            return images
+        self.stats["account:miss"] += 1
+        epoch = self._epoch
+        images = await self.store.custom_images(account)
+        if epoch == self._epoch:
+            self._custom[account] = images
+            self._custom_count += len(images)
+            while self._custom_count > MAX_CUSTOM_IMAGES and len(self._custom) > 1:
+                oldest = next(iter(self._custom))
+                self._drop_account(oldest)
+        return images
+
+    async def find_access_key(self, key_id: str) -> tuple[int, bytes] | None:
+        if key_id in self._keys:
+            return self._keys[key_id]
+        self.stats["credential:miss"] += 1
+        epoch = self._epoch
+        found = await self.store.find_access_key(key_id)
+        if epoch == self._epoch:
+            if len(self._keys) >= MAX_CREDENTIALS:
+                self._keys.clear()
+            self._keys[key_id] = found
+        return found
+
+    async def find_token(self, token_hash: bytes) -> int | None:
+        if token_hash in self._tokens:
+            return self._tokens[token_hash]
+        self.stats["credential:miss"] += 1
+        epoch = self._epoch
+        found = await self.store.find_token(token_hash)
+        if epoch == self._epoch:
+            if len(self._tokens) >= MAX_CREDENTIALS:
+                self._tokens.clear()
+            self._tokens[token_hash] = found
+        return found
+
+    # Everything else is the SQL store's ---------------------------------------------------------
+
+    async def image_quotas(
+        self, owner: int, locations: Sequence[Location] | None, default_quota: int
+    ) -> list[Quota]:
+        return await self.store.image_quotas(owner, locations, default_quota)
+
+    async def create_image(
+        self,
+        owner: int,
+        instance_id: str,
+        image_id: str,
+        name: str,
+        description: str | None,
+        default_quota: int,
+    ) -> Image:
+        return await self.store.create_image(
+            owner, instance_id, image_id, name, description, default_quota
+        )
+
+    async def modify_images(
+        self, owner: int, image_ids: Sequence[str], name: str | None, description: str | None
+    ) -> None:
+        await self.store.modify_images(owner, image_ids, name, description)
+
+    async def delete_images(self, owner: int, image_ids: Sequence[str]) -> None:
+        await self.store.delete_images(owner, image_ids)
+
+    async def instance_exists(self, instance_id: str) -> bool:
+        return await self.store.instance_exists(instance_id)
+
+    async def claim_build(self, now: float, lease_until: float) -> BuildJob | None:
+        return await self.store.claim_build(now, lease_until)
+
+    async def renew_build(self, image_id: str, lease_until: float) -> None:
+        await self.store.renew_build(image_id, lease_until)
+
+    async def finish_build(self, image_id: str, ok: bool) -> None:
+        await self.store.finish_build(image_id, ok)
+
+
+def scope_name(scope: int) -> str:
+    if scope == CATALOG_SCOPE:
+        return "catalog"
+    if scope == CREDENTIALS_SCOPE:
+        return "credentials"
+    return "account"
