@@ -1,4 +1,4 @@
-"""The requests in flight: in_flight and turns (vmimages.loop)."""
+"""The requests in flight and their deadlines (vmimages.loop)."""
 
 from __future__ import annotations
 
@@ -36,27 +36,3 @@ def test_a_request_past_its_deadline_is_cancelled_and_others_are_not() -> None:
         "quick": "done",
         "cancelled by someone else": "cancelled",
     }
-
-
-def test_the_loop_is_busy_after_a_turn_that_started_several_requests() -> None:
-    in_flight = InFlight(10)
-    seen: list[bool] = []
-
-    async def request() -> None:
-        seen.append(in_flight.busy)
-        in_flight.finish(in_flight.start())
-
-    async def main() -> None:
-        await request()  # alone
-        await asyncio.sleep(0)  # the turn ends
-        await request()  # alone again: the last turn started one
-        await asyncio.sleep(0)
-        await asyncio.gather(request(), request(), request())  # three in one turn
-        await asyncio.sleep(0)
-        await request()  # the turn before started three
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-        await request()  # the turn before started one
-
-    asyncio.run(main())
-    assert seen == [False, False, False, False, False, True, False]

@@ -18,7 +18,7 @@ from vmimages.builder import BuildWorker, TimedBuilder
 from vmimages.catalog import DomainError
 from vmimages.config import Settings
 from vmimages.errors import ApiError, Code
-from vmimages.loop import InFlight, next_turn
+from vmimages.loop import InFlight
 from vmimages.store import RequestStore, open_store
 from vmimages.store.memory import MemoryStore
 from vmimages.validation import validate
@@ -110,10 +110,6 @@ class App:
             (b"x-zc-request-id", request_id.encode()),
             *extra,
         ]
-        if self.in_flight.busy:
-            # Let the other ready requests run before this answer is written: their answers
-            # then go out back to back (docs/decisions.md, "Answers written together").
-            await next_turn()
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

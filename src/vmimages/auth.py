@@ -24,21 +24,10 @@ log = logging.getLogger("vmimages.auth")
 ALGORITHM = "ZC2-HMAC-SHA256"
 MAX_SKEW_SECONDS = 300
 
-# The form every SDK sends, taken apart with two string operations; anything else (other
-# spacing, other signed headers, unusual characters) takes the careful path below.
-SDK_PREFIX = f"{ALGORITHM} Credential="
-SDK_MIDDLE = ", SignedHeaders=content-type;host, Signature="
-SDK_SIGNED = ["content-type", "host"]
-
 
 def canonical_request(headers: dict[str, str], signed_headers: list[str], body: bytes) -> str:
     """Method, URI and query are fixed (`POST`, `/`, empty); headers are signed as sent."""
     hashed_body = hashlib.sha256(body).hexdigest()
-    if signed_headers is SDK_SIGNED:  # what every SDK signs, without the general loop
-        return (
-            f"POST\n/\n\ncontent-type:{headers.get('content-type', '').strip()}\n"
-            f"host:{headers.get('host', '').strip()}\n\ncontent-type;host\n{hashed_body}"
-        )
     lines = "".join(f"{name}:{headers.get(name, '').strip()}\n" for name in signed_headers)
     return "\n".join(("POST", "/", "", lines, ";".join(signed_headers), hashed_body))
 
@@ -57,27 +46,6 @@ def signature(
     return hmac.new(password.encode(), message, hashlib.sha256).hexdigest()
 
 
-class HmacSha256:
-    """HMAC-SHA256 (RFC 2104) under one key, its two padded key blocks hashed once: each
-    message then costs two hash copies instead of hmac.new's whole set-up."""
-
-    BLOCK = 64
-
-    def __init__(self, key: bytes) -> None:
-        if len(key) > self.BLOCK:
-            key = hashlib.sha256(key).digest()
-        key = key.ljust(self.BLOCK, b"\0")
-        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
-
-    def hexdigest(self, message: bytes) -> str:
-        inner = self._inner.copy()
-        inner.update(message)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.hexdigest()
-
-
 def authorization_header(
     key_id: str, password: str, timestamp: str, headers: dict[str, str], body: bytes
 ) -> str:
@@ -93,10 +61,6 @@ def _invalid(message: str) -> ApiError:
 
 def parse_authorization(value: str) -> tuple[str, list[str], str]:
     """(accessKeyId, signed header names, signature) of a ZC2-HMAC-SHA256 Authorization."""
-    if value.startswith(SDK_PREFIX):
-        key_id, middle, sent = value[len(SDK_PREFIX) :].partition(SDK_MIDDLE)
-        if middle and key_id.isalnum() and sent.isalnum():
-            return key_id, SDK_SIGNED, sent
     fields: dict[str, str] = {}
     for part in value[len(ALGORITHM) :].split(","):
         if not part.strip():
@@ -126,7 +90,6 @@ class Authenticator:
         self.store = store
         self.vault = vault
         self.clock = clock
-        self._opened: dict[tuple[str, bytes], HmacSha256] = {}  # (key id, sealed) -> its HMAC
 
     def __call__(self, headers: dict[str, str], body: bytes) -> Coroutine[Any, Any, int]:
         """The calling account's id (the coroutine of the scheme's check, handed back as it is).
@@ -174,17 +137,12 @@ class Authenticator:
                 f"The access key `{shown(key_id)}` is not valid: it is unknown or has been revoked."
             )
         account, sealed = found
-        mac = self._opened.get((key_id, sealed))
-        if mac is None:
-            try:
-                password = self.vault.open(sealed, key_id)
-            except VaultError:
-                log.error("access key %s does not open under this server key", key_id)
-                raise
-            if len(self._opened) > 10_000:
-                self._opened.clear()
-            mac = self._opened[(key_id, sealed)] = HmacSha256(password.encode())
-        expected = mac.hexdigest(string_to_sign(timestamp, headers, signed, body))
+        try:
+            password = self.vault.open(sealed, key_id)
+        except VaultError:
+            log.error("access key %s does not open under this server key", key_id)
+            raise
+        expected = signature(password, timestamp, headers, signed, body)
         # compare_digest takes str when it is ASCII; the expected value is ASCII hex.
         if not (sent.isascii() and hmac.compare_digest(expected, sent.lower())):
             raise ApiError(

@@ -5,8 +5,7 @@ API.md §1, §2 and §4. Everything here is pure: bytes and headers in, values o
 
 from __future__ import annotations
 
-import os
-import random
+import uuid
 from typing import Any
 
 import orjson
@@ -22,35 +21,9 @@ PUBLISHED_VERSIONS = ("2023-03-13", "2026-04-01")
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-# Request ids need to be unique, not secret: drawn from a generator seeded once per process
-# from the OS, instead of uuid4's getrandom() system call on every request, and made a few
-# hundred at a time (in a tight loop, while the code is in the CPU's caches).
-_random = random.Random()
-_UUID4_CLEAR = ~(0xF000 << 64) & ~(0xC000 << 48)  # the version and variant bits
-_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
-_BATCH = 256
-_drawn: list[str] = []
-
-
-def _draw() -> None:
-    for n in [_random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET for _ in range(_BATCH)]:
-        h = f"{n:032X}"
-        _drawn.append(f"T{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
-
-
-def _after_fork() -> None:  # a forked worker draws its own ids, none of its parent's
-    _random.seed()
-    _drawn.clear()
-
-
-os.register_at_fork(after_in_child=_after_fork)
-
-
 def new_request_id() -> str:
     """`T` + an uppercase version-4 UUID, as Zenlayer writes them."""
-    if not _drawn:
-        _draw()
-    return _drawn.pop()
+    return "T" + str(uuid.uuid4()).upper()
 
 
 def check_endpoint(path: str, method: str) -> None:
