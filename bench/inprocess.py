@@ -1,4 +1,10 @@
-"""One q20 request through the app in-process, no sockets: warm, and with caches made cold.
+"""Requests through the app in-process, no sockets.
+
+With --key and --password: one q20 request, warm and with the CPU's caches made cold (below).
+With --workload: DescribeImages requests of the realistic traffic (bench/workload.py), each
+answered for the first time by a fresh process: the first request of an account it has not seen
+yet, then a query that account has not asked before. Prints the CPU time of each kind, per
+request, in microseconds.
 
 Warm: requests back to back, so the code and data they touch stay in the CPU's caches. Cold:
 4 MB of memory written between requests (about twice the L2 cache here), as the kernel's
@@ -7,6 +13,7 @@ memory alone is measured the same way and taken off. Prints JSON: microseconds p
 each the median of 7 rounds, for vmimages and for the ceiling's fixed app.
 
     python bench/inprocess.py --database D --key-file K --key ID --password P
+    python bench/inprocess.py --database D --key-file K --workload W
 """
 
 from __future__ import annotations
@@ -31,11 +38,12 @@ from vmimages.auth import authorization_header  # noqa: E402
 from vmimages.config import Settings  # noqa: E402
 
 ROUNDS, PER_ROUND = 7, 2000
+HOST = "127.0.0.1:8080"
 BODY = json.dumps({"osType": "linux", "pageSize": 20}).encode()
 
 
 def scope(key: str, password: str) -> dict[str, Any]:
-    host, stamp = "127.0.0.1:8080", str(int(time.time()))
+    host, stamp = HOST, str(int(time.time()))
     auth = authorization_header(
         key, password, stamp, {"content-type": "application/json", "host": host}, BODY
     )
@@ -44,6 +52,10 @@ def scope(key: str, password: str) -> dict[str, Any]:
         "x-zc-timestamp": stamp, "x-zc-signature-method": "ZC2-HMAC-SHA256",
         "authorization": auth, "content-length": str(len(BODY)),
     }  # fmt: skip
+    return http_scope(headers)
+
+
+def http_scope(headers: dict[str, str]) -> dict[str, Any]:
     return {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
         "scheme": "http", "path": "/api/v2/vm", "raw_path": b"/api/v2/vm", "query_string": b"",
@@ -92,7 +104,57 @@ async def measure(app: Any, request: dict[str, Any]) -> tuple[float, float]:
     return 1e6 * statistics.median(warm), 1e6 * statistics.median(cold)
 
 
+async def first_sight(args: argparse.Namespace) -> None:
+    from workload import read_requests
+
+    info = json.loads(Path(args.workload).read_text())
+    requests = [(h, b) for action, h, b in read_requests(info, HOST) if action == "DescribeImages"]
+    owner = {p["key"][0]: p["account"] for p in info["people"]}
+    owner.update({p["token"]: p["account"] for p in info["people"]})
+    app = create_app(Settings(database=args.database, key_file=args.key_file))
+    await app.store.open()
+    seen_accounts: set[str] = set()
+    seen_queries: set[tuple[str, str, str]] = set()
+    spent: dict[str, list[float]] = {"new_account": [], "new_query": []}
+    statuses: list[int] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    for headers, body in requests:
+        auth = headers["Authorization"]
+        credential = auth.split("Credential=")[1].split(",")[0] if "=" in auth else auth[7:]
+        who = owner[credential]
+        query = (who, headers.get("X-ZC-Version", ""), body)
+        if query in seen_queries:
+            continue
+        kind = "new_query" if who in seen_accounts else "new_account"
+        seen_accounts.add(who)
+        seen_queries.add(query)
+        encoded = body.encode()
+
+        async def receive(encoded: bytes = encoded) -> dict[str, Any]:
+            return {"type": "http.request", "body": encoded, "more_body": False}
+
+        lower = {k.lower(): v for k, v in headers.items()}
+        lower["content-length"] = str(len(encoded))
+        request = http_scope(lower)
+        started = time.process_time()
+        await app(request, receive, send)
+        spent[kind].append(time.process_time() - started)
+    await app.store.close()
+    if set(statuses) != {200}:
+        raise SystemExit(f"the app answered {sorted(set(statuses))}")
+    print(json.dumps({kind: {"count": len(times), "mean_us": 1e6 * statistics.fmean(times),
+                             "median_us": 1e6 * statistics.median(times)}
+                      for kind, times in spent.items()}))  # fmt: skip
+
+
 async def main(args: argparse.Namespace) -> None:
+    if args.workload:
+        await first_sight(args)
+        return
     os.environ["CEILING_IMAGES"] = "20"
     import fixed_app
 
@@ -109,6 +171,8 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    for name in ("--database", "--key-file", "--key", "--password"):
+    for name in ("--database", "--key-file"):
         parser.add_argument(name, required=True)
+    for name in ("--key", "--password", "--workload"):
+        parser.add_argument(name)
     uvloop.run(main(parser.parse_args()))

@@ -28,7 +28,8 @@ RESULTS = HERE / "results"
 PY = sys.executable
 sys.path.insert(0, str(HERE))
 
-from wrk_script import plain_script, signed_script  # noqa: E402
+from workload import read_requests  # noqa: E402
+from wrk_script import plain_script, requests_script, signed_script  # noqa: E402
 
 SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "1000,100000,1000000").split(",")]
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
@@ -76,11 +77,24 @@ def millis(text: str) -> float:
     return value * {"us": 0.001, "ms": 1, "s": 1000}[unit]
 
 
+def descendants(pid: int) -> list[int]:
+    """The process and all its children, grandchildren... (serve --workers makes children)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found += descendants(int(child))
+    return found
+
+
 def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """(user, system) CPU seconds a process and its children have used so far."""
     ticks = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / ticks, int(fields[12]) / ticks
+    user = system = 0.0
+    for each in descendants(pid):
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        user += int(fields[11]) / ticks
+        system += int(fields[12]) / ticks
+    return user, system
 
 
 def wrk(
@@ -129,10 +143,13 @@ def postgres_cpu_seconds() -> float:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """Resident memory of the process, or of its largest child (serve --workers)."""
+    most = 0.0
+    for each in descendants(pid):
+        for line in Path(f"/proc/{each}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                most = max(most, int(line.split()[1]) / 1024)
+    return most
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -222,13 +239,15 @@ def moto() -> Load | None:
         stop(proc)
 
 
-def serve(database: str, key_file: str, **env: str) -> tuple[subprocess.Popen[bytes], int, float]:
+def serve(
+    database: str, key_file: str, *options: str, **env: str
+) -> tuple[subprocess.Popen[bytes], int, float]:
     port = free_port()
     environ = {**os.environ, **env, "VMIMAGES_KEY_FILE": key_file}
     started = time.monotonic()
     proc = subprocess.Popen(
         [PY, "-m", "vmimages", "serve", "--port", str(port), "--database", database,
-         "--log-level", "warning"],
+         "--log-level", "warning", *options],
         env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     wait_port(port, proc)
@@ -244,14 +263,16 @@ def bench_catalog(store: str, size: int) -> dict[str, Any]:
             Path(database + suffix).unlink(missing_ok=True)
     else:
         database = postgres_schema(f"bench_{size}")
+    workload = str(RESULTS / f"{label}.json")
     made = subprocess.run(
         [PY, str(HERE / "generate.py"), "--database", database, "--images", str(size),
-         "--key-file", key_file],
+         "--key-file", key_file, "--workload", workload],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     info = json.loads(made.stdout.strip().splitlines()[-1])
     key, password = info["accessKeyId"], info["accessKeyPassword"]
-    result: dict[str, Any] = {"store": store, "size": size, "generate_s": info["seconds"]}
+    result: dict[str, Any] = {"store": store, "size": size, "generate_s": info["seconds"],
+                              "accounts": info["accounts"]}  # fmt: skip
     proc, port, startup = serve(database, key_file)
     try:
         result["startup_s"] = startup
@@ -286,9 +307,66 @@ def bench_catalog(store: str, size: int) -> dict[str, Any]:
             result["rss_cold_mb"] = rss_mb(proc.pid)
         finally:
             stop(proc)
-    print(json.dumps({k: (v.__dict__ if isinstance(v, Load) else v) for k, v in result.items()}),
-          file=sys.stderr)  # fmt: skip
+    if size == max(SIZES):
+        result["mixed"] = mixed_runs(store, database, key_file, workload)
+        if store == "sqlite":  # DescribeImages answered for the first time, in-process
+            measured = subprocess.run(
+                [PY, str(HERE / "inprocess.py"), "--database", database, "--key-file", key_file,
+                 "--workload", workload],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            result["first_sight"] = json.loads(measured.stdout)
+    print(json.dumps(result, default=lambda v: v.__dict__), file=sys.stderr)
     return result
+
+
+def mixed_runs(store: str, database: str, key_file: str, workload: str) -> list[dict[str, Any]]:
+    """The realistic traffic (bench/workload.py), read-only and with the write stream, on one
+    server process and, on PostgreSQL, on two."""
+    info = json.loads(Path(workload).read_text())
+    cases = [(1, False), (1, True)] + ([(2, True)] if store == "postgres" else [])
+    rows = []
+    for processes, writes in cases:
+        proc, port, startup = serve(database, key_file, "--image-build-seconds", "0",
+                                    "--workers", str(processes))  # fmt: skip
+        try:
+            wait_ready(port)
+            host = f"127.0.0.1:{port}"
+            script = requests_script([(h, b) for _, h, b in read_requests(info, host)])
+            writer = None
+            if writes:  # through the warm-up and the measured run, and a second longer
+                writer = subprocess.Popen(
+                    [PY, str(HERE / "workload.py"), "write", "--port", str(port), "--workload",
+                     workload, "--seconds", str(DURATION + 3)],
+                    stdout=subprocess.PIPE, text=True,
+                )  # fmt: skip
+            load = wrk(port, script, pid=proc.pid)
+            row: dict[str, Any] = {"processes": processes, "writes": writes, "load": load,
+                                   "startup_s": startup, "rss_mb": rss_mb(proc.pid)}  # fmt: skip
+            if writer is not None:
+                out, _ = writer.communicate(timeout=60)
+                row["writer"] = json.loads(out)
+        finally:
+            stop(proc)
+        print(f"mixed {store} x{processes} writes={writes}: {row}", file=sys.stderr)
+        rows.append(row)
+    return rows
+
+
+def wait_ready(port: int) -> None:
+    """Until the server answers a request (with --workers, every worker has started by then)."""
+    body = b"{}"
+    for _ in range(200):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                          b"Content-Type: application/json\r\n\r\n" + body)  # fmt: skip
+                if s.recv(100).startswith(b"HTTP/1.1 4"):
+                    time.sleep(0.5)
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
 
 
 def machine() -> str:
@@ -317,10 +395,8 @@ def main() -> None:
     print(f"moto: {peer}", file=sys.stderr)
     runs = [bench_catalog(store, size) for store in STORES for size in SIZES]
     (RESULTS / "results.json").write_text(json.dumps(
-        {"ceiling": top.__dict__, "ceiling_q20_body": sized.__dict__, "floor": least.__dict__,
-         "moto": peer.__dict__ if peer else None,
-         "runs": [{k: (v.__dict__ if isinstance(v, Load) else v) for k, v in r.items()} for r in runs]},
-        indent=1))  # fmt: skip
+        {"ceiling": top, "ceiling_q20_body": sized, "floor": least, "moto": peer, "runs": runs},
+        indent=1, default=lambda v: v.__dict__))  # fmt: skip
     from report import write_report
 
     write_report(

@@ -38,10 +38,18 @@ def signed_script(
         }
         if version:
             all_headers["X-ZC-Version"] = version
-        fields = ", ".join(f"[{lua_string(k)}] = {lua_string(v)}" for k, v in all_headers.items())
-        requests.append(f'wrk.format("POST", "/api/v2/vm", {{{fields}}}, {lua_string(body)})')
+        requests.append((all_headers, body))
+    return requests_script(requests)
+
+
+def requests_script(requests: list[tuple[dict[str, str], str]]) -> str:
+    """A script that sends the given (headers, body) requests in turn, over and over."""
+    made = []
+    for headers, body in requests:
+        fields = ", ".join(f"[{lua_string(k)}] = {lua_string(v)}" for k, v in headers.items())
+        made.append(f'wrk.format("POST", "/api/v2/vm", {{{fields}}}, {lua_string(body)})')
     return (
-        "local requests = {\n  " + ",\n  ".join(requests) + "\n}\n"
+        "local requests = {\n  " + ",\n  ".join(made) + "\n}\n"
         "local i = 0\n"
         "function request()\n"
         "  i = i % #requests + 1\n"

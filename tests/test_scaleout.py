@@ -50,19 +50,32 @@ def test_two_servers_see_each_others_writes(server_factory: Any, db_path: str) -
     on_second = VmClient(Credential(*key), config(second))
     assert "FRA-A" in zones(on_first) and zones(on_first) == zones(on_second)
 
-    # An image made through one is listed by the other, and counts in its quota.
+    # Each process keeps the catalog in memory: both have answered this list before the writes
+    # below, and each write through one is in the other's very next answer.
+    seeds = [SeedClient(Credential(*key), config(server)) for server in (first, second)]
+
+    def custom_images(server: int) -> dict[str, str]:
+        listed = seeds[server].call("DescribeImages", imageType="CUSTOM_IMAGE")["images"]
+        return {image["imageId"]: image["imageName"] for image in listed}
+
+    assert custom_images(0) == custom_images(1) == {}
     create = models.CreateImageRequest()
     create.instanceId, create.imageName = "ins-1", "shared"
     image_id = on_first.CreateImage(create).imageId
-    seed = SeedClient(Credential(*key), config(second))
-    listed = seed.call("DescribeImages", imageType="CUSTOM_IMAGE")["images"]
-    assert [i["imageId"] for i in listed] == [image_id]
-    quota = seed.call("DescribeImageQuota", regionIds=["de-frankfurt-9a"])["images"][0]
+    assert custom_images(1) == {image_id: "shared"}
+    quota = seeds[1].call("DescribeImageQuota", regionIds=["de-frankfurt-9a"])["images"][0]
     assert quota["count"] == 1
+    seeds[1].call("ModifyImagesAttributes", imageIds=[image_id], imageName="renamed")
+    assert custom_images(0) == {image_id: "renamed"}
+    wait_until_built(seeds[0], image_id)
+    seeds[0].call("DeleteImages", imageIds=[image_id])
+    assert custom_images(1) == {}
 
     # A revocation counts from the next request, on both.
     token = TokenCredential(creds.tokens["alice"])
-    assert zones(VmClient(token, config(second)))
+    for server in (first, second):  # both have seen the key and the token
+        assert zones(VmClient(token, config(server)))
+        assert zones(VmClient(Credential(*key), config(server)))
     admin_work(db_path, lambda store, _: store.revoke_credential("key", key[0]))
     admin_work(
         db_path, lambda store, _: store.revoke_credential("token", creds.tokens["alice"][:12])
@@ -72,6 +85,16 @@ def test_two_servers_see_each_others_writes(server_factory: Any, db_path: str) -
             with pytest.raises(ZenlayerCloudSdkException) as err:
                 zones(VmClient(credential, config(server)))
             assert err.value.code == "AUTHFAILURE_INVALID_AUTHORIZATION"
+
+
+def wait_until_built(client: SeedClient, image_id: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = client.call("DescribeImages", imageIds=[image_id])["images"]
+        if found[0]["imageStatus"] != "CREATING":
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{image_id} is still CREATING")
 
 
 def test_serve_with_workers(server_factory: Any, db_path: str) -> None:

@@ -87,10 +87,11 @@ class MemoryStore:
         self._answer_count = 0
         self._keys: dict[str, tuple[int, bytes] | None] = {}
         self._tokens: dict[bytes, int | None] = {}
-        # One look at the change log at a time; callers that come while one runs wait for the
-        # next, which starts after they came.
-        self._looking = False
-        self._waiting: list[asyncio.Future[None]] = []
+        self._looking = False  # a look at the change log is under way
+        self._waiting: list[asyncio.Future[None]] = []  # callers waiting for the next look
+        self._next_looks: asyncio.Task[None] | None = None  # the looks they wait for
+        self._turn = 0  # turns of the event loop in which a look began
+        self._fresh = False  # a look began and ended in this turn
 
     async def open(self) -> None:
         await self.store.open()
@@ -102,19 +103,34 @@ class MemoryStore:
     # Freshness ------------------------------------------------------------------------------
 
     async def refresh(self) -> None:
-        """Catch up with every change committed before this call, by any process."""
+        """Catch up with every change committed before this call, by any process.
+
+        One look at the change log at a time. A caller that comes while one runs waits for the
+        next, which starts after it came. A look that begins and ends within one turn of the
+        event loop (SQLite's do: they never wait) holds for the rest of that turn: every request
+        the loop runs in the turn arrived before it began (docs/decisions.md)."""
+        if self._fresh:
+            return
+        loop = asyncio.get_running_loop()
         if self._looking:
-            waiter = asyncio.get_running_loop().create_future()
+            waiter = loop.create_future()
             self._waiting.append(waiter)
             await waiter
             return
         self._looking = True
+        turn = self._turn
+        loop.call_soon(self._end_turn)  # after every callback already queued in this turn
         try:
             await self._catch_up()
         finally:
             self._looking = False
             if self._waiting:
-                asyncio.get_running_loop().create_task(self._look_for_waiting())
+                self._next_looks = loop.create_task(self._look_for_waiting())
+        self._fresh = self._turn == turn
+
+    def _end_turn(self) -> None:
+        self._turn += 1
+        self._fresh = False
 
     async def _look_for_waiting(self) -> None:
         while self._waiting:
@@ -297,17 +313,21 @@ class MemoryStore:
         description: str | None,
         default_quota: int,
     ) -> Image:
-        return await self.store.create_image(
+        image = await self.store.create_image(
             owner, instance_id, image_id, name, description, default_quota
         )
+        self._fresh = False  # this process's own write: the next request looks again
+        return image
 
     async def modify_images(
         self, owner: int, image_ids: Sequence[str], name: str | None, description: str | None
     ) -> None:
         await self.store.modify_images(owner, image_ids, name, description)
+        self._fresh = False
 
     async def delete_images(self, owner: int, image_ids: Sequence[str]) -> None:
         await self.store.delete_images(owner, image_ids)
+        self._fresh = False
 
     async def instance_exists(self, instance_id: str) -> bool:
         return await self.store.instance_exists(instance_id)
@@ -320,6 +340,7 @@ class MemoryStore:
 
     async def finish_build(self, image_id: str, ok: bool) -> None:
         await self.store.finish_build(image_id, ok)
+        self._fresh = False
 
 
 def scope_name(scope: int) -> str:

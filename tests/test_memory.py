@@ -1,0 +1,204 @@
+"""The catalog in memory (store/memory.py): the same answers as the database, drops exactly what
+a write changed, and never answers from a look at the change log older than the request."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from tests.conftest import TEST_CATALOG, add_accounts, add_custom
+from vmimages.catalog import IMAGE_STATUSES, IMAGE_TYPES, OS_TYPES, ImageQuery
+from vmimages.catalogfile import parse_catalog
+from vmimages.store import open_store
+from vmimages.store.memory import MemoryStore
+from vmimages.store.sql import SqlStore
+
+CUSTOM = [  # (image id, owner, zone, name, category, status, created)
+    ("img-alice001", "alice", "FRA-A", "Shared Name build", "Debian", "AVAILABLE", "2023-03-02"),
+    ("img-alice002", "alice", "HKG-A", "alice only", "Ubuntu", "CREATING", "2024-05-08"),
+    ("img-alice003", "alice", "FRA-A", "UBUNTU mine", "Ubuntu", "UNAVAILABLE", "2022-10-21"),
+    ("img-bob00001", "bob", "FRA-A", "Shared Name build", "Debian", "AVAILABLE", "2023-03-02"),
+    ("img-bob00002", "bob", "HKG-A", "bob secret", "Windows", "UNAVAILABLE", "2021-01-01"),
+]
+
+
+@pytest.fixture
+def customs(test_db: str) -> str:
+    add_accounts(test_db)
+    for image_id, owner, zone, name, category, status, day in CUSTOM:
+        add_custom(test_db, image_id, owner_name=owner, location=zone, name=name,
+                   category=category, status=status, create_time=f"{day}T01:42:01Z")  # fmt: skip
+    return test_db
+
+
+async def opened(database: str) -> tuple[SqlStore, MemoryStore]:
+    sql = open_store(database, load_default_catalog=False)
+    memory = MemoryStore(open_store(database, load_default_catalog=False))
+    await sql.open()
+    await memory.open()
+    return sql, memory
+
+
+def run(database: str, work: Callable[[SqlStore, MemoryStore], Awaitable[None]]) -> None:
+    async def main() -> None:
+        sql, memory = await opened(database)
+        try:
+            await work(sql, memory)
+        finally:
+            await memory.close()
+            await sql.close()
+
+    asyncio.run(main())
+
+
+async def next_request(memory: MemoryStore) -> None:
+    """What a server does when a request comes: a later turn of the event loop, then a look.
+    (Requests that run in the same turn as a look all arrived before it and share it.)"""
+    await asyncio.sleep(0)
+    await memory.refresh()
+
+
+async def account_ids(sql: SqlStore) -> dict[str, int]:
+    return {a.name: a.id for a in await sql.list_accounts()}
+
+
+def random_queries(viewers: list[int | None], locations: list[int]) -> list[ImageQuery]:
+    rng = random.Random(10)
+    names = ["ubuntu", "SHARED", "build", "100%_off", "[beta]*", "server 2", "zzz", "only"]
+    ids = [row[0] for row in CUSTOM] + [img["imageId"] for img in TEST_CATALOG["images"]]
+    out = []
+    for _ in range(300):
+        out.append(ImageQuery(
+            viewer=rng.choice(viewers),
+            image_ids=tuple(rng.sample(ids, rng.randint(1, 4))) if rng.random() < 0.3 else None,
+            name_contains=rng.choice(names) if rng.random() < 0.3 else None,
+            location=rng.choice(locations) if rng.random() < 0.5 else None,
+            category=rng.choice(["Debian", "Ubuntu", "Windows", "CentOS"])
+            if rng.random() < 0.3 else None,
+            image_type=rng.choice(IMAGE_TYPES) if rng.random() < 0.3 else None,
+            os_type=rng.choice(OS_TYPES) if rng.random() < 0.3 else None,
+            status=rng.choice(IMAGE_STATUSES) if rng.random() < 0.3 else None,
+            page_num=rng.choice([1, 1, 2, 3]),
+            page_size=rng.choice([1, 2, 3, 20]),
+        ))  # fmt: skip
+    return out
+
+
+def test_memory_answers_as_the_database_does(customs: str) -> None:
+    """Every filter, visibility, order and paging, against the SQL query as the oracle."""
+
+    async def work(sql: SqlStore, memory: MemoryStore) -> None:
+        accounts = await account_ids(sql)
+        locations = [loc.id for loc in await sql.list_locations()]
+        queries = random_queries([None, accounts["alice"], accounts["bob"]], locations)
+        assert len(set(queries)) > 250
+        for query in queries:
+            await next_request(memory)
+            expected = await sql.describe_images(query)
+            got = await memory.describe_images(query)
+            assert got.total_count == expected.total_count, query
+            assert got.images == expected.images, query
+        # Some answers have something on the page, some are past the end.
+        pages = [await sql.describe_images(q) for q in queries]
+        assert sum(1 for p in pages if p.images) > 100
+        assert sum(1 for p in pages if p.total_count and not p.images) > 5
+
+    run(customs, work)
+
+
+def test_one_accounts_write_drops_only_that_accounts_answers(customs: str) -> None:
+    async def work(sql: SqlStore, memory: MemoryStore) -> None:
+        accounts = await account_ids(sql)
+        alice = ImageQuery(viewer=accounts["alice"])
+        bob = ImageQuery(viewer=accounts["bob"])
+        for query in (alice, bob):
+            await next_request(memory)
+            await memory.describe_images(query)
+        assert memory.stats["answer:miss"] == 2
+
+        await sql.modify_images(accounts["bob"], ["img-bob00001"], "renamed", None)
+        await next_request(memory)
+        assert memory.stats["drop:account"] == 1
+        kept = await memory.describe_images(alice)
+        assert memory.stats["answer:hit"] == 1  # alice's answer was kept: still true
+        assert [i.image_id for i in kept.images] == [
+            i.image_id for i in (await sql.describe_images(alice)).images
+        ]
+        renamed = await memory.describe_images(bob)
+        assert memory.stats["answer:miss"] == 3  # bob's was dropped and made again
+        assert {i.image_id: i.name for i in renamed.images}["img-bob00001"] == "renamed"
+
+        # A credential change drops the credentials, not the answers.
+        await sql.revoke_credential("token", (await sql.list_credentials("token", "bob"))[0].id)
+        await next_request(memory)
+        await memory.describe_images(alice)
+        assert memory.stats["answer:hit"] == 2
+        assert memory.stats["drop:credentials"] == 1
+
+        # A catalog import drops everything.
+        await sql.import_catalog(parse_catalog(TEST_CATALOG))
+        await next_request(memory)
+        await memory.describe_images(alice)
+        assert memory.stats["drop:catalog"] == 1
+        assert memory.stats["answer:hit"] == 2 and memory.stats["answer:miss"] == 4
+
+    run(customs, work)
+
+
+def test_a_look_that_began_before_a_request_does_not_answer_it(customs: str) -> None:
+    """A request that comes while a look at the change log is under way waits for the next
+    look, which begins after it came, so it sees a write committed in between."""
+
+    async def work(sql: SqlStore, memory: MemoryStore) -> None:
+        accounts = await account_ids(sql)
+        bob = ImageQuery(viewer=accounts["bob"], image_ids=("img-bob00001",))
+        await next_request(memory)
+        assert (await memory.describe_images(bob)).images[0].name == "Shared Name build"
+
+        looked = asyncio.Event()
+        release = asyncio.Event()
+        real = memory.store.changes_since
+
+        async def slow(seq: int) -> list[tuple[int, int]]:
+            found = await real(seq)  # the look's snapshot: before the write below
+            looked.set()
+            await release.wait()
+            return found
+
+        memory.store.changes_since = slow  # type: ignore[method-assign]
+        first = asyncio.ensure_future(memory.refresh())
+        await looked.wait()
+        await sql.modify_images(accounts["bob"], ["img-bob00001"], "renamed", None)
+        second = asyncio.ensure_future(memory.refresh())  # comes after the write
+        await asyncio.sleep(0.01)
+        assert not second.done()  # it does not take the look under way
+        release.set()
+        await first
+        await second
+        assert (await memory.describe_images(bob)).images[0].name == "renamed"
+
+    run(customs, work)
+
+
+def test_a_process_catches_up_after_missing_many_changes(customs: str) -> None:
+    """Changes made while a process was not looking, by another process, are all seen."""
+
+    async def work(sql: SqlStore, memory: MemoryStore) -> None:
+        accounts = await account_ids(sql)
+        queries = {name: ImageQuery(viewer=accounts[name]) for name in ("alice", "bob")}
+        for query in queries.values():
+            await next_request(memory)
+            await memory.describe_images(query)
+        await sql.modify_images(accounts["alice"], ["img-alice001"], "one", None)
+        await sql.delete_images(accounts["bob"], ["img-bob00002"])
+        await sql.modify_images(accounts["alice"], ["img-alice001"], None, "two")
+        await next_request(memory)
+        for query in queries.values():
+            got = await memory.describe_images(query)
+            expected = await sql.describe_images(query)
+            assert got == expected
+
+    run(customs, work)
