@@ -240,13 +240,15 @@ def moto() -> Load | None:
 
 
 def serve(
-    database: str, key_file: str, *options: str, **env: str
+    database: str, key_file: str, *options: str, ablate: str = "", **env: str
 ) -> tuple[subprocess.Popen[bytes], int, float]:
+    """`vmimages serve` on a free port (through bench/ablate.py with a choice turned off)."""
     port = free_port()
     environ = {**os.environ, **env, "VMIMAGES_KEY_FILE": key_file}
+    command = [PY, str(HERE / "ablate.py"), ablate] if ablate else [PY, "-m", "vmimages"]
     started = time.monotonic()
     proc = subprocess.Popen(
-        [PY, "-m", "vmimages", "serve", "--port", str(port), "--database", database,
+        [*command, "serve", "--port", str(port), "--database", database,
          "--log-level", "warning", *options],
         env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -290,21 +292,14 @@ def bench_catalog(store: str, size: int) -> dict[str, Any]:
         result["rss_mb"] = rss_mb(proc.pid)
     finally:
         stop(proc)
-    if store == "sqlite":  # the same request in-process, warm and with caches made cold
-        measured = subprocess.run(
-            [PY, str(HERE / "inprocess.py"), "--database", database, "--key-file", key_file,
-             "--key", key, "--password", password],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        result["inprocess"] = json.loads(measured.stdout)
-    if store == "sqlite":  # the same query with the read cache off: every request queries
+    if store == "sqlite":  # the same query with the memory layer off: every request queries
         proc, port, _ = serve(database, key_file, VMIMAGES_READ_CACHE="false")
         try:
             host = f"127.0.0.1:{port}"
-            result["q20_cold"] = wrk(
+            result["q20_sql"] = wrk(
                 port, signed_script(key, password, host, "DescribeImages", [Q20]), pid=proc.pid
             )
-            result["rss_cold_mb"] = rss_mb(proc.pid)
+            result["rss_sql_mb"] = rss_mb(proc.pid)
         finally:
             stop(proc)
     if size == max(SIZES):
@@ -316,41 +311,86 @@ def bench_catalog(store: str, size: int) -> dict[str, Any]:
                 capture_output=True, text=True, check=True,
             )  # fmt: skip
             result["first_sight"] = json.loads(measured.stdout)
-    print(json.dumps(result, default=lambda v: v.__dict__), file=sys.stderr)
+    print(f"{store} {size}: q20 {result['q20']}", file=sys.stderr)
     return result
 
 
 def mixed_runs(store: str, database: str, key_file: str, workload: str) -> list[dict[str, Any]]:
-    """The realistic traffic (bench/workload.py), read-only and with the write stream, on one
-    server process and, on PostgreSQL, on two."""
+    """The realistic traffic (bench/workload.py), reads only and with the write stream, on one
+    server process and, on PostgreSQL, on two; on SQLite also with a look at the change log for
+    every request (bench/ablate.py), and a profile of the run with writes."""
     info = json.loads(Path(workload).read_text())
-    cases = [(1, False), (1, True)] + ([(2, True)] if store == "postgres" else [])
+    cases: list[tuple[int, bool, str]] = [(1, False, ""), (1, True, "")]
+    if store == "sqlite":
+        cases.append((1, False, "look-per-request"))
+    else:
+        cases.append((2, True, ""))
     rows = []
-    for processes, writes in cases:
+    for processes, writes, ablate in cases:
         proc, port, startup = serve(database, key_file, "--image-build-seconds", "0",
-                                    "--workers", str(processes))  # fmt: skip
+                                    "--workers", str(processes), ablate=ablate)  # fmt: skip
         try:
             wait_ready(port)
             host = f"127.0.0.1:{port}"
             script = requests_script([(h, b) for _, h, b in read_requests(info, host)])
             writer = None
             if writes:  # through the warm-up and the measured run, and a second longer
-                writer = subprocess.Popen(
-                    [PY, str(HERE / "workload.py"), "write", "--port", str(port), "--workload",
-                     workload, "--seconds", str(DURATION + 3)],
-                    stdout=subprocess.PIPE, text=True,
-                )  # fmt: skip
+                writer = write_stream(port, workload, DURATION + 3)
             load = wrk(port, script, pid=proc.pid)
-            row: dict[str, Any] = {"processes": processes, "writes": writes, "load": load,
-                                   "startup_s": startup, "rss_mb": rss_mb(proc.pid)}  # fmt: skip
+            row: dict[str, Any] = {"processes": processes, "writes": writes, "ablate": ablate,
+                                   "load": load, "startup_s": startup,
+                                   "rss_mb": rss_mb(proc.pid)}  # fmt: skip
             if writer is not None:
                 out, _ = writer.communicate(timeout=60)
                 row["writer"] = json.loads(out)
+            if store == "sqlite" and writes and not ablate:
+                row["profile"] = profile(proc.pid, port, workload, script)
         finally:
             stop(proc)
-        print(f"mixed {store} x{processes} writes={writes}: {row}", file=sys.stderr)
+        print(
+            f"mixed {store} x{processes} writes={writes} {ablate}: {row['load']}", file=sys.stderr
+        )
         rows.append(row)
     return rows
+
+
+def write_stream(port: int, workload: str, seconds: float) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [PY, str(HERE / "workload.py"), "write", "--port", str(port), "--workload", workload,
+         "--seconds", str(seconds)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def profile(pid: int, port: int, workload: str, script: str) -> list[tuple[str, float]]:
+    """Where the server's time goes under the same traffic: py-spy samples it for a few seconds
+    (a run of its own: sampling slows the server); each function's share of the samples, its
+    callees included."""
+    spy = Path(PY).parent / "py-spy"
+    if not spy.exists():
+        subprocess.run([PY, "-m", "pip", "install", "-q", "py-spy"], check=False)
+    if not spy.exists():
+        return []
+    raw = RESULTS / "profile.txt"
+    seconds = 5
+    sampler = subprocess.Popen([str(spy), "record", "-p", str(pid), "-f", "raw", "-r", "200",
+                                "-d", str(seconds), "-o", str(raw)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    writer = write_stream(port, workload, seconds + 1)
+    try:
+        wrk(port, script, seconds=seconds)
+    finally:
+        sampler.wait(30)
+        writer.communicate(timeout=60)
+    shares: dict[str, int] = {}  # function name -> samples in which it is on the stack
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        total += int(count)
+        for function in {frame.split(" (")[0] for frame in stack.split(";")}:
+            shares[function] = shares.get(function, 0) + int(count)
+    ranked = sorted(shares.items(), key=lambda kv: -kv[1])
+    return [(function, n / total) for function, n in ranked if n / total >= 0.005]
 
 
 def wait_ready(port: int) -> None:

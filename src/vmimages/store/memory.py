@@ -37,6 +37,9 @@ from vmimages.store.sql.base import CATALOG_SCOPE, CREDENTIALS_SCOPE
 MAX_CUSTOM_IMAGES = 200_000  # custom images of the accounts seen lately (least recent go first)
 MAX_ANSWERS = 50_000  # DescribeImages answers
 MAX_CREDENTIALS = 100_000  # access keys and token hashes looked up, found or not
+# A look that begins and ends in one turn of the event loop holds for the rest of the turn
+# (refresh). bench/ablate.py turns this off to measure what it saves.
+ONE_LOOK_PER_TURN = True
 
 _by_id = attrgetter("image_id")
 _by_time = attrgetter("create_time")
@@ -126,7 +129,7 @@ class MemoryStore:
             self._looking = False
             if self._waiting:
                 self._next_looks = loop.create_task(self._look_for_waiting())
-        self._fresh = self._turn == turn
+        self._fresh = ONE_LOOK_PER_TURN and self._turn == turn
 
     def _end_turn(self) -> None:
         self._turn += 1

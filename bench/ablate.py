@@ -1,0 +1,25 @@
+"""`vmimages serve` with one of the service's speed choices turned off, for bench/run to measure
+what the choice is worth beside the service as shipped, in the same run.
+
+    python bench/ablate.py look-per-request serve --port 8080 --database D ...
+
+look-per-request: every request looks at the change log, instead of one look serving every
+request that the event loop runs in the same turn (store/memory.py, ONE_LOOK_PER_TURN).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from vmimages.cli import main
+from vmimages.store import memory
+
+CHOICES = {"look-per-request": ("ONE_LOOK_PER_TURN", False)}
+
+if __name__ == "__main__":
+    name, value = CHOICES[sys.argv[1]]
+    setattr(memory, name, value)
+    main(sys.argv[2:])
