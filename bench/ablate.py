@@ -5,6 +5,8 @@ what the choice is worth beside the service as shipped, in the same run.
 
 look-per-request: every request looks at the change log, instead of one look serving every
 request that the event loop runs in the same turn (store/memory.py, ONE_LOOK_PER_TURN).
+write-at-once: each answer is written as soon as it is made, instead of after the other ready
+requests have made theirs (app.py, WRITE_AFTER_THE_TURN).
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+from vmimages import app
 from vmimages.cli import main
 from vmimages.store import memory
 
-CHOICES = {"look-per-request": ("ONE_LOOK_PER_TURN", False)}
+CHOICES = {
+    "look-per-request": (memory, "ONE_LOOK_PER_TURN"),
+    "write-at-once": (app, "WRITE_AFTER_THE_TURN"),
+}
 
 if __name__ == "__main__":
-    name, value = CHOICES[sys.argv[1]]
-    setattr(memory, name, value)
+    module, name = CHOICES[sys.argv[1]]
+    setattr(module, name, False)
     main(sys.argv[2:])

@@ -44,6 +44,8 @@ def _verdict(ok: bool) -> str:
 def _label(row: dict[str, Any]) -> str:
     if row["ablate"] == "look-per-request":
         return "reads only, a look at the change log for every request (`bench/ablate.py`)"
+    if row["ablate"] == "write-at-once":
+        return "reads only, each answer written at once (`bench/ablate.py`)"
     return "reads and 50 writes/s" if row["writes"] else "reads only"
 
 

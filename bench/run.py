@@ -322,7 +322,7 @@ def mixed_runs(store: str, database: str, key_file: str, workload: str) -> list[
     info = json.loads(Path(workload).read_text())
     cases: list[tuple[int, bool, str]] = [(1, False, ""), (1, True, "")]
     if store == "sqlite":
-        cases.append((1, False, "look-per-request"))
+        cases += [(1, False, "look-per-request"), (1, False, "write-at-once")]
     else:
         cases.append((2, True, ""))
     rows = []
