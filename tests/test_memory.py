@@ -202,3 +202,24 @@ def test_a_process_catches_up_after_missing_many_changes(customs: str) -> None:
             assert got == expected
 
     run(customs, work)
+
+
+def test_what_is_kept_is_bounded(customs: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past its bounds the memory forgets (the least recent account first, answers whole) and
+    reads again: answers stay those of the database."""
+    from vmimages.store import memory as module
+
+    monkeypatch.setattr(module, "MAX_CUSTOM_IMAGES", 3)
+    monkeypatch.setattr(module, "MAX_ANSWER_WEIGHT", 4)
+
+    async def work(sql: SqlStore, memory: MemoryStore) -> None:
+        accounts = await account_ids(sql)
+        queries = [ImageQuery(viewer=accounts[name], page_size=2) for name in ("alice", "bob")]
+        for _ in range(3):
+            for query in queries:
+                await next_request(memory)
+                assert await memory.describe_images(query) == await sql.describe_images(query)
+        assert memory.stats["account:miss"] >= 3  # alice (3 images) and bob (2) cannot both stay
+        assert memory.stats["answer:hit"] < 4  # answers of weight 3 each: two never fit
+
+    run(customs, work)

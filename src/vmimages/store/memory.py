@@ -33,9 +33,9 @@ from vmimages.catalog import (
 from vmimages.store.sql import SqlStore
 from vmimages.store.sql.base import CATALOG_SCOPE, CREDENTIALS_SCOPE
 
-# Bounds on what is kept, each dropped whole when it is reached (a process then reads again).
-MAX_CUSTOM_IMAGES = 200_000  # custom images of the accounts seen lately (least recent go first)
-MAX_ANSWERS = 50_000  # DescribeImages answers
+# Bounds on what is kept (resident memory stays under about 150 MB more than at start).
+MAX_CUSTOM_IMAGES = 100_000  # custom images of the accounts seen lately (least recent go first)
+MAX_ANSWER_WEIGHT = 100_000  # DescribeImages answers: one per answer, plus one per image on it
 MAX_CREDENTIALS = 100_000  # access keys and token hashes looked up, found or not
 # A look that begins and ends in one turn of the event loop holds for the rest of the turn
 # (refresh). bench/ablate.py turns this off to measure what it saves.
@@ -87,7 +87,7 @@ class MemoryStore:
         self._custom: OrderedDict[int, list[Image]] = OrderedDict()  # account -> its images
         self._custom_count = 0
         self._answers: dict[int | None, dict[ImageQuery, ImagePage]] = {}  # viewer -> answers
-        self._answer_count = 0
+        self._answer_weight = 0
         self._keys: dict[str, tuple[int, bytes] | None] = {}
         self._tokens: dict[bytes, int | None] = {}
         self._looking = False  # a look at the change log is under way
@@ -189,7 +189,7 @@ class MemoryStore:
         self._custom.clear()
         self._custom_count = 0
         self._answers.clear()
-        self._answer_count = 0
+        self._answer_weight = 0
         self._keys.clear()
         self._tokens.clear()
         self._seen = seq
@@ -200,7 +200,7 @@ class MemoryStore:
             self._custom_count -= len(images)
         answers = self._answers.pop(account, None)
         if answers is not None:
-            self._answer_count -= len(answers)
+            self._answer_weight -= sum(weight(page) for page in answers.values())
 
     # Reads ----------------------------------------------------------------------------------
 
@@ -253,11 +253,11 @@ class MemoryStore:
         offset = query.offset
         page = ImagePage(len(matches), matches[offset : offset + query.page_size])
         if epoch == self._epoch:
-            if self._answer_count >= MAX_ANSWERS:
+            if self._answer_weight >= MAX_ANSWER_WEIGHT:  # dropped whole; made again on use
                 self._answers.clear()
-                self._answer_count = 0
+                self._answer_weight = 0
             self._answers.setdefault(viewer, {})[query] = page
-            self._answer_count += 1
+            self._answer_weight += weight(page)
         return page
 
     async def _custom_images(self, account: int) -> list[Image]:
@@ -344,6 +344,10 @@ class MemoryStore:
     async def finish_build(self, image_id: str, ok: bool) -> None:
         await self.store.finish_build(image_id, ok)
         self._fresh = False
+
+
+def weight(page: ImagePage) -> int:
+    return 1 + len(page.images)
 
 
 def scope_name(scope: int) -> str:
