@@ -275,6 +275,9 @@ def bench_catalog(store: str, size: int) -> dict[str, Any]:
     key, password = info["accessKeyId"], info["accessKeyPassword"]
     result: dict[str, Any] = {"store": store, "size": size, "generate_s": info["seconds"],
                               "accounts": info["accounts"]}  # fmt: skip
+    # The same-stack ceiling again right before this catalog's rows: the machine's speed drifts
+    # over a run, and each row is compared with the ceiling measured next to it.
+    result["ceiling"] = ceiling()
     proc, port, startup = serve(database, key_file)
     try:
         result["startup_s"] = startup
@@ -327,6 +330,7 @@ def mixed_runs(store: str, database: str, key_file: str, workload: str) -> list[
         cases.append((2, True, ""))
     rows = []
     for processes, writes, ablate in cases:
+        top = ceiling()  # measured next to each row, as above
         proc, port, startup = serve(database, key_file, "--image-build-seconds", "0",
                                     "--workers", str(processes), ablate=ablate)  # fmt: skip
         try:
@@ -338,7 +342,7 @@ def mixed_runs(store: str, database: str, key_file: str, workload: str) -> list[
                 writer = write_stream(port, workload, DURATION + 3)
             load = wrk(port, script, pid=proc.pid)
             row: dict[str, Any] = {"processes": processes, "writes": writes, "ablate": ablate,
-                                   "load": load, "startup_s": startup,
+                                   "load": load, "ceiling": top, "startup_s": startup,
                                    "rss_mb": rss_mb(proc.pid)}  # fmt: skip
             if writer is not None:
                 out, _ = writer.communicate(timeout=60)
