@@ -81,9 +81,22 @@ class AsgiClient:
         headers: dict[str, str] | None = None,
         chunks: list[bytes] | None = None,
     ) -> Response:
-        raw_headers = [
-            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
-        ]
+        return self.request_raw(method, path, body=body, chunks=chunks,
+                                headers=list((headers or {}).items()))  # fmt: skip
+
+    def request_raw(
+        self,
+        method: str = "POST",
+        path: str = "/api/v2/vm",
+        *,
+        body: bytes = b"{}",
+        headers: list[tuple[str, str]],
+        chunks: list[bytes] | None = None,
+        client: tuple[str, int] = ("127.0.0.1", 5000),
+    ) -> Response:
+        """A request with headers as a list: a name may come twice, as on the wire. `client`
+        is the connection's address (every call on one connection, unless told)."""
+        raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
         scope = {
             "type": "http",
             "method": method,
@@ -93,7 +106,7 @@ class AsgiClient:
             "http_version": "1.1",
             "scheme": "http",
             "server": ("testserver", 80),
-            "client": ("127.0.0.1", 5000),
+            "client": client,
         }
         parts = chunks if chunks is not None else [body]
         messages = [

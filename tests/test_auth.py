@@ -129,6 +129,10 @@ def test_missing_authorization(client: AsgiClient) -> None:
         ),
         ({"x-zc-timestamp": ""}, "Unix seconds"),
         ({"x-zc-timestamp": "12.5"}, "Unix seconds"),
+        # Digits that are not ASCII (int() refuses them), and more digits than a float holds.
+        ({"x-zc-timestamp": "\u00b2"}, "Unix seconds"),
+        ({"x-zc-timestamp": "1\u00b9"}, "Unix seconds"),
+        ({"x-zc-timestamp": "9" * 400}, "Unix seconds"),
         ({"x-zc-signature-method": "HMAC-SHA1"}, "X-ZC-Signature-Method"),
         ({"x-zc-signature-method": ""}, "X-ZC-Signature-Method"),
     ],
@@ -304,21 +308,34 @@ def test_parse_authorization_tolerates_spacing() -> None:
 
 
 @pytest.mark.parametrize(
-    ("key", "sig"),
+    ("key", "sig", "problem"),
     [
-        ("AKID0123", "0a1b"),  # the SDK form: the quick path
-        ("key-1_x", "0a1b"),  # other characters in the key id: the careful path
-        ("AKID0123", "0a-1b"),
-        ("AKID", ""),
+        ("AKID0123", "0a1b", None),  # the SDK form
+        ("AKID0123", "0a-1b", None),  # a wrong signature is the signature check's to refuse
+        ("key-1_x", "0a1b", "is not an access key id"),  # key ids are letters and digits
+        ("AKID\u00b2", "0a1b", "is not an access key id"),
+        ("AKID", "", "lacks Signature"),
     ],
 )
-def test_both_paths_read_the_sdk_form_alike(key: str, sig: str) -> None:
+def test_the_sdk_form_is_read_and_a_bad_credential_refused(
+    key: str, sig: str, problem: str | None
+) -> None:
     value = f"ZC2-HMAC-SHA256 Credential={key}, SignedHeaders=content-type;host, Signature={sig}"
-    if not sig:
-        with pytest.raises(ApiError):
+    if problem is not None:
+        with pytest.raises(ApiError, match=problem) as err:
             parse_authorization(value)
+        assert err.value.code.name == "AUTHFAILURE_INVALID_AUTHORIZATION"
         return
     assert parse_authorization(value) == (key, ["content-type", "host"], sig)
+
+
+def test_a_field_named_twice_is_refused() -> None:
+    value = (
+        "ZC2-HMAC-SHA256 Credential=AKID1, Credential=AKID2, SignedHeaders=content-type;host,"
+        " Signature=0a1b"
+    )
+    with pytest.raises(ApiError, match="names `Credential` twice"):
+        parse_authorization(value)
 
 
 def test_action_and_version_are_not_signed(client: AsgiClient) -> None:

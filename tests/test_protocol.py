@@ -112,9 +112,9 @@ def test_json_content_types_accepted(
         "multipart/form-data; boundary=x",
     ],
 )
-def test_bad_content_type(client: AsgiClient, content_type: str) -> None:
+def test_bad_content_type(client: AsgiClient, alice: dict[str, str], content_type: str) -> None:
     response = client.request(
-        headers={"content-type": content_type, "x-zc-action": "DescribeRegions"}
+        headers={"content-type": content_type, "x-zc-action": "DescribeRegions", **alice}
     )
     assert_error(
         response,
@@ -124,9 +124,52 @@ def test_bad_content_type(client: AsgiClient, content_type: str) -> None:
     )
 
 
-def test_missing_content_type_with_a_body(client: AsgiClient) -> None:
-    response = client.request(body=b"{}", headers={"x-zc-action": "DescribeRegions"})
+def test_missing_content_type_with_a_body(client: AsgiClient, alice: dict[str, str]) -> None:
+    response = client.request(body=b"{}", headers={"x-zc-action": "DescribeRegions", **alice})
     assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE", "Content-Type")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [(b"{not json", "application/json"), (b"[1, 2]", "application/json"), (b"{}", "text/xml")],
+)
+def test_without_credentials_the_body_is_never_looked_at(
+    client: AsgiClient, body: bytes, content_type: str
+) -> None:
+    """An anonymous caller gets 401 whatever it sends: nothing about parsing leaks."""
+    response = client.request(
+        body=body, headers={"content-type": content_type, "x-zc-action": "DescribeImages"}
+    )
+    assert_error(response, 401, "AUTHFAILURE_INVALID_AUTHORIZATION", "missing")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("x-zc-action", "DescribeImages"), ("x-tc-action", "DeleteImages")],
+        [("x-zc-action", "DescribeImages"), ("x-zc-action", "DeleteImages")],
+        [("X-TC-Action", "DeleteImages"), ("X-ZC-Action", "DescribeImages")],
+    ],
+)
+def test_a_request_names_exactly_one_action(
+    client: AsgiClient, alice: dict[str, str], headers: list[tuple[str, str]]
+) -> None:
+    response = client.request_raw(headers=[("content-type", "application/json"),
+                                           *alice.items(), *headers])  # fmt: skip
+    assert_error(response, 400, "INVALID_PARAMETER_VALUE", "`DeleteImages`", "`DescribeImages`")
+
+
+def test_the_same_action_twice_is_one_action(client: AsgiClient, alice: dict[str, str]) -> None:
+    response = client.request_raw(headers=[("content-type", "application/json"), *alice.items(),
+                                           ("x-zc-action", "DescribeRegions"),
+                                           ("x-tc-action", "DescribeRegions")])  # fmt: skip
+    assert "regions" in assert_ok(response)
+
+
+def test_two_authorization_headers_are_refused(client: AsgiClient, alice: dict[str, str]) -> None:
+    twice = [("content-type", "application/json"), *alice.items(), *alice.items()]
+    response = client.request_raw(headers=[*twice, ("x-zc-action", "DescribeRegions")])
+    assert_error(response, 401, "AUTHFAILURE_INVALID_AUTHORIZATION", "more than one")
 
 
 @pytest.mark.parametrize("body", [b"", b"  \n"])

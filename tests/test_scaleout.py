@@ -90,7 +90,10 @@ def test_two_servers_see_each_others_writes(server_factory: Any, db_path: str) -
 def wait_until_built(client: SeedClient, image_id: str) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        found = client.call("DescribeImages", imageIds=[image_id])["images"]
+        # (With a filter beside imageIds: the same bytes as the DeleteImages that follows, in the
+        # same second, would be one signature for two actions; docs/auth.md, "Replays".)
+        found = client.call("DescribeImages", imageIds=[image_id], imageType="CUSTOM_IMAGE")
+        found = found["images"]
         if found[0]["imageStatus"] != "CREATING":
             return
         time.sleep(0.05)

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import stat
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.asgi import AsgiClient
 from tests.conftest import ON_POSTGRES, TEST_CATALOG, add_accounts, add_custom, sql, sqlite_only
+from vmimages.app import create_app
 from vmimages.catalog import CUSTOM_IMAGE, PUBLIC_IMAGE, ImageQuery, LocationNotFound
 from vmimages.catalogfile import default_catalog, parse_catalog
+from vmimages.config import Settings
 from vmimages.store import open_store
 from vmimages.store.db import numbered
 from vmimages.store.query import image_filter
@@ -55,6 +60,24 @@ def test_new_database_gets_schema_and_default_catalog(db_path: str) -> None:
 @sqlite_only
 def test_sqlite_runs_in_wal_mode(db_path: str) -> None:
     assert sql(db_path, "PRAGMA journal_mode") == [("wal",)]
+
+
+@sqlite_only
+def test_database_files_are_private(db_path: str) -> None:
+    """The database, its -wal and -shm files and the server key file: 0600, even with a
+    permissive umask."""
+    old = os.umask(0o022)
+    try:
+        settings = Settings(database=db_path, key_file=db_path + ".key")
+        app = AsgiClient(create_app(settings))  # opens the file and keeps it open
+        try:
+            for suffix in ("", "-wal", "-shm", ".key"):
+                mode = stat.S_IMODE(os.stat(db_path + suffix).st_mode)
+                assert mode == 0o600, (suffix, oct(mode))
+        finally:
+            app.close()
+    finally:
+        os.umask(old)
 
 
 def test_both_stores_have_the_same_migrations() -> None:

@@ -1,7 +1,7 @@
 """The ASGI application: `create_app(settings)` and the one request pipeline.
 
-Pipeline: endpoint → content type → body (bounded) → action header → dialect → JSON object →
-caller (authentication slots in here) → action → parameters → handler → envelope.
+Pipeline: endpoint → body (bounded) → action header → dialect → freshness → caller → action →
+rate limit → content type → JSON object → parameters → replay check → handler → envelope.
 Every exception becomes an error envelope in `handle`, the only place that builds one.
 """
 
@@ -19,16 +19,20 @@ from vmimages.catalog import DomainError
 from vmimages.config import Settings
 from vmimages.errors import ApiError, Code
 from vmimages.loop import InFlight
+from vmimages.ratelimit import RateLimiter
+from vmimages.replay import ReplayGuard
 from vmimages.store import RequestStore, open_store
 from vmimages.store.memory import MemoryStore
+from vmimages.transport import Limits
 from vmimages.validation import validate
 from vmimages.vault import load_vault
 
 log = logging.getLogger("vmimages")
 
-# Answers wait one turn of the event loop before they are written (App.handle); bench/ablate.py
-# turns this off to measure what it saves.
+# Small answers wait one turn of the event loop before they are written (App.handle); large ones
+# go at once (waiting made pageSize-1000 answers slower). bench/ablate.py turns this off.
 WRITE_AFTER_THE_TURN = True
+SMALL_ANSWER_BYTES = 16 * 1024
 
 # How much of an oversized body is read (and dropped) before answering 413, as a multiple of
 # the limit; beyond it the 413 is sent at once and the connection closes.
@@ -50,10 +54,20 @@ class App:
         self.store = store or request_store(settings)
         vault = load_vault(settings.secret_key, settings.key_path, create=True)
         self.authenticate = Authenticator(self.store, vault)
+        self.limiter = RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
+        self.replays = ReplayGuard(
+            self.store,
+            [action for action in actions.ACTIONS.values() if action.mutating],
+            self.authenticate.clock,
+            require_signed_action=settings.require_signed_action,
+        )
         self.worker = BuildWorker(
             self.store, TimedBuilder(self.store, settings.image_build_seconds)
         )
         self.in_flight = InFlight(settings.request_timeout)
+        Limits.configure(
+            settings.max_header_bytes, settings.receive_timeout, settings.max_connections
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -114,7 +128,7 @@ class App:
             (b"x-zc-request-id", request_id.encode()),
             *extra,
         ]
-        if WRITE_AFTER_THE_TURN:
+        if WRITE_AFTER_THE_TURN and len(body) <= SMALL_ANSWER_BYTES:
             # Let every other request that is ready make its answer first: the answers then go
             # out back to back (docs/decisions.md, "Answers written after the turn").
             await asyncio.sleep(0)
@@ -123,12 +137,15 @@ class App:
 
     async def dispatch(self, scope: Scope, receive: Receive, request_id: str) -> bytes:
         protocol.check_endpoint(scope["path"], scope["method"])
-        headers = {
-            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
-        }
+        headers = protocol.headers_of(scope["headers"])
         limit = self.settings.max_body_bytes
         declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit * DRAIN_FACTOR:
+        if (
+            declared
+            and declared.isascii()
+            and declared.isdigit()
+            and int(declared) > limit * DRAIN_FACTOR
+        ):
             raise protocol.body_too_large(limit)  # refused before reading any of it
         message = await receive()
         body = message.get("body", b"")
@@ -136,18 +153,23 @@ class App:
             body = await self.read_body(receive, message)
         elif len(body) > limit:
             raise protocol.body_too_large(limit)
-        protocol.check_content_type(headers.get("content-type"), body_expected=bool(body.strip()))
-        name = protocol.action_of(headers)
+        name = protocol.action_of(scope["headers"])
         version = protocol.version_of(headers)
-        params = protocol.parse_body(body)
         await self.store.refresh()  # every write committed before this request is seen
+        # Who is calling, before anything is made of the body: a caller without valid
+        # credentials learns nothing about how it is parsed.
         caller = await self.authenticate(headers, body)
         action = actions.find_action(version, name)
+        if self.limiter is not None:
+            self.limiter.take(caller.account, action.name)
+        protocol.check_content_type(headers.get("content-type"), body_expected=bool(body.strip()))
+        params = protocol.parse_body(body)
         values = validate(params, action.params, action.name)
+        await self.replays.check(caller, action, params, scope.get("client"))
         context = actions.Context(
             store=self.store,
             version=version,
-            caller=caller,
+            caller=caller.account,
             image_quota=self.settings.image_quota,
             image_created=self.worker.wake,
         )

@@ -11,7 +11,7 @@ import hmac
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, NamedTuple
 
 from vmimages.accounts import token_hash
 from vmimages.errors import ApiError, Code
@@ -71,6 +71,8 @@ def parse_authorization(value: str) -> tuple[str, list[str], str]:
                 "The Authorization header is malformed: expected"
                 f" `{ALGORITHM} Credential=..., SignedHeaders=..., Signature=...`."
             )
+        if key.strip() in fields:
+            raise _invalid(f"The Authorization header names `{shown(key.strip())}` twice.")
         fields[key.strip()] = val.strip()
     missing = [k for k in ("Credential", "SignedHeaders", "Signature") if not fields.get(k)]
     if missing:
@@ -80,7 +82,20 @@ def parse_authorization(value: str) -> tuple[str, list[str], str]:
         raise _invalid("SignedHeaders must be lowercase header names, sorted, joined by `;`.")
     if not {"content-type", "host"} <= set(signed):
         raise _invalid("SignedHeaders must include content-type and host.")
-    return fields["Credential"], signed, fields["Signature"]
+    key_id = fields["Credential"]
+    if not (key_id.isascii() and key_id.isalnum() and len(key_id) <= 64):
+        raise _invalid(f"The Credential `{shown(key_id)}` is not an access key id.")
+    return key_id, signed, fields["Signature"]
+
+
+class Caller(NamedTuple):
+    """Who sent a request, and with what: a signed request carries its signature (for the
+    replay checks, replay.py), the headers it signed, and until when its timestamp holds."""
+
+    account: int
+    signature: str | None = None
+    signed_headers: tuple[str, ...] = ()
+    valid_until: float = 0.0
 
 
 class Authenticator:
@@ -91,9 +106,9 @@ class Authenticator:
         self.vault = vault
         self.clock = clock
 
-    def __call__(self, headers: dict[str, str], body: bytes) -> Coroutine[Any, Any, int]:
-        """The calling account's id (the coroutine of the scheme's check, handed back as it is).
-        `headers` are the request's, by lowercase name."""
+    def __call__(self, headers: dict[str, str], body: bytes) -> Coroutine[Any, Any, Caller]:
+        """Who calls (the coroutine of the scheme's check, handed back as it is). `headers` are
+        the request's, by lowercase name."""
         value = headers.get("authorization", "").strip()
         if not value:
             raise _invalid("The Authorization header is missing.")
@@ -107,19 +122,19 @@ class Authenticator:
             f" use {ALGORITHM} or Bearer."
         )
 
-    async def bearer(self, token: str) -> int:
+    async def bearer(self, token: str) -> Caller:
         account = await self.store.find_token(token_hash(token)) if token else None
         if account is None:
             raise _invalid("The token is not valid: it is unknown or has been revoked.")
-        return account
+        return Caller(account)
 
-    async def signed(self, headers: dict[str, str], body: bytes, value: str) -> int:
+    async def signed(self, headers: dict[str, str], body: bytes, value: str) -> Caller:
         method = headers.get("x-zc-signature-method")
         if method != ALGORITHM:
             raise _invalid(f"The X-ZC-Signature-Method header must be {ALGORITHM}.")
         timestamp = headers.get("x-zc-timestamp", "")
-        if not timestamp.isdigit():
-            raise _invalid("The X-ZC-Timestamp header must be Unix seconds.")
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+            raise _invalid("The X-ZC-Timestamp header must be Unix seconds (ASCII digits).")
         key_id, signed, sent = parse_authorization(value)
         for name in signed:
             if name not in headers:
@@ -150,4 +165,4 @@ class Authenticator:
                 "The signature does not match: check the access key password, and sign the"
                 " body, Content-Type and Host exactly as sent.",
             )
-        return account
+        return Caller(account, sent.lower(), tuple(signed), int(timestamp) + MAX_SKEW_SECONDS)

@@ -19,6 +19,9 @@ class Settings:
     database: str = DEFAULT_DATABASE  # a SQLite file path, or a postgresql:// URL
     load_default_catalog: bool = True  # fill a new database with the shipped catalog
     max_body_bytes: int = 1 << 20
+    max_header_bytes: int = 16 * 1024  # request line and headers; past it 431
+    receive_timeout: float = 10.0  # seconds to receive a whole request; past it 408
+    max_connections: int = 4096  # open connections per process; past it 503
     request_timeout: float = 10.0  # seconds; past it: 503 REQUEST_TIMED_OUT
     db_timeout: float = 5.0  # PostgreSQL: to connect, to get a pooled connection, per statement
     db_pool_size: int = 10  # PostgreSQL connections per server process
@@ -28,6 +31,8 @@ class Settings:
     image_quota: int = DEFAULT_IMAGE_QUOTA  # custom images per account and location
     log_level: str = "info"
     access_log: bool = False
+    rate_limit: float = 0.0  # requests a second per account and action (0: no limit)
+    require_signed_action: bool = False  # mutating requests must sign x-zc-action
     # The server key that seals access-key passwords: base64 of 32 bytes in the environment,
     # else a key file (made on first start), by default beside the SQLite file.
     secret_key: str | None = None

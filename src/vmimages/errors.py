@@ -26,8 +26,8 @@ class Code(Enum):
     INVALID_PARAMETER_EXCEED_LENGTH = (400, "a string or array is too long")
     INVALID_PARAMETER_LESS_LENGTH = (400, "a string or array is too short")
     INVALID_PARAMETER_PATTERN_ERROR = (400, "a string does not match its pattern")
-    # The contract's whole table is kept; two codes are not answered yet (docs/errors.md): no
-    # action takes a date, and the service does not rate-limit by itself.
+    # The contract's whole table is kept; one code is not answered yet (docs/errors.md): no
+    # action takes a date.
     INVALID_PARAMETER_DATE_FORMAT_ERROR = (400, "a date is malformed")
     AUTHFAILURE_INVALID_AUTHORIZATION = (401, "no, malformed or unknown credentials")
     AUTHFAILURE_SIGNATURE_FAILURE = (401, "the signature does not match")
@@ -42,9 +42,11 @@ class Code(Enum):
     OPERATION_FAILED_RESOURCE_NOT_FOUND = (404, "no such resource, or no such path")
     # Transport-level answers the contract does not name; see docs/errors.md.
     UNSUPPORTED_HTTP_METHOD = (405, "the endpoint takes POST only")
+    REQUEST_TIMEOUT = (408, "the whole request was not received in time")
     REQUEST_ENTITY_TOO_LARGE = (413, "the body is larger than the configured limit")
     UNSUPPORTED_MEDIA_TYPE = (415, "the body is not sent as application/json")
     REQUEST_LIMIT_EXCEEDED = (429, "rate limited; retry with backoff")
+    REQUEST_HEADER_FIELDS_TOO_LARGE = (431, "the request line and headers are too large")
     INTERNAL_SERVER_ERROR = (500, "an unexpected failure; details are in the server log only")
     SERVICE_TEMPORARY_UNAVAILABLE = (503, "the store is unreachable; retry later")
     REQUEST_TIMED_OUT = (503, "the request ran out of time")

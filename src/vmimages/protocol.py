@@ -29,6 +29,21 @@ def new_request_id() -> str:
     return "T" + str(uuid.UUID(int=random.getrandbits(128), version=4)).upper()
 
 
+def headers_of(raw_headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The request's headers by lowercase name. One Authorization only: with two, which one
+    counts would be a guess (and a proxy may have checked the other)."""
+    headers = {}
+    for name, value in raw_headers:
+        key = name.decode("latin-1").lower()
+        if key == "authorization" and key in headers:
+            raise ApiError(
+                Code.AUTHFAILURE_INVALID_AUTHORIZATION,
+                "The request has more than one Authorization header; send exactly one.",
+            )
+        headers[key] = value.decode("latin-1")
+    return headers
+
+
 def check_endpoint(path: str, method: str) -> None:
     if path not in ENDPOINTS:
         raise ApiError(
@@ -77,13 +92,27 @@ def body_too_large(limit: int) -> ApiError:
     )
 
 
-def action_of(headers: dict[str, str]) -> str:
-    action = headers.get("x-zc-action") or headers.get("x-tc-action")
-    if not action:
+def action_of(raw_headers: list[tuple[bytes, bytes]]) -> str:
+    """The one action a request names: X-ZC-Action, or its alias X-TC-Action. Naming two (the
+    two headers, or one header twice, with different values) is an error, never a choice."""
+    named = {
+        value.decode("latin-1").strip()
+        for name, value in raw_headers
+        if name.lower() in (b"x-zc-action", b"x-tc-action")
+    }
+    named.discard("")
+    if not named:
         raise ApiError(
             Code.MISSING_PARAMETER, "The action header X-ZC-Action (or X-TC-Action) is missing."
         )
-    return action
+    if len(named) > 1:
+        shown_names = ", ".join(f"`{shown(n)}`" for n in sorted(named))
+        raise ApiError(
+            Code.INVALID_PARAMETER_VALUE,
+            f"The request names more than one action ({shown_names}) in X-ZC-Action and"
+            " X-TC-Action; send exactly one.",
+        )
+    return named.pop()
 
 
 def version_of(headers: dict[str, str]) -> str:

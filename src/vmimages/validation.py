@@ -139,10 +139,20 @@ def _check_integer(param: Param, value: Any) -> int:
     return int(value)
 
 
+# Control characters have no place in a parameter (PostgreSQL cannot even store NUL); tab and
+# line breaks may stand in a description.
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _check_string(
     param: Param, label: str, value: str, min_length: int | None, max_length: int | None
 ) -> str:
     _check_length(label, len(value), min_length, max_length, "characters")
+    if CONTROL.search(value):
+        raise ApiError(
+            Code.INVALID_PARAMETER_VALUE,
+            f"The parameter `{label}` must not contain control characters (such as NUL).",
+        )
     if param.choices is not None and value not in param.choices:
         raise ApiError(
             Code.INVALID_PARAMETER_VALUE,

@@ -37,6 +37,7 @@ class Action:
     name: str
     params: Spec
     handler: Handler
+    mutating: bool = False  # changes the catalog: carried out once per signature (replay.py)
 
 
 def _registry() -> dict[tuple[bool, str], Action]:

@@ -102,13 +102,15 @@ def _actions(location_ids: str) -> list[Action]:
                 DESCRIPTION,
             ),
             create_image,
+            mutating=True,
         ),
         Action(
             "ModifyImagesAttributes",
             spec(IMAGE_IDS, NEW_NAME, DESCRIPTION),
             modify_images_attributes,
+            mutating=True,
         ),
-        Action("DeleteImages", spec(IMAGE_IDS), delete_images),
+        Action("DeleteImages", spec(IMAGE_IDS), delete_images, mutating=True),
         Action(
             "DescribeImageQuota",
             spec(Param(location_ids, STRING_ARRAY, max_length=100, item_max_length=64)),

@@ -51,6 +51,18 @@ from vmimages.cli import (
     help="Server processes sharing the port (and the database).  [default: 1]",
 )
 @click.option("--access-log/--no-access-log", default=None, help="Log every request.")
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(min=0),
+    help="Requests a second per account and action, in bursts as large; 0 for none.  [default: 0]",
+)
+@click.option(
+    "--require-signed-action",
+    is_flag=True,
+    default=None,
+    help="Refuse CreateImage, ModifyImagesAttributes and DeleteImages unless signed with"
+    " x-zc-action among the SignedHeaders.",
+)
 def serve(no_catalog: bool | None, **options: Any) -> None:
     """Serve the API on HOST:PORT from DATABASE.
 
@@ -60,6 +72,7 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
     import uvicorn
 
     from vmimages.app import create_app
+    from vmimages.transport import BoundedHttpToolsProtocol
 
     settings = settings_from(
         **options, load_default_catalog=None if no_catalog is None else not no_catalog
@@ -81,7 +94,7 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": BoundedHttpToolsProtocol,  # httptools, with limits (transport.py)
         "lifespan": "on",
         "access_log": settings.access_log,
         "log_level": settings.log_level,

@@ -89,6 +89,9 @@ class RequestStore(Protocol):
 
     async def claim_build(self, now: float, lease_until: float) -> BuildJob | None: ...
 
+    async def remember_signature(self, signature: str, valid_until: float) -> bool:
+        """Record a mutating request's signature; False if it was recorded before (a replay)."""
+
     async def renew_build(self, image_id: str, lease_until: float) -> None: ...
 
     async def finish_build(self, image_id: str, ok: bool) -> None: ...

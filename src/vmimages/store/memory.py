@@ -335,6 +335,9 @@ class MemoryStore:
     async def instance_exists(self, instance_id: str) -> bool:
         return await self.store.instance_exists(instance_id)
 
+    async def remember_signature(self, signature: str, valid_until: float) -> bool:
+        return await self.store.remember_signature(signature, valid_until)
+
     async def claim_build(self, now: float, lease_until: float) -> BuildJob | None:
         return await self.store.claim_build(now, lease_until)
 

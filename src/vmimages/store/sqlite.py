@@ -8,6 +8,8 @@ BEGIN IMMEDIATE, so writers queue on the file's lock, across processes too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -45,6 +47,15 @@ def translated() -> Iterator[None]:
         raise StoreUnavailable(f"SQLite: {exc}") from exc
 
 
+def private_file(path: str) -> None:
+    """Make a new database file readable by its owner only (0600). SQLite gives the -wal and
+    -shm files it makes beside it the same mode."""
+    if path == ":memory:" or os.path.exists(path):
+        return
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 class SqliteDatabase:
     kind = "sqlite"
     flavor = SQLITE
@@ -62,12 +73,13 @@ class SqliteDatabase:
 
     async def connect(self) -> None:
         try:
+            private_file(self.path)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA busy_timeout = 10000")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self._db = db
 

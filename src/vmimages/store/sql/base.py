@@ -77,6 +77,21 @@ class SqlBase:
             (scope, row[0]),
         )
 
+    async def remember_signature(self, signature: str, valid_until: float) -> bool:
+        """Record a mutating request's signature; False if it was recorded before (a replay).
+        Signatures past their time are cleared now and then (about one call in 16)."""
+        async with self.db.transaction() as tx:
+            if signature.startswith("0"):
+                await tx.execute(
+                    "DELETE FROM used_signatures WHERE valid_until < ?", (valid_until - 600,)
+                )
+            added = await tx.execute(
+                "INSERT INTO used_signatures (signature, valid_until) VALUES (?, ?)"
+                " ON CONFLICT (signature) DO NOTHING",
+                (signature, valid_until),
+            )
+        return added == 1
+
     async def changes_since(self, seq: int) -> list[tuple[int, int]]:
         """(scope, seq) of every part changed after change number `seq`."""
         rows = await self.db.fetchall("SELECT scope, seq FROM changes WHERE seq > ?", (seq,))

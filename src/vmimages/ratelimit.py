@@ -1,0 +1,52 @@
+"""Rate limits (API.md §8): a token bucket per account and action, in each server process.
+
+`rate` requests a second, in bursts of up to `rate` (at least one). Over it a request is
+answered 429 REQUEST_LIMIT_EXCEEDED with Retry-After; other accounts and other actions are
+untouched. Each process counts alone: with N processes (or nodes) behind a balancer an account
+gets up to N times the rate (docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+from vmimages.errors import ApiError, Code
+
+MAX_BUCKETS = 100_000  # past it, the buckets that are full again are forgotten
+
+
+class RateLimiter:
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = max(1.0, rate)
+        self.clock = clock
+        self._buckets: dict[tuple[int, str], tuple[float, float]] = {}  # -> (tokens, when)
+
+    def take(self, account: int, action: str) -> None:
+        """Spend one request of the account's allowance for the action, or raise the 429."""
+        now = self.clock()
+        key = (account, action)
+        tokens, when = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - when) * self.rate)
+        if tokens >= 1:
+            if len(self._buckets) >= MAX_BUCKETS:
+                self._forget_full(now)
+            self._buckets[key] = (tokens - 1, now)
+            return
+        self._buckets[key] = (tokens, now)
+        wait = math.ceil((1 - tokens) / self.rate)
+        raise ApiError(
+            Code.REQUEST_LIMIT_EXCEEDED,
+            f"Too many {action} requests from this account: at most {self.rate:g} a second."
+            f" Retry in {wait} s.",
+            headers=((b"retry-after", str(wait).encode()),),
+        )
+
+    def _forget_full(self, now: float) -> None:
+        self._buckets = {
+            key: (tokens, when)
+            for key, (tokens, when) in self._buckets.items()
+            if tokens + (now - when) * self.rate < self.burst
+        }
