@@ -5,8 +5,9 @@ what the choice is worth beside the service as shipped, in the same run.
 
 look-per-request: every request looks at the change log, instead of one look serving every
 request that the event loop runs in the same turn (store/memory.py, ONE_LOOK_PER_TURN).
-write-at-once: each answer is written as soon as it is made, instead of after the other ready
-requests have made theirs (app.py, WRITE_AFTER_THE_TURN).
+write-at-once: each answer is written as soon as it is made, instead of small ones after the
+other ready requests have made theirs (app.py, WRITE_AFTER_THE_TURN).
+wait-always: large answers wait for the turn too (app.py, SMALL_ANSWER_BYTES).
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from vmimages import app
 from vmimages.cli import main
 from vmimages.store import memory
 
-CHOICES = {
-    "look-per-request": (memory, "ONE_LOOK_PER_TURN"),
-    "write-at-once": (app, "WRITE_AFTER_THE_TURN"),
+CHOICES: dict[str, tuple[object, str, object]] = {
+    "look-per-request": (memory, "ONE_LOOK_PER_TURN", False),
+    "write-at-once": (app, "WRITE_AFTER_THE_TURN", False),
+    "wait-always": (app, "SMALL_ANSWER_BYTES", 1 << 62),
 }
 
 if __name__ == "__main__":
-    module, name = CHOICES[sys.argv[1]]
-    setattr(module, name, False)
+    module, name, value = CHOICES[sys.argv[1]]
+    setattr(module, name, value)
     main(sys.argv[2:])

@@ -295,6 +295,15 @@ def bench_catalog(store: str, size: int) -> dict[str, Any]:
         result["rss_mb"] = rss_mb(proc.pid)
     finally:
         stop(proc)
+    if store == "sqlite" and size == min(SIZES):  # large answers held back for the turn too
+        proc, port, _ = serve(database, key_file, ablate="wait-always")
+        try:
+            host = f"127.0.0.1:{port}"
+            result["q1000_waiting"] = wrk(
+                port, signed_script(key, password, host, "DescribeImages", [Q1000]), pid=proc.pid
+            )
+        finally:
+            stop(proc)
     if store == "sqlite":  # the same query with the memory layer off: every request queries
         proc, port, _ = serve(database, key_file, VMIMAGES_READ_CACHE="false")
         try:
@@ -438,8 +447,20 @@ def main() -> None:
     peer = moto()
     print(f"moto: {peer}", file=sys.stderr)
     runs = [bench_catalog(store, size) for store in STORES for size in SIZES]
+    hostile = None
+    if "sqlite" in STORES:  # hostile clients, on the smallest SQLite catalog
+        label = f"sqlite-{min(SIZES)}"
+        measured = subprocess.run(
+            [PY, str(HERE / "attack.py"), "--database", str(RESULTS / f"{label}.db"),
+             "--key-file", str(RESULTS / f"{label}.key"),
+             "--workload", str(RESULTS / f"{label}.json")],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        hostile = json.loads(measured.stdout)
+        print(f"hostile clients: {hostile}", file=sys.stderr)
     (RESULTS / "results.json").write_text(json.dumps(
-        {"ceiling": top, "ceiling_q20_body": sized, "floor": least, "moto": peer, "runs": runs},
+        {"ceiling": top, "ceiling_q20_body": sized, "floor": least, "moto": peer, "runs": runs,
+         "hostile": hostile},
         indent=1, default=lambda v: v.__dict__))  # fmt: skip
     from report import write_report
 
@@ -451,6 +472,7 @@ def main() -> None:
         least,
         peer,
         runs,
+        hostile,
         time.monotonic() - started,
     )
 
