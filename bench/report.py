@@ -338,7 +338,8 @@ def hostile_section(h: dict[str, Any]) -> list[str]:
         f"| {slow['slow']:,} connections dribbling a request head, one line a second | a normal"
         f" client's requests meanwhile: median {slow['normal_median_ms']:.1f} ms, slowest"
         f" {slow['normal_max_ms']:.1f} ms |",
-        "| one account flooding with 64 connections, another sending at 4 (q20), no rate limit |"
+        "| one account flooding with 64 connections, another sending q20 at 50 a second, no rate"
+        " limit |"
         f" the other's p99 {off['victim_alone_p99_ms']:.2f} ms alone,"
         f" {off['victim_flooded_p99_ms']:.2f} ms under the flood |",
         f"| the same with `--rate-limit {on['rate_limit']:g}` | the other's p99"

@@ -209,3 +209,15 @@ def test_control_characters_are_refused_by_name(
 def test_a_description_may_have_line_breaks(client: AsgiClient, alices_image: str) -> None:
     change = {"imageIds": [alices_image], "imageDescription": "line one\nline two\ttabbed"}
     assert_ok(client.call("ModifyImagesAttributes", change))
+
+
+def test_forged_requests_cannot_spend_an_accounts_allowance(limited: AsgiClient) -> None:
+    """Only verified requests spend; past the limit, even a forged one is refused first (it is
+    refused before its signature is checked, so requests past the limit cost little)."""
+    headers, body = signed_request(limited.creds, "DescribeRegions", {})
+    forged = {**headers, "authorization": headers["authorization"][:-4] + "0000"}
+    for _ in range(5):
+        assert_error(send(limited, forged, body), 401, "AUTHFAILURE_SIGNATURE_FAILURE")
+    for _ in range(2):
+        assert_ok(limited.call("DescribeRegions", signed=True))
+    assert_error(send(limited, forged, body), 429, "REQUEST_LIMIT_EXCEEDED")

@@ -53,8 +53,8 @@ class App:
         self.settings = settings
         self.store = store or request_store(settings)
         vault = load_vault(settings.secret_key, settings.key_path, create=True)
-        self.authenticate = Authenticator(self.store, vault)
         self.limiter = RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
+        self.authenticate = Authenticator(self.store, vault, limiter=self.limiter)
         self.replays = ReplayGuard(
             self.store,
             [action for action in actions.ACTIONS.values() if action.mutating],
@@ -108,6 +108,8 @@ class App:
             error = ApiError(Code.REQUEST_TIMED_OUT, "The request ran out of time. Retry later.")
             status, body, extra = error.status, protocol.failure(request_id, error), ()
         except ApiError as exc:
+            if exc.code is Code.REQUEST_LIMIT_EXCEEDED and self.limiter is not None:
+                await self.limiter.hold()
             status, body, extra = exc.status, protocol.failure(request_id, exc), exc.headers
         except DomainError as exc:
             error = errors.from_domain(exc)
@@ -158,7 +160,7 @@ class App:
         await self.store.refresh()  # every write committed before this request is seen
         # Who is calling, before anything is made of the body: a caller without valid
         # credentials learns nothing about how it is parsed.
-        caller = await self.authenticate(headers, body)
+        caller = await self.authenticate(headers, body, name)
         action = actions.find_action(version, name)
         if self.limiter is not None:
             self.limiter.take(caller.account, action.name)

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from vmimages.accounts import token_hash
 from vmimages.errors import ApiError, Code
+from vmimages.ratelimit import RateLimiter
 from vmimages.store import RequestStore
 from vmimages.validation import shown
 from vmimages.vault import Vault, VaultError
@@ -100,35 +101,44 @@ class Caller(NamedTuple):
 
 class Authenticator:
     def __init__(
-        self, store: RequestStore, vault: Vault, clock: Callable[[], float] = time.time
+        self,
+        store: RequestStore,
+        vault: Vault,
+        clock: Callable[[], float] = time.time,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.store = store
         self.vault = vault
         self.clock = clock
+        self.limiter = limiter
 
-    def __call__(self, headers: dict[str, str], body: bytes) -> Coroutine[Any, Any, Caller]:
+    def __call__(
+        self, headers: dict[str, str], body: bytes, action: str = ""
+    ) -> Coroutine[Any, Any, Caller]:
         """Who calls (the coroutine of the scheme's check, handed back as it is). `headers` are
-        the request's, by lowercase name."""
+        the request's, by lowercase name; `action` as named, for the rate limit's early look."""
         value = headers.get("authorization", "").strip()
         if not value:
             raise _invalid("The Authorization header is missing.")
         scheme = value.split(None, 1)[0]
         if scheme.lower() == "bearer":
-            return self.bearer(value[len(scheme) :].strip())
+            return self.bearer(value[len(scheme) :].strip(), action)
         if scheme == ALGORITHM:
-            return self.signed(headers, body, value)
+            return self.signed(headers, body, value, action)
         raise _invalid(
             f"The Authorization scheme `{shown(scheme)}` is not supported;"
             f" use {ALGORITHM} or Bearer."
         )
 
-    async def bearer(self, token: str) -> Caller:
+    async def bearer(self, token: str, action: str) -> Caller:
         account = await self.store.find_token(token_hash(token)) if token else None
         if account is None:
             raise _invalid("The token is not valid: it is unknown or has been revoked.")
+        if self.limiter is not None:
+            self.limiter.check(account, action)
         return Caller(account)
 
-    async def signed(self, headers: dict[str, str], body: bytes, value: str) -> Caller:
+    async def signed(self, headers: dict[str, str], body: bytes, value: str, action: str) -> Caller:
         method = headers.get("x-zc-signature-method")
         if method != ALGORITHM:
             raise _invalid(f"The X-ZC-Signature-Method header must be {ALGORITHM}.")
@@ -152,6 +162,8 @@ class Authenticator:
                 f"The access key `{shown(key_id)}` is not valid: it is unknown or has been revoked."
             )
         account, sealed = found
+        if self.limiter is not None:  # past the limit: refused before the costly checks
+            self.limiter.check(account, action)
         try:
             password = self.vault.open(sealed, key_id)
         except VaultError:

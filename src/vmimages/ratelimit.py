@@ -8,6 +8,7 @@ gets up to N times the rate (docs/deploy.md).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -15,6 +16,9 @@ from collections.abc import Callable
 from vmimages.errors import ApiError, Code
 
 MAX_BUCKETS = 100_000  # past it, the buckets that are full again are forgotten
+# A refusal is held this long before it is sent: a client that retries at once cannot keep the
+# server busy refusing it, and other accounts' requests keep their pace (bench/attack.py).
+REFUSAL_DELAY_SECONDS = 0.25
 
 
 class RateLimiter:
@@ -23,6 +27,21 @@ class RateLimiter:
         self.burst = max(1.0, rate)
         self.clock = clock
         self._buckets: dict[tuple[int, str], tuple[float, float]] = {}  # -> (tokens, when)
+
+    async def hold(self) -> None:
+        """Wait before a 429 is sent (REFUSAL_DELAY_SECONDS)."""
+        await asyncio.sleep(REFUSAL_DELAY_SECONDS)
+
+    def check(self, account: int, action: str) -> None:
+        """Raise the 429 if the account has nothing left for the action, spending nothing.
+        Authentication asks this before it checks a signature, so requests past the limit
+        cost little (and a forged request cannot spend someone else's allowance)."""
+        now = self.clock()
+        found = self._buckets.get((account, action))
+        if found is not None:
+            tokens = min(self.burst, found[0] + (now - found[1]) * self.rate)
+            if tokens < 1:
+                raise self._refusal(action, tokens)
 
     def take(self, account: int, action: str) -> None:
         """Spend one request of the account's allowance for the action, or raise the 429."""
@@ -36,8 +55,11 @@ class RateLimiter:
             self._buckets[key] = (tokens - 1, now)
             return
         self._buckets[key] = (tokens, now)
+        raise self._refusal(action, tokens)
+
+    def _refusal(self, action: str, tokens: float) -> ApiError:
         wait = math.ceil((1 - tokens) / self.rate)
-        raise ApiError(
+        return ApiError(
             Code.REQUEST_LIMIT_EXCEEDED,
             f"Too many {action} requests from this account: at most {self.rate:g} a second."
             f" Retry in {wait} s.",
