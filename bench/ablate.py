@@ -5,9 +5,8 @@ what the choice is worth beside the service as shipped, in the same run.
 
 look-per-request: every request looks at the change log, instead of one look serving every
 request that the event loop runs in the same turn (store/memory.py, ONE_LOOK_PER_TURN).
-write-at-once: each answer is written as soon as it is made, instead of small ones after the
-other ready requests have made theirs (app.py, WRITE_AFTER_THE_TURN).
-wait-always: large answers wait for the turn too (app.py, SMALL_ANSWER_BYTES).
+write-at-once: each answer is written as soon as it is made, instead of after the other ready
+requests have made theirs (app.py, WRITE_AFTER_THE_TURN).
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from vmimages.store import memory
 CHOICES: dict[str, tuple[object, str, object]] = {
     "look-per-request": (memory, "ONE_LOOK_PER_TURN", False),
     "write-at-once": (app, "WRITE_AFTER_THE_TURN", False),
-    "wait-always": (app, "SMALL_ANSWER_BYTES", 1 << 62),
 }
 
 if __name__ == "__main__":

@@ -150,7 +150,6 @@ def write_report(
             ("q20", "q20"),
             ("q20_sql", "q20, memory off"),
             ("q1000", "q1000"),
-            ("q1000_waiting", "q1000, large answers waiting for the turn too (`bench/ablate.py`)"),
         ):
             if key in r:
                 load = r[key]

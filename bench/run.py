@@ -295,15 +295,6 @@ def bench_catalog(store: str, size: int) -> dict[str, Any]:
         result["rss_mb"] = rss_mb(proc.pid)
     finally:
         stop(proc)
-    if store == "sqlite" and size == min(SIZES):  # large answers held back for the turn too
-        proc, port, _ = serve(database, key_file, ablate="wait-always")
-        try:
-            host = f"127.0.0.1:{port}"
-            result["q1000_waiting"] = wrk(
-                port, signed_script(key, password, host, "DescribeImages", [Q1000]), pid=proc.pid
-            )
-        finally:
-            stop(proc)
     if store == "sqlite":  # the same query with the memory layer off: every request queries
         proc, port, _ = serve(database, key_file, VMIMAGES_READ_CACHE="false")
         try:

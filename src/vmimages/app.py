@@ -29,10 +29,9 @@ from vmimages.vault import load_vault
 
 log = logging.getLogger("vmimages")
 
-# Small answers wait one turn of the event loop before they are written (App.handle); large ones
-# go at once (waiting made pageSize-1000 answers slower). bench/ablate.py turns this off.
+# Answers wait one turn of the event loop before they are written (App.handle); bench/ablate.py
+# turns this off to measure what it saves.
 WRITE_AFTER_THE_TURN = True
-SMALL_ANSWER_BYTES = 16 * 1024
 
 # How much of an oversized body is read (and dropped) before answering 413, as a multiple of
 # the limit; beyond it the 413 is sent at once and the connection closes.
@@ -130,7 +129,7 @@ class App:
             (b"x-zc-request-id", request_id.encode()),
             *extra,
         ]
-        if WRITE_AFTER_THE_TURN and len(body) <= SMALL_ANSWER_BYTES:
+        if WRITE_AFTER_THE_TURN:
             # Let every other request that is ready make its answer first: the answers then go
             # out back to back (docs/decisions.md, "Answers written after the turn").
             await asyncio.sleep(0)

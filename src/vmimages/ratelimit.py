@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import time
 from collections.abc import Callable
 
 from vmimages.errors import ApiError, Code
 
 MAX_BUCKETS = 100_000  # past it, the buckets that are full again are forgotten
-# A refusal is held this long before it is sent: a client that retries at once cannot keep the
-# server busy refusing it, and other accounts' requests keep their pace (bench/attack.py).
+# A refusal is held about this long (between half and one and a half times, at random) before
+# it is sent: a client that retries at once cannot keep the server busy refusing it, and the
+# refused requests of many connections come back spread out, not all at once (bench/attack.py).
 REFUSAL_DELAY_SECONDS = 0.25
 
 
@@ -29,8 +31,8 @@ class RateLimiter:
         self._buckets: dict[tuple[int, str], tuple[float, float]] = {}  # -> (tokens, when)
 
     async def hold(self) -> None:
-        """Wait before a 429 is sent (REFUSAL_DELAY_SECONDS)."""
-        await asyncio.sleep(REFUSAL_DELAY_SECONDS)
+        """Wait before a 429 is sent (REFUSAL_DELAY_SECONDS, spread at random)."""
+        await asyncio.sleep(REFUSAL_DELAY_SECONDS * (0.5 + random.random()))
 
     def check(self, account: int, action: str) -> None:
         """Raise the 429 if the account has nothing left for the action, spending nothing.
