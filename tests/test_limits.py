@@ -106,3 +106,12 @@ def test_past_the_connection_cap_a_new_connection_is_503(
     status, _, doc = server.post(b"{}", {"Content-Type": "application/json",
                                          "X-ZC-Action": "DescribeRegions"})  # fmt: skip
     assert status == 200, doc  # once they are gone, the server takes connections again
+
+
+def test_bytes_that_are_not_http_get_the_envelope(limited_server: tuple[Server, Any]) -> None:
+    server, _ = limited_server
+    with connect(server) as sock:
+        sock.sendall(b"POST /api/v2/vm HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n")
+        status, doc = read_answer(sock)
+    assert (status, doc["code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert "not valid HTTP/1.1" in doc["message"]
