@@ -117,3 +117,31 @@ def test_first_start_prints_a_working_credential(server_factory: Any, db_path: s
     again = server_factory(database)
     time.sleep(0.3)
     assert "token:" not in again.log.read_text()
+
+
+def test_the_first_run_hints_work_when_pasted(server_factory: Any, tmp_path: Any) -> None:
+    """On a new database `serve` prints the first credentials and commands for more; pasted as
+    printed (from another folder), they act on that same database."""
+    import shlex
+    import subprocess
+    import sys
+
+    database = str(tmp_path / "elsewhere" / "catalog.db")
+    (tmp_path / "elsewhere").mkdir()
+    server = server_factory(database)
+    deadline = time.monotonic() + 10
+    while "More credentials" not in server.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = server.log.read_text()
+    line = next(line for line in log.splitlines() if "vmimages keys create" in line)
+    command = shlex.split(line.split(":", 1)[1].strip())
+    assert command[:3] == ["vmimages", "keys", "create"] and "--database" in command
+    done = subprocess.run([sys.executable, "-m", "vmimages", *command[1:], "--json"],
+                          capture_output=True, text=True, cwd="/", timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    made = json.loads(done.stdout)["accessKeyId"]
+    listed = subprocess.run(
+        [sys.executable, "-m", "vmimages", "keys", "list", "--json", "--database", database],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert made in listed.stdout

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from vmimages.accounts import check_account_name, new_access_key, new_token, token_hash, token_id
 from vmimages.config import Settings
 from vmimages.store import Store, open_store
-from vmimages.vault import Vault, load_vault
+from vmimages.vault import Vault, VaultError, load_vault, new_key_text
 
 FIRST_ACCOUNT = "default"
 
@@ -26,6 +28,65 @@ async def opened_store(settings: Settings) -> AsyncIterator[Store]:
 
 def server_vault(settings: Settings) -> Vault:
     return load_vault(settings.secret_key, settings.key_path, create=True)
+
+
+class ServerKeyError(Exception):
+    """The server key and the database do not go together; the message says what to do."""
+
+
+def key_source(settings: Settings) -> str:
+    return "VMIMAGES_SECRET_KEY" if settings.secret_key else f"the key file {settings.key_path}"
+
+
+async def check_server_key(store: Store, settings: Settings) -> Vault:
+    """The server key to serve with, checked against the database: the key whose fingerprint
+    the database records, never a new one while passwords are sealed (docs/deploy.md)."""
+    recorded = await store.server_key_fingerprint()
+    sealed = await store.sealed_passwords()
+    missing = not settings.secret_key and not Path(settings.key_path).exists()
+    if missing and (recorded is not None or sealed):
+        raise ServerKeyError(
+            f"the server key file {settings.key_path} is missing, and this database's access"
+            f" keys are sealed under a server key (fingerprint {recorded or 'unrecorded'}):"
+            " restore the file, or set VMIMAGES_SECRET_KEY. A new key would lock every access"
+            " key out."
+        )
+    vault = server_vault(settings)
+    if recorded is None:
+        if sealed:
+            key_id, value = sealed[0]
+            try:
+                vault.open(value, key_id)
+            except VaultError:
+                raise ServerKeyError(
+                    f"the server key in {key_source(settings)} does not open this database's"
+                    " access keys: give the key they were sealed under."
+                ) from None
+        await store.record_server_key(vault.fingerprint)
+    elif recorded != vault.fingerprint:
+        raise ServerKeyError(
+            f"the server key in {key_source(settings)} (fingerprint {vault.fingerprint}) is not"
+            f" the one this database's access keys are sealed under (fingerprint {recorded}):"
+            " give that key, or change keys with `vmimages keys rotate-server-key`."
+        )
+    return vault
+
+
+async def rotate_server_key(store: Store, settings: Settings, new_key_file: Path) -> int:
+    """Seal every access-key password under a new server key, written to `new_key_file`
+    (mode 0600), in one transaction; how many passwords. The old key must be the current one."""
+    old = await check_server_key(store, settings)
+    text = new_key_text()
+    new_key_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(new_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(text)
+    new = load_vault(None, str(new_key_file), create=False)
+
+    def reseal(key_id: str, sealed: bytes) -> bytes:
+        return new.seal(old.open(sealed, key_id), key_id)
+
+    return await store.reseal_passwords(reseal, new.fingerprint)
 
 
 async def create_access_key(store: Store, vault: Vault, account: str) -> tuple[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -31,6 +32,8 @@ class Vault:
         if len(key) != KEY_BYTES:
             raise VaultError(f"the server key must be {KEY_BYTES} bytes, got {len(key)}")
         self._aead = AESGCM(key)
+        # Names the key without revealing it (a hash of it under a fixed label).
+        self.fingerprint = hashlib.sha256(b"vmimages server key\0" + key).hexdigest()[:16]
 
     def seal(self, plaintext: str, context: str) -> bytes:
         nonce = secrets.token_bytes(NONCE_BYTES)
@@ -58,6 +61,11 @@ def decode_key(text: str, origin: str) -> bytes:
     return key
 
 
+def new_key_text() -> bytes:
+    """A new server key as a key file holds it: base64 of 32 random bytes, and a newline."""
+    return base64.b64encode(secrets.token_bytes(KEY_BYTES)) + b"\n"
+
+
 def load_vault(secret_key: str | None, key_file: str, *, create: bool) -> Vault:
     """The vault from VMIMAGES_SECRET_KEY if set, else from the key file (made if asked)."""
     if secret_key:
@@ -67,7 +75,7 @@ def load_vault(secret_key: str | None, key_file: str, *, create: bool) -> Vault:
         if not create:
             raise VaultError(f"the server key file {path} does not exist")
         path.parent.mkdir(parents=True, exist_ok=True)
-        encoded = base64.b64encode(secrets.token_bytes(KEY_BYTES)) + b"\n"
+        encoded = new_key_text()
         # Write a private temporary file, then link it into place: the key file appears whole
         # or not at all, and of processes starting together exactly one key wins.
         temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")

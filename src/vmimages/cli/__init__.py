@@ -28,7 +28,7 @@ database_option = click.option(
 key_file_option = click.option(
     "--key-file",
     help="Server key file sealing access-key passwords (ignored when VMIMAGES_SECRET_KEY is"
-    " set).  [default: DATABASE.key]",
+    " set).  [default: DATABASE.key for a SQLite file, vmimages.key for PostgreSQL]",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
@@ -53,7 +53,7 @@ def with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
         raise click.ClickException(
             "the catalog file was not imported; nothing changed:\n  " + "\n  ".join(exc.problems)
         ) from exc
-    except (DomainError, VaultError) as exc:
+    except (DomainError, VaultError, admin.ServerKeyError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 

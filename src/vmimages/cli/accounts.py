@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -17,6 +18,7 @@ from vmimages.cli import (
     settings_from,
     with_store,
 )
+from vmimages.store import Store
 
 # Accounts ---------------------------------------------------------------------------------
 
@@ -85,14 +87,42 @@ def keys() -> None:
 def keys_create(account: str, as_json: bool, **options: Any) -> None:
     """Make an access key; its password is printed this once."""
     settings = settings_from(**options)
-    vault = admin.server_vault(settings)
-    key_id, password = with_store(
-        settings, lambda store: admin.create_access_key(store, vault, account)
-    )
+
+    async def create(store: Store) -> tuple[str, str]:
+        vault = await admin.check_server_key(store, settings)
+        return await admin.create_access_key(store, vault, account)
+
+    key_id, password = with_store(settings, create)
     if as_json:
         click.echo(json.dumps({"accessKeyId": key_id, "accessKeyPassword": password}))
     else:
         click.echo(f"accessKeyId:       {key_id}\naccessKeyPassword: {password}")
+
+
+@keys.command("rotate-server-key")
+@click.option(
+    "--new-key-file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the new server key (a new file, mode 0600).",
+)
+@database_option
+@key_file_option
+def keys_rotate_server_key(new_key_file: Path, **options: Any) -> None:
+    """Seal every access-key password under a new server key, in one transaction.
+
+    The current key (VMIMAGES_SECRET_KEY or --key-file) must be the one the database records.
+    Afterwards every server must run with the new key: docs/deploy.md gives the procedure."""
+    if new_key_file.exists():
+        raise click.BadParameter(f"{new_key_file} exists already", param_hint="--new-key-file")
+    settings = settings_from(**options)
+    count = with_store(
+        settings, lambda store: admin.rotate_server_key(store, settings, new_key_file)
+    )
+    click.echo(
+        f"sealed {count} access-key passwords under the new server key in {new_key_file};"
+        " run every server with it now (--key-file, or VMIMAGES_SECRET_KEY with its contents)."
+    )
 
 
 @main.group()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 from typing import Any
 
 import click
@@ -16,6 +17,8 @@ from vmimages.cli import (
     settings_from,
     with_store,
 )
+from vmimages.config import DEFAULT_DATABASE, Settings
+from vmimages.store import Store
 
 
 @main.command()
@@ -80,11 +83,15 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    vault = admin.server_vault(settings)
-    first = with_store(settings, lambda store: admin.bootstrap(store, vault))
+
+    async def prepare(store: Store) -> admin.FirstCredentials | None:
+        vault = await admin.check_server_key(store, settings)  # refuses a key that does not fit
+        return await admin.bootstrap(store, vault)
+
+    first = with_store(settings, prepare)
     url = f"http://{settings.host}:{settings.port}"
     if first is not None:
-        click.echo(first_run_message(first, url), err=True)
+        click.echo(first_run_message(first, url, same_database(settings)), err=True)
     click.echo(
         f"vmimages {__version__}: serving the Zenlayer VM image API on {url}/api/v2/vm"
         f" from {settings.database}",
@@ -110,7 +117,17 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
     uvicorn.run("vmimages.app:from_environment", factory=True, workers=settings.workers, **common)
 
 
-def first_run_message(first: admin.FirstCredentials, url: str) -> str:
+def same_database(settings: Settings) -> str:
+    """The options that make a pasted command use this server's database and key."""
+    where = ""
+    if settings.database != DEFAULT_DATABASE:
+        where += f" --database {shlex.quote(settings.database)}"
+    if settings.key_file and not settings.secret_key:
+        where += f" --key-file {shlex.quote(settings.key_file)}"
+    return where
+
+
+def first_run_message(first: admin.FirstCredentials, url: str, where: str = "") -> str:
     return f"""
 A new database: made account `{first.account}` and its first credentials.
 They are shown this once and stored only sealed or hashed; keep them now.
@@ -123,6 +140,6 @@ Try it:
   curl -s -X POST {url}/ -H 'Content-Type: application/json' \\
     -H 'X-TC-Action: DescribeImages' -H 'Authorization: Bearer {first.token}' -d '{{}}'
 
-More credentials: vmimages keys create --account {first.account}
-                  vmimages tokens create --account {first.account}
+More credentials: vmimages keys create --account {first.account}{where}
+                  vmimages tokens create --account {first.account}{where}
 """

@@ -9,7 +9,7 @@ never build wire answers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from vmimages.accounts import Account, Credential
@@ -123,6 +123,21 @@ class Store(RequestStore, Protocol):
 
     async def revoke_credential(self, kind: str, ident: str) -> Credential:
         """Revoke a key by its id, or a token by its id; CredentialNotFound if none."""
+
+    # The server key (admin.check_server_key, admin.rotate_server_key).
+
+    async def server_key_fingerprint(self) -> str | None:
+        """The fingerprint of the key the passwords are sealed under, if recorded."""
+
+    async def record_server_key(self, fingerprint: str) -> None: ...
+
+    async def sealed_passwords(self) -> list[tuple[str, bytes]]:
+        """(key id, sealed password) of every access key, revoked ones too."""
+
+    async def reseal_passwords(
+        self, reseal: Callable[[str, bytes], bytes], fingerprint: str
+    ) -> int:
+        """Every password sealed anew and the new fingerprint recorded, in one transaction."""
 
     # Instances and quotas.
 

@@ -71,6 +71,10 @@ def translated() -> Iterator[None]:
         yield
     except asyncpg.exceptions.IntegrityConstraintViolationError as exc:
         raise IntegrityError(str(exc)) from exc
+    except asyncpg.exceptions.InvalidCatalogNameError as exc:
+        raise StoreUnavailable(
+            f"PostgreSQL: {exc}: create it first (for example `createdb NAME`), or fix the URL"
+        ) from exc
     except UNAVAILABLE as exc:
         raise StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
 

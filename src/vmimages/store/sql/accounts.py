@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from vmimages.accounts import (
@@ -111,3 +112,42 @@ class SqlAccounts(SqlBase):
             f"SELECT c.{column}, a.name, c.created_at, c.revoked_at FROM {table} c"
             " JOIN accounts a ON a.id = c.account_id"
         )
+
+    # The server key -----------------------------------------------------------------------
+
+    async def server_key_fingerprint(self) -> str | None:
+        row = await self.db.fetchone("SELECT fingerprint FROM server_key WHERE id = 1")
+        return None if row is None else str(row[0])
+
+    async def record_server_key(self, fingerprint: str) -> None:
+        await self.db.execute(
+            "INSERT INTO server_key (id, fingerprint) VALUES (1, ?)"
+            " ON CONFLICT (id) DO UPDATE SET fingerprint = excluded.fingerprint",
+            (fingerprint,),
+        )
+
+    async def sealed_passwords(self) -> list[tuple[str, bytes]]:
+        """(key id, sealed password) of every access key, revoked ones too."""
+        rows = await self.db.fetchall("SELECT key_id, sealed FROM access_keys ORDER BY key_id")
+        return [(str(key_id), bytes(sealed)) for key_id, sealed in rows]
+
+    async def reseal_passwords(
+        self, reseal: Callable[[str, bytes], bytes], fingerprint: str
+    ) -> int:
+        """Seal every access-key password anew (`reseal(key id, sealed)` gives the new sealed
+        value) and record the new key's fingerprint, in one transaction; how many were."""
+        async with self.db.transaction() as tx:
+            await self.db.lock(tx, ACCOUNTS_LOCK)
+            rows = await tx.fetchall("SELECT key_id, sealed FROM access_keys")
+            for key_id, sealed in rows:
+                await tx.execute(
+                    "UPDATE access_keys SET sealed = ? WHERE key_id = ?",
+                    (reseal(str(key_id), bytes(sealed)), key_id),
+                )
+            await tx.execute(
+                "INSERT INTO server_key (id, fingerprint) VALUES (1, ?)"
+                " ON CONFLICT (id) DO UPDATE SET fingerprint = excluded.fingerprint",
+                (fingerprint,),
+            )
+            await self.mark_changed(tx, CREDENTIALS_SCOPE)
+        return len(rows)
