@@ -195,6 +195,45 @@ def test_instances_cli(cli) -> None:  # type: ignore[no-untyped-def]
 
 def test_set_quota_cli(cli) -> None:  # type: ignore[no-untyped-def]
     cli("accounts", "create", "ops")
+    cli("accounts", "create", "dev")
     assert "quota of ops: 2" in cli("accounts", "set-quota", "ops", "2")
+    listed = cli("accounts", "list").splitlines()
+    assert listed[0].split("\t") == ["ACCOUNT", "CREATED", "IMAGE QUOTA"]
+    assert [(row.split("\t")[0], row.split("\t")[2]) for row in listed[1:]] == [
+        ("ops", "2"),
+        ("dev", "default"),
+    ]
+    quotas = {a["account"]: a["imageQuota"] for a in json.loads(cli("accounts", "list", "--json"))}
+    assert quotas == {"ops": 2, "dev": None}
     assert "the server default" in cli("accounts", "set-quota", "ops")
     assert "no account" in cli("accounts", "set-quota", "ghost", "3", ok=False)
+    for listing in (("keys", "list"), ("tokens", "list"), ("instances", "list")):
+        assert cli(*listing).splitlines()[0].isupper()  # a header row, even with nothing listed
+
+
+def test_a_dry_run_reports_and_changes_nothing(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("accounts", "list")
+    before = dump_db(cli.database)
+    doc = {"locations": [NEW_LOCATION], "images": [NEW_IMAGE]}
+    out = cli("images", "import", "--dry-run", str(write(tmp_path, doc)))
+    assert "would import" in out and "locations 1 added" in out and "images 1 added" in out
+    assert "nothing was changed" in out
+    assert dump_db(cli.database) == before
+    out = cli("images", "import", "--dry-run", "--prune", str(write(tmp_path, doc)))
+    assert "108 removed" in out  # every image of the default catalog, were it pruned
+    assert dump_db(cli.database) == before
+
+
+def test_prune_unpublishes_what_the_file_does_not_list(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("accounts", "create", "erin")
+    add_custom(cli.database, "img-custom01", owner_name="erin")
+    exported = json.loads(cli("images", "export"))
+    kept = exported["images"][:5]
+    smaller = write(tmp_path, {"locations": exported["locations"], "images": kept})
+    out = cli("images", "import", "--prune", str(smaller))
+    assert "images 0 added, 0 updated, 103 removed" in out
+    after = json.loads(cli("images", "export"))
+    assert [i["imageId"] for i in after["images"]] == [i["imageId"] for i in kept]
+    assert len(after["locations"]) == 10  # locations stay
+    custom = sql(cli.database, "SELECT image_id FROM images WHERE owner != 0")
+    assert custom == [("img-custom01",)]  # custom images are never pruned

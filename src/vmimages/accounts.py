@@ -25,6 +25,7 @@ class Account:
     id: int
     name: str
     created_at: str
+    image_quota: int | None = None  # custom images per location; None: the server's default
 
 
 @dataclass(frozen=True, slots=True)

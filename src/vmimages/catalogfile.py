@@ -194,6 +194,12 @@ def _check_unique(check: _Checker, key: str, values: list[str], field: str) -> N
         seen.add(value)
 
 
+# libyaml's C loader and dumper when PyYAML was built with it (many times faster on large
+# catalogs), else PyYAML's own; both safe (plain data only).
+YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+YAML_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def is_yaml(path: Path) -> bool:
     return path.suffix.lower() in (".yaml", ".yml")
 
@@ -202,7 +208,8 @@ def read_catalog_file(path: Path) -> CatalogFile:
     """A catalog file, YAML if it is named .yaml or .yml, else JSON."""
     try:
         text = path.read_text(encoding="utf-8")
-        doc = yaml.safe_load(text) if is_yaml(path) else json.loads(text)
+        # A safe loader either way (CSafeLoader or SafeLoader): plain data only.
+        doc = yaml.load(text, Loader=YAML_LOADER) if is_yaml(path) else json.loads(text)  # noqa: S506
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
         raise CatalogFileError([f"{path}: {exc}"]) from exc
     return parse_catalog(doc)
@@ -244,7 +251,7 @@ def to_document(catalog: CatalogFile) -> dict[str, Any]:
 
 def dump_document(doc: dict[str, Any], as_yaml: bool) -> str:
     if as_yaml:
-        return str(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+        return str(yaml.dump(doc, Dumper=YAML_DUMPER, sort_keys=False, allow_unicode=True))
     return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
 
 
@@ -255,6 +262,7 @@ class ImportReport:
     images_added: int
     images_updated: int
     unchanged: int
+    images_removed: int = 0  # public images not in the file, with prune
 
 
 def default_catalog() -> CatalogFile:

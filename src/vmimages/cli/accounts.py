@@ -53,10 +53,15 @@ def accounts_list(as_json: bool, **options: Any) -> None:
     """List the accounts."""
     found = with_store(settings_from(**options), lambda store: store.list_accounts())
     if as_json:
-        click.echo(json.dumps([{"account": a.name, "createdAt": a.created_at} for a in found]))
+        click.echo(json.dumps([
+            {"account": a.name, "createdAt": a.created_at, "imageQuota": a.image_quota}
+            for a in found
+        ]))  # fmt: skip
     else:
+        click.echo("ACCOUNT\tCREATED\tIMAGE QUOTA")
         for account in found:
-            click.echo(f"{account.name}\t{account.created_at}")
+            quota = "default" if account.image_quota is None else account.image_quota
+            click.echo(f"{account.name}\t{account.created_at}\t{quota}")
 
 
 @accounts.command("set-quota")
@@ -157,6 +162,7 @@ def _print_credentials(found: list[Credential], as_json: bool, id_name: str) -> 
             )
         )
         return
+    click.echo(f"{id_name.upper()}\tACCOUNT\tSTATUS\tCREATED\tREVOKED")
     for c in found:
         click.echo(f"{c.id}\t{c.account}\t{c.status}\t{c.created_at}\t{c.revoked_at or ''}")
 

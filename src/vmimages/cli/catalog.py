@@ -89,6 +89,7 @@ def instances_list(account: str | None, as_json: bool, **options: Any) -> None:
     if as_json:
         click.echo(json.dumps([_instance_doc(i) for i in found]))
     else:
+        click.echo("INSTANCE\tACCOUNT\tZONE\tSYSTEM\tDISK")
         for i in found:
             click.echo(
                 f"{i.instance_id}\t{i.account}\t{i.zone_id}\t{i.category} {i.version}"
@@ -115,20 +116,31 @@ def images() -> None:
 
 @images.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Unpublish the public images FILE does not list (they leave the catalog; instances"
+    " and custom images made from them are untouched).",
+)
 @database_option
-def images_import(file: Path, **options: Any) -> None:
+def images_import(file: Path, dry_run: bool, prune: bool, **options: Any) -> None:
     """Publish or update the locations and public images of FILE (.json, .yaml or .yml).
 
     The whole file is checked first; any problem and nothing changes. Importing the same file
-    twice changes nothing the second time. Public images not in FILE are kept.
+    twice changes nothing the second time. Public images not in FILE are kept, unless --prune.
     """
     report = with_store(
-        settings_from(**options), lambda store: store.import_catalog(read_catalog_file(file))
+        settings_from(**options),
+        lambda store: store.import_catalog(read_catalog_file(file), dry_run=dry_run, prune=prune),
     )
     click.echo(
-        f"imported {file}: locations {report.locations_added} added,"
-        f" {report.locations_updated} updated; images {report.images_added} added,"
-        f" {report.images_updated} updated; {report.unchanged} unchanged"
+        f"{'would import' if dry_run else 'imported'} {file}: locations"
+        f" {report.locations_added} added, {report.locations_updated} updated; images"
+        f" {report.images_added} added, {report.images_updated} updated"
+        + (f", {report.images_removed} removed" if prune else "")
+        + f"; {report.unchanged} unchanged"
+        + ("; nothing was changed" if dry_run else "")
     )
 
 

@@ -100,9 +100,12 @@ class RequestStore(Protocol):
 class Store(RequestStore, Protocol):
     """The request path's store plus the operator's work (the CLI, admin.py)."""
 
-    async def import_catalog(self, catalog: CatalogFile) -> ImportReport:
+    async def import_catalog(
+        self, catalog: CatalogFile, *, dry_run: bool = False, prune: bool = False
+    ) -> ImportReport:
         """Publish or update locations and public images in one transaction, after checking the
-        file against the database (CatalogFileError); idempotent."""
+        file against the database (CatalogFileError); idempotent. `prune` removes the public
+        images the file does not list; `dry_run` reports and keeps nothing."""
 
     async def export_catalog(self) -> CatalogFile:
         """Every location and public image, in the form import_catalog takes."""

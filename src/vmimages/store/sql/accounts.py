@@ -53,7 +53,7 @@ class SqlAccounts(SqlBase):
 
     async def list_accounts(self) -> list[Account]:
         rows = await self.db.fetchall(
-            "SELECT id, name, created_at FROM accounts WHERE id > 0 ORDER BY id"
+            "SELECT id, name, created_at, image_quota FROM accounts WHERE id > 0 ORDER BY id"
         )
         return [Account(*row) for row in rows]
 

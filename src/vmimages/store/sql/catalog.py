@@ -29,35 +29,40 @@ CATALOG_LOCK = "vmimages-catalog"
 
 
 class SqlCatalog(SqlBase):
-    async def import_catalog(self, catalog: CatalogFile) -> ImportReport:
+    async def import_catalog(
+        self, catalog: CatalogFile, *, dry_run: bool = False, prune: bool = False
+    ) -> ImportReport:
         """Publish or update locations and public images, all or nothing; checked against the
         database first (CatalogFileError lists every problem). Running it twice changes nothing.
-        Public images that are not in the file are left as they are."""
-        async with self.db.transaction() as tx:
-            await self.db.lock(tx, CATALOG_LOCK)
-            before = await self._export(tx)
-            problems = await self._import_problems(tx, catalog, before)
-            if problems:
-                raise CatalogFileError(problems)
-            await self._load_catalog(tx, catalog)
-            after = await self._export(tx)
-            await self.mark_changed(tx, CATALOG_SCOPE)
-        old_locs = {loc.region_id: loc for loc in before.locations}
-        old_imgs = {img.image_id: img for img in before.images}
-        new_locs = {loc.region_id: loc for loc in after.locations}
-        new_imgs = {img.image_id: img for img in after.images}
-        loc_ids = [loc.region_id for loc in catalog.locations]
-        img_ids = [img.image_id for img in catalog.images]
-        return ImportReport(
-            locations_added=sum(1 for r in loc_ids if r not in old_locs),
-            locations_updated=sum(
-                1 for r in loc_ids if r in old_locs and old_locs[r] != new_locs[r]
-            ),
-            images_added=sum(1 for i in img_ids if i not in old_imgs),
-            images_updated=sum(1 for i in img_ids if i in old_imgs and old_imgs[i] != new_imgs[i]),
-            unchanged=sum(1 for r in loc_ids if old_locs.get(r) == new_locs[r])
-            + sum(1 for i in img_ids if old_imgs.get(i) == new_imgs[i]),
-        )
+        Public images not in the file are kept, or with `prune` removed from the catalog. With
+        `dry_run` the report is made the same way and nothing is kept."""
+        try:
+            async with self.db.transaction() as tx:
+                await self.db.lock(tx, CATALOG_LOCK)
+                before = await self._export(tx)
+                problems = await self._import_problems(tx, catalog, before)
+                if problems:
+                    raise CatalogFileError(problems)
+                await self._load_catalog(tx, catalog)
+                removed = 0
+                if prune:
+                    listed = {img.image_id for img in catalog.images}
+                    gone = [img.image_id for img in before.images if img.image_id not in listed]
+                    for start in range(0, len(gone), 1000):  # bound the bound parameters
+                        chunk = gone[start : start + 1000]
+                        removed += await tx.execute(
+                            "DELETE FROM images WHERE owner = 0 AND image_id IN"
+                            f" ({', '.join('?' for _ in chunk)})",
+                            chunk,
+                        )
+                after = await self._export(tx)
+                report = import_report(catalog, before, after, removed)
+                if dry_run:
+                    raise DryRun(report)  # rolls the transaction back
+                await self.mark_changed(tx, CATALOG_SCOPE)
+        except DryRun as done:
+            return done.report
+        return report
 
     async def _import_problems(
         self, tx: Connection, catalog: CatalogFile, current: CatalogFile
@@ -225,6 +230,35 @@ class SqlCatalog(SqlBase):
             (owner,),
         )
         return [row_to_image(r) for r in rows]
+
+
+class DryRun(Exception):
+    """Ends an import that only reports what it would do: its transaction rolls back."""
+
+    def __init__(self, report: ImportReport) -> None:
+        super().__init__("dry run")
+        self.report = report
+
+
+def import_report(
+    catalog: CatalogFile, before: CatalogFile, after: CatalogFile, removed: int
+) -> ImportReport:
+    """What an import did: the database's catalog before and after it, against the file."""
+    old_locs = {loc.region_id: loc for loc in before.locations}
+    old_imgs = {img.image_id: img for img in before.images}
+    new_locs = {loc.region_id: loc for loc in after.locations}
+    new_imgs = {img.image_id: img for img in after.images}
+    loc_ids = [loc.region_id for loc in catalog.locations]
+    img_ids = [img.image_id for img in catalog.images]
+    return ImportReport(
+        locations_added=sum(1 for r in loc_ids if r not in old_locs),
+        locations_updated=sum(1 for r in loc_ids if r in old_locs and old_locs[r] != new_locs[r]),
+        images_added=sum(1 for i in img_ids if i not in old_imgs),
+        images_updated=sum(1 for i in img_ids if i in old_imgs and old_imgs[i] != new_imgs[i]),
+        unchanged=sum(1 for r in loc_ids if old_locs.get(r) == new_locs[r])
+        + sum(1 for i in img_ids if old_imgs.get(i) == new_imgs[i]),
+        images_removed=removed,
+    )
 
 
 def image_entry(row: tuple[Any, ...]) -> ImageEntry:
