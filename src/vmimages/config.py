@@ -31,6 +31,8 @@ class Settings:
     image_quota: int = DEFAULT_IMAGE_QUOTA  # custom images per account and location
     log_level: str = "info"
     access_log: bool = False
+    tls_cert: str | None = None  # serve https with this certificate chain (PEM) ...
+    tls_key: str | None = None  # ... and its private key (PEM)
     rate_limit: float = 0.0  # requests a second per account and action (0: no limit)
     require_signed_action: bool = False  # mutating requests must sign x-zc-action
     # The server key that seals access-key passwords: base64 of 32 bytes in the environment,

@@ -64,6 +64,6 @@ def main() -> None:
 
 
 # The commands register themselves on `main` when their modules are imported.
-from vmimages.cli import accounts, catalog, serve  # noqa: E402
+from vmimages.cli import accounts, catalog, certs, serve  # noqa: E402
 
-__all__ = ["accounts", "catalog", "main", "serve"]
+__all__ = ["accounts", "catalog", "certs", "main", "serve"]

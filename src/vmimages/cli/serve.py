@@ -55,6 +55,14 @@ from vmimages.store import Store
 )
 @click.option("--access-log/--no-access-log", default=None, help="Log every request.")
 @click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Serve https with this certificate (PEM; `vmimages certs create` makes one).",
+)
+@click.option(
+    "--tls-key", type=click.Path(exists=True, dir_okay=False), help="The certificate's key."
+)
+@click.option(
     "--rate-limit",
     type=click.FloatRange(min=0),
     help="Requests a second per account and action, in bursts as large; 0 for none.  [default: 0]",
@@ -89,7 +97,9 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
         return await admin.bootstrap(store, vault)
 
     first = with_store(settings, prepare)
-    url = f"http://{settings.host}:{settings.port}"
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise click.UsageError("give --tls-cert and --tls-key together")
+    url = f"{'https' if settings.tls_cert else 'http'}://{settings.host}:{settings.port}"
     if first is not None:
         click.echo(first_run_message(first, url, same_database(settings)), err=True)
     click.echo(
@@ -108,6 +118,8 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
         "server_header": False,
         "date_header": False,
         "proxy_headers": False,  # the app reads no client address
+        "ssl_certfile": settings.tls_cert,
+        "ssl_keyfile": settings.tls_key,
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **common)
