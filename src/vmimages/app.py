@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+import orjson
 
 from vmimages import actions, errors, protocol
 from vmimages.auth import Authenticator
@@ -28,6 +32,8 @@ from vmimages.validation import validate
 from vmimages.vault import load_vault
 
 log = logging.getLogger("vmimages")
+
+PROBES = frozenset({"/healthz", "/readyz"})  # GET only; anything else is the API's
 
 # Answers wait one turn of the event loop before they are written (App.handle); bench/ablate.py
 # turns this off to measure what it saves.
@@ -64,13 +70,17 @@ class App:
             self.store, TimedBuilder(self.store, settings.image_build_seconds)
         )
         self.in_flight = InFlight(settings.request_timeout)
+        self.draining = False  # set on SIGTERM: /readyz answers 503
         Limits.configure(
             settings.max_header_bytes, settings.receive_timeout, settings.max_connections
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            await self.handle(scope, receive, send)
+            if scope["method"] == "GET" and scope["path"] in PROBES:
+                await self.probe(scope["path"], send)
+            else:
+                await self.handle(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self.lifespan(receive, send)
 
@@ -85,12 +95,55 @@ class App:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 self.worker.start()
+                self.watch_for_shutdown()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.worker.stop()
                 await self.store.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def probe(self, path: str, send: Send) -> None:
+        """GET /healthz: the process answers (no credentials, no database). GET /readyz: it can
+        serve, the database answering with current migrations; 503 in the error envelope when
+        not, or once the process is shutting down (docs/deploy.md)."""
+        request_id = protocol.new_request_id()
+        status, body = 200, orjson.dumps({"status": "ok"})
+        if path == "/readyz":
+            problem = "the server is shutting down" if self.draining else await self.store.ready()
+            if problem is not None:
+                error = ApiError(Code.SERVICE_TEMPORARY_UNAVAILABLE, f"Not ready: {problem}.")
+                status, body = error.status, protocol.failure(request_id, error)
+            else:
+                body = orjson.dumps({"status": "ready"})
+        headers = [
+            *protocol.JSON_HEADERS,
+            (b"content-length", str(len(body)).encode()),
+            (b"x-zc-request-id", request_id.encode()),
+            (b"cache-control", b"no-store"),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def watch_for_shutdown(self) -> None:
+        """On SIGTERM, /readyz answers 503 at once; the server's own handling (uvicorn's: stop
+        accepting, let requests in flight finish) follows `drain_seconds` later, so a balancer
+        that polls /readyz stops sending requests before the server stops taking them."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread handles signals
+        previous = signal.getsignal(signal.SIGTERM)
+        if not callable(previous):
+            return  # no server handles SIGTERM here (an in-process client): leave it be
+        loop = asyncio.get_running_loop()
+
+        def on_term(signum: int, frame: Any) -> None:
+            self.draining = True
+            # From the loop itself (call_soon_threadsafe is safe in a signal handler).
+            loop.call_soon_threadsafe(
+                loop.call_later, self.settings.drain_seconds, previous, signum, frame
+            )
+
+        signal.signal(signal.SIGTERM, on_term)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = protocol.new_request_id()

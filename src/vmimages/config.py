@@ -22,6 +22,7 @@ class Settings:
     max_header_bytes: int = 16 * 1024  # request line and headers; past it 431
     receive_timeout: float = 10.0  # seconds to receive a whole request; past it 408
     max_connections: int = 4096  # open connections per process; past it 503
+    drain_seconds: float = 0.0  # after SIGTERM, /readyz says 503 this long before shutdown
     request_timeout: float = 10.0  # seconds; past it: 503 REQUEST_TIMED_OUT
     db_timeout: float = 5.0  # PostgreSQL: to connect, to get a pooled connection, per statement
     db_pool_size: int = 10  # PostgreSQL connections per server process

@@ -38,6 +38,9 @@ class RequestStore(Protocol):
         """Called before each request: afterwards every read sees every write committed before
         the call, by any process."""
 
+    async def ready(self) -> str | None:
+        """None when the database answers and its migrations are current; else the problem."""
+
     async def find_location(
         self, *, region_id: str | None = None, zone_id: str | None = None
     ) -> Location:

@@ -302,6 +302,9 @@ class MemoryStore:
 
     # Everything else is the SQL store's ---------------------------------------------------------
 
+    async def ready(self) -> str | None:
+        return await self.store.ready()
+
     async def image_quotas(
         self, owner: int, locations: Sequence[Location] | None, default_quota: int
     ) -> list[Quota]:

@@ -64,6 +64,16 @@ class SqlBase:
     async def refresh(self) -> None:
         """Nothing to catch up with: every read asks the database."""
 
+    async def ready(self) -> str | None:
+        """None when the database answers and every shipped migration is applied; else what
+        is wrong, in words."""
+        try:
+            rows = await self.db.fetchall("SELECT version FROM schema_migrations")
+        except Exception:
+            return "the database does not answer"
+        missing = sorted({v for v, _ in migrations(self.db.kind)} - {int(r[0]) for r in rows})
+        return f"migrations {missing} are not applied" if missing else None
+
     async def mark_changed(self, tx: Connection, scope: int) -> None:
         """Record in the change log that a transaction changed `scope` (see CATALOG_SCOPE).
         Call it last in the transaction: on PostgreSQL it holds the counter's row until commit."""
