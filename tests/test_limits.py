@@ -115,3 +115,23 @@ def test_bytes_that_are_not_http_get_the_envelope(limited_server: tuple[Server, 
         status, doc = read_answer(sock)
     assert (status, doc["code"]) == (400, "INVALID_PARAMETER_VALUE")
     assert "not valid HTTP/1.1" in doc["message"]
+
+
+def test_an_answer_before_the_body_is_not_followed_by_a_408(
+    limited_server: tuple[Server, Any],
+) -> None:
+    """A body declared far too large is refused (413) before it is sent; when the receive
+    deadline passes, the connection is closed, with no second answer."""
+    server, creds = limited_server
+    with connect(server) as sock:
+        sock.sendall(
+            b"POST /api/v2/vm HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"X-ZC-Action: DescribeRegions\r\nAuthorization: Bearer "
+            + creds.tokens["alice"].encode()
+            + b"\r\nContent-Length: 999999999\r\n\r\n{"
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 413")
+    assert data.count(b"HTTP/1.1 ") == 1, data
