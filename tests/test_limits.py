@@ -70,15 +70,20 @@ def test_a_request_dribbled_too_slowly_is_408(limited_server: tuple[Server, Any]
     assert "within 1 s" in doc["message"]
 
 
+def head_declaring(creds: Any, length: int) -> bytes:
+    """A signed-in DescribeRegions head declaring a body of `length` bytes, and its first byte."""
+    return (
+        b"POST /api/v2/vm HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"X-ZC-Action: DescribeRegions\r\nAuthorization: Bearer "
+        + creds.tokens["alice"].encode()
+        + f"\r\nContent-Length: {length}\r\n\r\n{{".encode()
+    )
+
+
 def test_a_body_that_never_comes_is_408(limited_server: tuple[Server, Any]) -> None:
     server, creds = limited_server
     with connect(server) as sock:
-        sock.sendall(
-            b"POST /api/v2/vm HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"X-ZC-Action: DescribeRegions\r\nAuthorization: Bearer "
-            + creds.tokens["alice"].encode()
-            + b"\r\nContent-Length: 100\r\n\r\n{"
-        )
+        sock.sendall(head_declaring(creds, 100))
         status, doc = read_answer(sock)
     assert (status, doc["code"]) == (408, "REQUEST_TIMEOUT")
 
@@ -124,12 +129,7 @@ def test_an_answer_before_the_body_is_not_followed_by_a_408(
     deadline passes, the connection is closed, with no second answer."""
     server, creds = limited_server
     with connect(server) as sock:
-        sock.sendall(
-            b"POST /api/v2/vm HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"X-ZC-Action: DescribeRegions\r\nAuthorization: Bearer "
-            + creds.tokens["alice"].encode()
-            + b"\r\nContent-Length: 999999999\r\n\r\n{"
-        )
+        sock.sendall(head_declaring(creds, 999_999_999))
         data = b""
         while chunk := sock.recv(65536):
             data += chunk

@@ -55,6 +55,15 @@ def test_another_key_is_refused_at_start(server_factory: Any, db_path: str) -> N
     one_line_error(done, "VMIMAGES_SECRET_KEY", "is not the one", "rotate-server-key")
 
 
+def test_a_key_that_does_not_open_the_passwords_is_refused(db_path: str) -> None:
+    """No fingerprint recorded yet (a database from before it was): the key is tried on a
+    sealed password instead."""
+    add_accounts(db_path)
+    other = base64.b64encode(os.urandom(32)).decode()
+    done = serve_once(db_path, key_file(db_path), VMIMAGES_SECRET_KEY=other)
+    one_line_error(done, "VMIMAGES_SECRET_KEY", "does not open")
+
+
 def test_a_lost_key_file_is_not_replaced(db_path: str, tmp_path: Path) -> None:
     add_accounts(db_path)  # access keys sealed under the key file
     lost = Path(key_file(db_path))
@@ -97,3 +106,17 @@ def test_rotating_the_key_keeps_every_access_key(
     rotated = server_factory(db_path, "--key-file", str(new_key), creds=creds)
     for account in ("alice", "bob"):
         assert "FRA-A" in zones(rotated, creds.keys[account])
+
+
+def test_rotation_never_overwrites_a_file(db_path: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from vmimages.cli import main
+
+    add_accounts(db_path)
+    taken = tmp_path / "taken.key"
+    taken.write_text("keep me\n")
+    args = ["--new-key-file", str(taken), "--database", db_path, "--key-file", key_file(db_path)]
+    done = CliRunner().invoke(main, ["keys", "rotate-server-key", *args])
+    assert done.exit_code != 0 and "exists already" in done.output
+    assert taken.read_text() == "keep me\n"

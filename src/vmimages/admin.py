@@ -42,9 +42,9 @@ async def check_server_key(store: Store, settings: Settings) -> Vault:
     """The server key to serve with, checked against the database: the key whose fingerprint
     the database records, never a new one while passwords are sealed (docs/deploy.md)."""
     recorded = await store.server_key_fingerprint()
-    sealed = await store.sealed_passwords()
+    sealed = await store.a_sealed_password()
     missing = not settings.secret_key and not Path(settings.key_path).exists()
-    if missing and (recorded is not None or sealed):
+    if missing and (recorded is not None or sealed is not None):
         raise ServerKeyError(
             f"the server key file {settings.key_path} is missing, and this database's access"
             f" keys are sealed under a server key (fingerprint {recorded or 'unrecorded'}):"
@@ -53,8 +53,8 @@ async def check_server_key(store: Store, settings: Settings) -> Vault:
         )
     vault = server_vault(settings)
     if recorded is None:
-        if sealed:
-            key_id, value = sealed[0]
+        if sealed is not None:
+            key_id, value = sealed
             try:
                 vault.open(value, key_id)
             except VaultError:

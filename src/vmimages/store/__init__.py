@@ -137,8 +137,8 @@ class Store(RequestStore, Protocol):
 
     async def record_server_key(self, fingerprint: str) -> None: ...
 
-    async def sealed_passwords(self) -> list[tuple[str, bytes]]:
-        """(key id, sealed password) of every access key, revoked ones too."""
+    async def a_sealed_password(self) -> tuple[str, bytes] | None:
+        """(key id, sealed password) of one access key (revoked ones count), or None."""
 
     async def reseal_passwords(
         self, reseal: Callable[[str, bytes], bytes], fingerprint: str

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Hashable, Sequence
 from operator import attrgetter
+from typing import TypeVar
 
 from vmimages.catalog import (
     CUSTOM_IMAGE,
@@ -40,6 +41,9 @@ MAX_CREDENTIALS = 100_000  # access keys and token hashes looked up, found or no
 # A look that begins and ends in one turn of the event loop holds for the rest of the turn
 # (refresh). bench/ablate.py turns this off to measure what it saves.
 ONE_LOOK_PER_TURN = True
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 _by_id = attrgetter("image_id")
 _by_time = attrgetter("create_time")
@@ -279,25 +283,22 @@ class MemoryStore:
     async def find_access_key(self, key_id: str) -> tuple[int, bytes] | None:
         if key_id in self._keys:
             return self._keys[key_id]
-        self.stats["credential:miss"] += 1
-        epoch = self._epoch
-        found = await self.store.find_access_key(key_id)
-        if epoch == self._epoch:
-            if len(self._keys) >= MAX_CREDENTIALS:
-                self._keys.clear()
-            self._keys[key_id] = found
-        return found
+        return await self._remember(self._keys, key_id, self.store.find_access_key(key_id))
 
     async def find_token(self, token_hash: bytes) -> int | None:
         if token_hash in self._tokens:
             return self._tokens[token_hash]
+        return await self._remember(self._tokens, token_hash, self.store.find_token(token_hash))
+
+    async def _remember(self, kept: dict[K, V], key: K, read: Awaitable[V]) -> V:
+        """A credential looked up in the database, kept unless a drop overtook the read."""
         self.stats["credential:miss"] += 1
         epoch = self._epoch
-        found = await self.store.find_token(token_hash)
+        found = await read
         if epoch == self._epoch:
-            if len(self._tokens) >= MAX_CREDENTIALS:
-                self._tokens.clear()
-            self._tokens[token_hash] = found
+            if len(kept) >= MAX_CREDENTIALS:
+                kept.clear()
+            kept[key] = found
         return found
 
     # Everything else is the SQL store's ---------------------------------------------------------

@@ -126,10 +126,10 @@ class SqlAccounts(SqlBase):
             (fingerprint,),
         )
 
-    async def sealed_passwords(self) -> list[tuple[str, bytes]]:
-        """(key id, sealed password) of every access key, revoked ones too."""
-        rows = await self.db.fetchall("SELECT key_id, sealed FROM access_keys ORDER BY key_id")
-        return [(str(key_id), bytes(sealed)) for key_id, sealed in rows]
+    async def a_sealed_password(self) -> tuple[str, bytes] | None:
+        """(key id, sealed password) of one access key (revoked ones count), or None."""
+        row = await self.db.fetchone("SELECT key_id, sealed FROM access_keys LIMIT 1")
+        return None if row is None else (str(row[0]), bytes(row[1]))
 
     async def reseal_passwords(
         self, reseal: Callable[[str, bytes], bytes], fingerprint: str
