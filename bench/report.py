@@ -46,6 +46,10 @@ def _label(row: dict[str, Any]) -> str:
         return "reads only, a look at the change log for every request (`bench/ablate.py`)"
     if row["ablate"] == "write-at-once":
         return "reads only, each answer written at once (`bench/ablate.py`)"
+    if row["ablate"] == "no-metrics":
+        return "reads only, `--no-metrics` (no counting for `/metrics`)"
+    if row["ablate"] == "access-log":
+        return "reads only, `--access-log` (one text line per request, to /dev/null)"
     return "reads and 50 writes/s" if row["writes"] else "reads only"
 
 
@@ -127,6 +131,7 @@ def write_report(
                 f" {row['ceiling'].rps:,.0f} | {_share(row['load'], row['ceiling'])} |"
                 f" {_cpu(row['load'])} | {wrote} |"
             )
+    lines += settings_costs(big)
     lines += [
         "",
         "Writes refused are the workload's own races (a DeleteImages of an image still"
@@ -226,6 +231,38 @@ def write_report(
     if hostile is not None:
         lines += hostile_targets(hostile)
     path.write_text("\n".join(lines) + "\n")
+
+
+def settings_costs(runs: list[dict[str, Any]]) -> list[str]:
+    """What metrics and the request log cost: each variant's share of the ceiling measured next
+    to it, beside the reads-only row's (metrics on, request log off)."""
+    out = []
+    for r in runs:
+        rows = {row["ablate"]: row for row in r.get("mixed", []) if not row["writes"]}
+        base = rows.get("")
+        if base is None:
+            continue
+        shipped = base["load"].rps / base["ceiling"].rps
+        for variant, what in (("no-metrics", "Metrics"), ("access-log", "The request log")):
+            row = rows.get(variant)
+            if row is None:
+                continue
+            share = row["load"].rps / row["ceiling"].rps
+            on, off = (shipped, share) if variant == "no-metrics" else (share, shipped)
+            cpu_on, cpu_off = (
+                (base["load"], row["load"])
+                if variant == "no-metrics"
+                else (row["load"], base["load"])
+            )
+            cpu = ""
+            if cpu_on.user_us is not None and cpu_off.user_us is not None:
+                extra = (cpu_on.user_us + cpu_on.sys_us) - (cpu_off.user_us + cpu_off.sys_us)
+                cpu = f"; server CPU per request {extra:+.0f} µs"
+            out.append(
+                f"- {what} ({r['store']}, reads only): {on:.0%} of the ceiling with it,"
+                f" {off:.0%} without{cpu}."
+            )
+    return ["", *out] if out else []
 
 
 def _mixed(runs: list[dict[str, Any]], store: str, processes: int, writes: bool) -> Any:

@@ -249,7 +249,7 @@ def serve(
     started = time.monotonic()
     proc = subprocess.Popen(
         [*command, "serve", "--port", str(port), "--database", database,
-         "--log-level", "warning", *options],
+         "--log-level", "warning", "--no-access-log", *options],
         env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     wait_port(port, proc)
@@ -318,6 +318,15 @@ def bench_catalog(store: str, size: int) -> dict[str, Any]:
     return result
 
 
+# Rows that turn a setting off or on rather than a speed choice (bench/ablate.py): what metrics
+# cost (on in every other row), and what the request log costs (off in every other row, as in
+# the ceiling; written to /dev/null here, so this is its formatting, not a disk's speed).
+SETTINGS_VARIANTS = {
+    "no-metrics": ["--no-metrics"],
+    "access-log": ["--access-log", "--log-level", "info"],
+}
+
+
 def mixed_runs(store: str, database: str, key_file: str, workload: str) -> list[dict[str, Any]]:
     """The realistic traffic (bench/workload.py), reads only and with the write stream, on one
     server process and, on PostgreSQL, on two; on SQLite also with a look at the change log for
@@ -326,13 +335,16 @@ def mixed_runs(store: str, database: str, key_file: str, workload: str) -> list[
     cases: list[tuple[int, bool, str]] = [(1, False, ""), (1, True, "")]
     if store == "sqlite":
         cases += [(1, False, "look-per-request"), (1, False, "write-at-once")]
+        cases += [(1, False, "no-metrics"), (1, False, "access-log")]
     else:
         cases.append((2, True, ""))
     rows = []
     for processes, writes, ablate in cases:
         top = ceiling()  # measured next to each row, as above
+        options = SETTINGS_VARIANTS.get(ablate, [])
         proc, port, startup = serve(database, key_file, "--image-build-seconds", "0",
-                                    "--workers", str(processes), ablate=ablate)  # fmt: skip
+                                    "--workers", str(processes), *options,
+                                    ablate="" if options else ablate)  # fmt: skip
         try:
             wait_ready(port)
             host = f"127.0.0.1:{port}"

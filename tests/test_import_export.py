@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +16,15 @@ import yaml
 from click.testing import CliRunner
 
 from tests.conftest import TEST_CATALOG, add_accounts, add_custom, sql
+from vmimages import catalogfile
+from vmimages.catalogfile import (
+    YAML_DUMPER,
+    default_catalog,
+    dump_document,
+    parse_catalog,
+    to_document,
+    write_document,
+)
 from vmimages.cli import main
 
 
@@ -237,3 +250,75 @@ def test_prune_unpublishes_what_the_file_does_not_list(cli, tmp_path: Path) -> N
     assert len(after["locations"]) == 10  # locations stay
     custom = sql(cli.database, "SELECT image_id FROM images WHERE owner != 0")
     assert custom == [("img-custom01",)]  # custom images are never pruned
+
+
+@pytest.mark.parametrize("as_yaml", [True, False])
+def test_written_in_chunks_is_the_whole_document(
+    as_yaml: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Export writes the images a chunk at a time (for its progress bar): the text is that of
+    dumping the whole document at once, whatever the chunk size."""
+    doc = to_document(default_catalog())
+    if as_yaml:
+        whole = yaml.dump(doc, Dumper=YAML_DUMPER, sort_keys=False, allow_unicode=True)
+    else:
+        whole = json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+    for chunk in (1, 7, len(doc["images"]) + 1):
+        monkeypatch.setattr(catalogfile, "WRITE_CHUNK", chunk)
+        told: list[int] = []
+        out = io.StringIO()
+        write_document(doc, out, as_yaml, told.append)
+        assert out.getvalue() == whole
+        assert sum(told) == len(doc["images"])
+    empty = {"locations": doc["locations"], "images": []}
+    assert parse_catalog(yaml.safe_load(dump_document(empty, as_yaml))).images == []
+
+
+def on_a_terminal(*args: str) -> tuple[int, str, str]:
+    """`vmimages ARGS` with stderr on a pseudo-terminal: exit code, stdout, what the terminal
+    showed."""
+    leader, follower = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "vmimages", *args],
+                            stdout=subprocess.PIPE, stderr=follower)  # fmt: skip
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the terminal closed (EIO): the command ended
+            break
+        if not data:
+            break
+        shown += data
+    os.close(leader)
+    out, _ = proc.communicate(timeout=120)
+    return proc.returncode, out.decode(), shown.decode(errors="replace")
+
+
+def test_large_files_show_progress_on_a_terminal_only(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    doc = copy.deepcopy(TEST_CATALOG)
+    template = doc["images"][0]
+    doc["images"] = [{**template, "imageId": f"img-big{i:05d}"} for i in range(12_000)]
+    path = write(tmp_path, doc, "big.yaml")
+    assert path.stat().st_size > 1 << 20
+    where = ("--database", cli.database)
+
+    code, out, shown = on_a_terminal("images", "import", str(path), *where)
+    assert code == 0 and "12000 added" in out
+    assert "reading big.yaml" in shown and "importing images" in shown and "100%" in shown
+    code, out, shown = on_a_terminal("images", "export", "-o", str(tmp_path / "out.json"), *where)
+    assert code == 0 and "writing out.json" in shown and "100%" in shown
+    public = sql(cli.database, "SELECT count(*) FROM images WHERE owner = 0")[0][0]
+    assert public >= 12_000
+    assert len(json.loads((tmp_path / "out.json").read_text())["images"]) == public
+
+    # Not with --quiet: nothing at all, not even the summary; the work is done the same.
+    code, out, shown = on_a_terminal("images", "import", str(path), "--quiet", *where)
+    assert (code, out, shown) == (0, "", "")
+    code, out, shown = on_a_terminal("images", "export", "-q", "-o", str(tmp_path / "q.yaml"),
+                                     *where)  # fmt: skip
+    assert (code, out, shown) == (0, "", "")
+    assert len(yaml.safe_load((tmp_path / "q.yaml").read_text())["images"]) == public
+    # Not when stderr is no terminal (CliRunner's is a buffer): the summary only.
+    output = cli("images", "import", str(path))
+    assert "%" not in output and "images 0 added, 0 updated" in output

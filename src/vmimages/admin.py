@@ -116,10 +116,16 @@ class FirstCredentials:
     token: str
 
 
+async def first_account(store: Store) -> str | None:
+    """On a database without accounts, make the first one (once); its name, or None."""
+    account = await store.create_account(check_account_name(FIRST_ACCOUNT), only_if_none=True)
+    return None if account is None else account.name
+
+
 async def bootstrap(store: Store, vault: Vault) -> FirstCredentials | None:
     """On a database without accounts, make the first one with a key and a token (once)."""
-    account = await store.create_account(check_account_name(FIRST_ACCOUNT), only_if_none=True)
+    account = await first_account(store)
     if account is None:
         return None
-    key_id, password = await create_access_key(store, vault, account.name)
-    return FirstCredentials(account.name, key_id, password, await create_token(store, account.name))
+    key_id, password = await create_access_key(store, vault, account)
+    return FirstCredentials(account, key_id, password, await create_token(store, account))

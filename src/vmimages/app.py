@@ -11,17 +11,19 @@ import asyncio
 import logging
 import signal
 import threading
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
 
-from vmimages import actions, errors, protocol
+from vmimages import actions, errors, metrics, protocol
 from vmimages.auth import Authenticator
 from vmimages.builder import BuildWorker, TimedBuilder
 from vmimages.catalog import DomainError
 from vmimages.config import Settings
 from vmimages.errors import ApiError, Code
+from vmimages.logs import RequestRecord, dialect, log_request
 from vmimages.loop import InFlight
 from vmimages.ratelimit import RateLimiter
 from vmimages.replay import ReplayGuard
@@ -34,6 +36,7 @@ from vmimages.vault import load_vault
 log = logging.getLogger("vmimages")
 
 PROBES = frozenset({"/healthz", "/readyz"})  # GET only; anything else is the API's
+METRICS = "/metrics"  # GET only, unless turned off (serve --no-metrics)
 
 # Answers wait one turn of the event loop before they are written (App.handle); bench/ablate.py
 # turns this off to measure what it saves.
@@ -71,6 +74,7 @@ class App:
         )
         self.in_flight = InFlight(settings.request_timeout)
         self.draining = False  # set on SIGTERM: /readyz answers 503
+        self.action_names = frozenset(name for _, name in actions.ACTIONS)  # metrics' labels
         Limits.configure(
             settings.max_header_bytes, settings.receive_timeout, settings.max_connections
         )
@@ -79,6 +83,8 @@ class App:
         if scope["type"] == "http":
             if scope["method"] == "GET" and scope["path"] in PROBES:
                 await self.probe(scope["path"], send)
+            elif scope["method"] == "GET" and scope["path"] == METRICS and self.settings.metrics:
+                await self.serve_metrics(send)
             else:
                 await self.handle(scope, receive, send)
         elif scope["type"] == "lifespan":
@@ -125,6 +131,22 @@ class App:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
+    async def serve_metrics(self, send: Send) -> None:
+        """GET /metrics: Prometheus text (metrics.py), with the database's image counts as of
+        now; without them if the database does not answer (the rest still says why)."""
+        try:
+            metrics.record_images(await self.store.count_images())
+        except DomainError as exc:
+            log.warning("/metrics: cannot count images: %s", exc)
+        body = metrics.exposition()
+        headers = [
+            (b"content-type", metrics.CONTENT_TYPE),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
     def watch_for_shutdown(self) -> None:
         """On SIGTERM, /readyz answers 503 at once; the server's own handling (uvicorn's: stop
         accepting, let requests in flight finish) follows `drain_seconds` later, so a balancer
@@ -146,40 +168,26 @@ class App:
         signal.signal(signal.SIGTERM, on_term)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = protocol.new_request_id()
+        record = RequestRecord(protocol.new_request_id(), time.perf_counter(), scope.get("client"))
         task = self.in_flight.start()
         try:
-            status, body = 200, await self.dispatch(scope, receive, request_id)
+            status, body = 200, await self.dispatch(scope, receive, record)
             extra: tuple[tuple[bytes, bytes], ...] = ()
         except ClientGone:
             return
         except asyncio.CancelledError:
             if not self.in_flight.expired(task):
                 raise
-            log.warning("request %s ran out of time", request_id)
             error = ApiError(Code.REQUEST_TIMED_OUT, "The request ran out of time. Retry later.")
-            status, body, extra = error.status, protocol.failure(request_id, error), ()
-        except ApiError as exc:
-            if exc.code is Code.REQUEST_LIMIT_EXCEEDED and self.limiter is not None:
-                await self.limiter.hold()
-            status, body, extra = exc.status, protocol.failure(request_id, exc), exc.headers
-        except DomainError as exc:
-            error = errors.from_domain(exc)
-            if error.code is Code.INTERNAL_SERVER_ERROR:
-                log.error("request %s failed", request_id, exc_info=exc)
-            elif error.code is Code.SERVICE_TEMPORARY_UNAVAILABLE:
-                log.warning("request %s: %s", request_id, exc)
-            status, body, extra = error.status, protocol.failure(request_id, error), ()
-        except Exception:
-            log.exception("request %s failed", request_id)
-            error = ApiError(Code.INTERNAL_SERVER_ERROR, errors.INTERNAL_MESSAGE)
-            status, body, extra = error.status, protocol.failure(request_id, error), ()
+            status, body, extra = await self.failed(record, error)
+        except Exception as exc:
+            status, body, extra = await self.failed(record, exc)
         finally:
             self.in_flight.finish(task)
         headers = [
             *protocol.JSON_HEADERS,
             (b"content-length", str(len(body)).encode()),
-            (b"x-zc-request-id", request_id.encode()),
+            (b"x-zc-request-id", record.request_id.encode()),
             *extra,
         ]
         if WRITE_AFTER_THE_TURN:
@@ -188,10 +196,35 @@ class App:
             await asyncio.sleep(0)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+        self.done(record)
 
-    async def dispatch(self, scope: Scope, receive: Receive, request_id: str) -> bytes:
+    async def failed(
+        self, record: RequestRecord, exc: Exception
+    ) -> tuple[int, bytes, tuple[tuple[bytes, bytes], ...]]:
+        """The error envelope for whatever ended a request (errors.to_api_error); what the
+        client is not told (an internal error's cause) goes to the log under the request id."""
+        error = errors.to_api_error(exc)
+        if error.code is Code.INTERNAL_SERVER_ERROR:
+            log.error("request %s failed", record.request_id, exc_info=exc)
+        elif error.code.status == 503:
+            log.warning("request %s: %s", record.request_id, exc)
+        elif error.code is Code.REQUEST_LIMIT_EXCEEDED and self.limiter is not None:
+            await self.limiter.hold()
+        record.status, record.code = error.status, error.code.name
+        return error.status, protocol.failure(record.request_id, error), error.headers
+
+    def done(self, record: RequestRecord) -> None:
+        """Count the request (metrics.py) and write its log line (logs.py), each if turned on."""
+        if self.settings.metrics:
+            action = record.action if record.action in self.action_names else metrics.OTHER
+            seconds = time.perf_counter() - record.started
+            metrics.count_request(action, record.code, dialect(record.version), seconds)
+        if self.settings.access_log:
+            log_request(record)
+
+    async def dispatch(self, scope: Scope, receive: Receive, record: RequestRecord) -> bytes:
         protocol.check_endpoint(scope["path"], scope["method"])
-        headers = protocol.headers_of(scope["headers"])
+        record.headers = headers = protocol.headers_of(scope["headers"])
         limit = self.settings.max_body_bytes
         declared = headers.get("content-length")
         if (
@@ -207,12 +240,13 @@ class App:
             body = await self.read_body(receive, message)
         elif len(body) > limit:
             raise protocol.body_too_large(limit)
-        name = protocol.action_of(scope["headers"])
-        version = protocol.version_of(headers)
+        record.action = name = protocol.action_of(scope["headers"])
+        record.version = version = protocol.version_of(headers)
         await self.store.refresh()  # every write committed before this request is seen
         # Who is calling, before anything is made of the body: a caller without valid
         # credentials learns nothing about how it is parsed.
         caller = await self.authenticate(headers, body, name)
+        record.account = caller.account
         action = actions.find_action(version, name)
         if self.limiter is not None:
             self.limiter.take(caller.account, action.name)
@@ -227,7 +261,7 @@ class App:
             image_quota=self.settings.image_quota,
             image_created=self.worker.wake,
         )
-        return protocol.success(request_id, await action.handler(context, values))
+        return protocol.success(record.request_id, await action.handler(context, values))
 
     async def read_body(self, receive: Receive, first: Message) -> bytes:
         """The whole body of a request whose first message did not hold it all, at most

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from vmimages.catalog import BuildJob, StoreUnavailable
+from vmimages.metrics import BUILDS
 from vmimages.store import RequestStore
 
 log = logging.getLogger("vmimages.builder")
@@ -102,7 +103,8 @@ class BuildWorker:
     async def _build(self, job: BuildJob) -> None:
         renewing = asyncio.get_running_loop().create_task(self._renew(job))
         try:
-            ok = await self.builder.build(job)
+            with BUILDS.track_inprogress():
+                ok = await self.builder.build(job)
         except asyncio.CancelledError:
             # Shutting down mid-build: give the image back at once, for the next start.
             with contextlib.suppress(Exception):

@@ -139,7 +139,7 @@ def fold(text: str) -> str:
 
 
 class DomainError(Exception):
-    """A rule of the catalog was broken; errors.from_domain gives it a wire code."""
+    """A rule of the catalog was broken; errors.DOMAIN_ERRORS gives it a wire code."""
 
 
 class LocationNotFound(DomainError):

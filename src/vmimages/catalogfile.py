@@ -8,12 +8,15 @@ and a file with any problem is rejected whole.
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TextIO
 
 import yaml
 
@@ -204,12 +207,36 @@ def is_yaml(path: Path) -> bool:
     return path.suffix.lower() in (".yaml", ".yml")
 
 
-def read_catalog_file(path: Path) -> CatalogFile:
-    """A catalog file, YAML if it is named .yaml or .yml, else JSON."""
+Progress = Callable[[int], None]  # told how much more is done: bytes read, or images written
+READ_CHUNK = 1 << 20
+
+
+class _CountingReader:
+    """A binary file that tells `progress` how many bytes each read returned (the YAML parser
+    reads as it goes, so this follows the parse)."""
+
+    def __init__(self, file: BinaryIO, progress: Progress) -> None:
+        self.file = file
+        self.progress = progress
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.file.read(size)
+        self.progress(len(data))
+        return data
+
+
+def read_catalog_file(path: Path, progress: Progress | None = None) -> CatalogFile:
+    """A catalog file, YAML if it is named .yaml or .yml, else JSON; `progress` is told the
+    bytes read as they are parsed."""
+    report = progress or (lambda n: None)
     try:
-        text = path.read_text(encoding="utf-8")
-        # A safe loader either way (CSafeLoader or SafeLoader): plain data only.
-        doc = yaml.load(text, Loader=YAML_LOADER) if is_yaml(path) else json.loads(text)  # noqa: S506
+        with path.open("rb") as file:
+            if is_yaml(path):
+                # A safe loader either way (CSafeLoader or SafeLoader): plain data only.
+                doc = yaml.load(_CountingReader(file, report), Loader=YAML_LOADER)  # noqa: S506
+            else:
+                chunks = list(iter(lambda: _CountingReader(file, report).read(READ_CHUNK), b""))
+                doc = json.loads(b"".join(chunks).decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
         raise CatalogFileError([f"{path}: {exc}"]) from exc
     return parse_catalog(doc)
@@ -250,9 +277,45 @@ def to_document(catalog: CatalogFile) -> dict[str, Any]:
 
 
 def dump_document(doc: dict[str, Any], as_yaml: bool) -> str:
+    out = io.StringIO()
+    write_document(doc, out, as_yaml)
+    return out.getvalue()
+
+
+WRITE_CHUNK = 2000  # images written at a time
+
+
+def write_document(
+    doc: dict[str, Any], out: TextIO, as_yaml: bool, progress: Progress | None = None
+) -> None:
+    """Write a catalog document (to_document) as YAML or JSON, the images a chunk at a time so
+    `progress` can be told; the text is that of dumping the whole document at once."""
+    images = doc["images"]
+    report = progress or (lambda n: None)
     if as_yaml:
-        return str(yaml.dump(doc, Dumper=YAML_DUMPER, sort_keys=False, allow_unicode=True))
-    return json.dumps(doc, indent=1, ensure_ascii=False) + "\n"
+        out.write(_yaml({"locations": doc["locations"]}) if images else _yaml(doc))
+        if images:
+            out.write("images:\n")
+        for start in range(0, len(images), WRITE_CHUNK):
+            chunk = images[start : start + WRITE_CHUNK]
+            out.write(_yaml(chunk))
+            report(len(chunk))
+        return
+    if not images:
+        out.write(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+        return
+    head = json.dumps({"locations": doc["locations"]}, indent=1, ensure_ascii=False)
+    out.write(head[: -len("\n}")] + ',\n "images": [\n')
+    for start in range(0, len(images), WRITE_CHUNK):
+        chunk = images[start : start + WRITE_CHUNK]
+        text = ",\n".join(json.dumps(image, indent=1, ensure_ascii=False) for image in chunk)
+        out.write(("" if start == 0 else ",\n") + textwrap.indent(text, "  "))
+        report(len(chunk))
+    out.write("\n ]\n}\n")
+
+
+def _yaml(data: Any) -> str:
+    return str(yaml.dump(data, Dumper=YAML_DUMPER, sort_keys=False, allow_unicode=True))
 
 
 @dataclass(frozen=True, slots=True)

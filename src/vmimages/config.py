@@ -31,7 +31,9 @@ class Settings:
     image_build_seconds: float = 10.0  # how long the bundled builder takes per image
     image_quota: int = DEFAULT_IMAGE_QUOTA  # custom images per account and location
     log_level: str = "info"
-    access_log: bool = False
+    log_format: str = "text"  # or "json": one JSON object per line (logs.py)
+    access_log: bool = True  # one line per request (logs.py)
+    metrics: bool = True  # GET /metrics, and counting requests for it (metrics.py)
     tls_cert: str | None = None  # serve https with this certificate chain (PEM) ...
     tls_key: str | None = None  # ... and its private key (PEM)
     rate_limit: float = 0.0  # requests a second per account and action (0: no limit)

@@ -1,4 +1,4 @@
-"""Every error the API can answer, in one table, and the one place domain errors become codes.
+"""Every error the API can answer, in one table, and the one table of what domain errors answer.
 
 The wire contract (API.md §4, §5) is the code; the HTTP status belongs to the code. Messages are
 for people and name the problem (the parameter, the value, the limit).
@@ -6,7 +6,9 @@ for people and name the problem (the parameter, the value, the limit).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
+from typing import Any
 
 from vmimages import catalog
 
@@ -69,44 +71,46 @@ class ApiError(Exception):
 INTERNAL_MESSAGE = "An internal error occurred. Quote the requestId when you report it."
 
 
-def from_domain(exc: catalog.DomainError) -> ApiError:
-    """Map a domain error raised by the catalog or a store to its wire code (the only place)."""
-    if isinstance(exc, catalog.LocationNotFound):
-        if exc.kind == "zone":
-            return ApiError(
-                Code.INVALID_ZONE_NOT_FOUND, f"The specified zoneId `{exc.value}` is not found."
-            )
-        return ApiError(
-            Code.INVALID_REGION_NOT_FOUND, f"The specified regionId `{exc.value}` is not found."
-        )
-    if isinstance(exc, catalog.ImageNotFound):
-        return ApiError(
-            Code.INVALID_IMAGE_NOT_FOUND, f"The specified imageId `{exc.image_id}` is not found."
-        )
-    if isinstance(exc, catalog.NotCustomImage):
-        return ApiError(
-            Code.AUTHFAILURE_UNAUTHORIZED_OPERATION,
-            f"The image `{exc.image_id}` is a public image; only custom images can be changed.",
-        )
-    if isinstance(exc, catalog.InvalidImageStatus):
-        return ApiError(
-            Code.INVALID_IMAGE_STATUS,
-            f"The image `{exc.image_id}` is {exc.status}; it cannot be {exc.action} now.",
-        )
-    if isinstance(exc, catalog.InstanceNotFound):
-        return ApiError(
-            Code.INVALID_INSTANCE_NOT_FOUND,
-            f"The specified instanceId `{exc.instance_id}` is not found.",
-        )
-    if isinstance(exc, catalog.QuotaExceeded):
-        return ApiError(
-            Code.LIMIT_EXCEEDED_IMAGE_QUOTA,
-            f"The custom image quota is used up: at most {exc.limit} custom images in"
-            f" {exc.location.region_id} ({exc.location.zone_id}). Delete one first.",
-        )
-    if isinstance(exc, catalog.StoreUnavailable):
-        return ApiError(
-            Code.SERVICE_TEMPORARY_UNAVAILABLE,
-            "The image catalog is temporarily unavailable. Retry later.",
-        )
-    return ApiError(Code.INTERNAL_SERVER_ERROR, INTERNAL_MESSAGE)
+# Each domain error's code and message: the one table (catalog.py raises, the edge answers).
+DOMAIN_ERRORS: dict[type[catalog.DomainError], Callable[[Any], tuple[Code, str]]] = {
+    catalog.LocationNotFound: lambda e: (
+        Code.INVALID_ZONE_NOT_FOUND if e.kind == "zone" else Code.INVALID_REGION_NOT_FOUND,
+        f"The specified {e.kind}Id `{e.value}` is not found.",
+    ),
+    catalog.ImageNotFound: lambda e: (
+        Code.INVALID_IMAGE_NOT_FOUND,
+        f"The specified imageId `{e.image_id}` is not found.",
+    ),
+    catalog.NotCustomImage: lambda e: (
+        Code.AUTHFAILURE_UNAUTHORIZED_OPERATION,
+        f"The image `{e.image_id}` is a public image; only custom images can be changed.",
+    ),
+    catalog.InvalidImageStatus: lambda e: (
+        Code.INVALID_IMAGE_STATUS,
+        f"The image `{e.image_id}` is {e.status}; it cannot be {e.action} now.",
+    ),
+    catalog.InstanceNotFound: lambda e: (
+        Code.INVALID_INSTANCE_NOT_FOUND,
+        f"The specified instanceId `{e.instance_id}` is not found.",
+    ),
+    catalog.QuotaExceeded: lambda e: (
+        Code.LIMIT_EXCEEDED_IMAGE_QUOTA,
+        f"The custom image quota is used up: at most {e.limit} custom images in"
+        f" {e.location.region_id} ({e.location.zone_id}). Delete one first.",
+    ),
+    catalog.StoreUnavailable: lambda e: (
+        Code.SERVICE_TEMPORARY_UNAVAILABLE,
+        "The image catalog is temporarily unavailable. Retry later.",
+    ),
+}
+
+
+def to_api_error(exc: Exception) -> ApiError:
+    """What the client is answered for any exception: an ApiError as raised, a domain error
+    from the table, anything else INTERNAL_SERVER_ERROR (whose details stay in the log)."""
+    if isinstance(exc, ApiError):
+        return exc
+    row = DOMAIN_ERRORS.get(type(exc)) if isinstance(exc, catalog.DomainError) else None
+    if row is None:
+        return ApiError(Code.INTERNAL_SERVER_ERROR, INTERNAL_MESSAGE)
+    return ApiError(*row(exc))

@@ -14,11 +14,11 @@ from vmimages.catalog import (
     OS_TYPES,
     SEED_CATEGORIES,
     Image,
+    ImageNotFound,
     ImagePage,
     ImageQuery,
 )
 from vmimages.catalogfile import CATEGORY
-from vmimages.errors import ApiError, Code
 from vmimages.validation import INTEGER, STRING, STRING_ARRAY, Param, Spec, spec
 
 MAX_PAGE_NUM = 2**31 - 1
@@ -118,10 +118,7 @@ async def describe_image(ctx: Context, params: dict[str, Any]) -> dict[str, Any]
     query = ImageQuery(viewer=ctx.caller, image_ids=(params["imageId"],), page_size=1)
     page = await ctx.store.describe_images(query)
     if not page.images:
-        raise ApiError(
-            Code.INVALID_IMAGE_NOT_FOUND,
-            f"The specified imageId `{params['imageId']}` is not found.",
-        )
+        raise ImageNotFound(params["imageId"])
     return published_image_info(page.images[0])
 
 

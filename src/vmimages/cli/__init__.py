@@ -7,7 +7,9 @@ public images); this module holds what they share.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import click
@@ -31,6 +33,25 @@ key_file_option = click.option(
     " set).  [default: DATABASE.key for a SQLite file, vmimages.key for PostgreSQL]",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+quiet_option = click.option(
+    "--quiet", "-q", is_flag=True, help="Print nothing but errors: no progress, no summary."
+)
+
+BAR_FROM_IMAGES = 10_000  # work this large shows a progress bar (a second or more)
+BAR_FROM_BYTES = 1 << 20
+
+
+@contextmanager
+def progress_bar(
+    label: str, total: int, quiet: bool, at_least: int = BAR_FROM_IMAGES
+) -> Iterator[Callable[[int], None]]:
+    """Something to tell how much more of `total` is done: a bar on stderr when the work is at
+    least `at_least` and stderr is a terminal (never with --quiet), else nothing."""
+    if quiet or total < at_least or not sys.stderr.isatty():
+        yield lambda done: None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update
 
 
 def settings_from(**options: Any) -> Settings:
@@ -50,11 +71,15 @@ def with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
     try:
         return asyncio.run(run())
     except CatalogFileError as exc:
-        raise click.ClickException(
-            "the catalog file was not imported; nothing changed:\n  " + "\n  ".join(exc.problems)
-        ) from exc
+        raise not_imported(exc) from exc
     except (DomainError, VaultError, admin.ServerKeyError) as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+def not_imported(exc: CatalogFileError) -> click.ClickException:
+    return click.ClickException(
+        "the catalog file was not imported; nothing changed:\n  " + "\n  ".join(exc.problems)
+    )
 
 
 @click.group()

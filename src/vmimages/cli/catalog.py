@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from vmimages.catalog import Instance
-from vmimages.catalogfile import dump_document, is_yaml, read_catalog_file, to_document
+from vmimages.catalogfile import (
+    CatalogFileError,
+    is_yaml,
+    read_catalog_file,
+    to_document,
+    write_document,
+)
 from vmimages.cli import (
+    BAR_FROM_BYTES,
     database_option,
     json_option,
     main,
+    not_imported,
+    progress_bar,
+    quiet_option,
     settings_from,
     with_store,
 )
@@ -124,16 +135,29 @@ def images() -> None:
     " and custom images made from them are untouched).",
 )
 @database_option
-def images_import(file: Path, dry_run: bool, prune: bool, **options: Any) -> None:
+@quiet_option
+def images_import(file: Path, dry_run: bool, prune: bool, quiet: bool, **options: Any) -> None:
     """Publish or update the locations and public images of FILE (.json, .yaml or .yml).
 
     The whole file is checked first; any problem and nothing changes. Importing the same file
     twice changes nothing the second time. Public images not in FILE are kept, unless --prune.
+    A large file shows its progress on stderr when that is a terminal.
     """
-    report = with_store(
-        settings_from(**options),
-        lambda store: store.import_catalog(read_catalog_file(file), dry_run=dry_run, prune=prune),
-    )
+    size = file.stat().st_size
+    try:
+        with progress_bar(f"reading {file.name}", size, quiet, BAR_FROM_BYTES) as read:
+            catalog = read_catalog_file(file, read)
+    except CatalogFileError as exc:
+        raise not_imported(exc) from exc
+    with progress_bar("importing images", len(catalog.images), quiet) as imported:
+        report = with_store(
+            settings_from(**options),
+            lambda store: store.import_catalog(
+                catalog, dry_run=dry_run, prune=prune, progress=imported
+            ),
+        )
+    if quiet:
+        return
     click.echo(
         f"{'would import' if dry_run else 'imported'} {file}: locations"
         f" {report.locations_added} added, {report.locations_updated} updated; images"
@@ -153,15 +177,22 @@ def images_import(file: Path, dry_run: bool, prune: bool, **options: Any) -> Non
     help="[default: from the output's name, else json]",
 )  # fmt: skip
 @database_option
-def images_export(output: Path | None, fmt: str | None, **options: Any) -> None:
-    """Write every location and public image in the format `images import` reads."""
+@quiet_option
+def images_export(output: Path | None, fmt: str | None, quiet: bool, **options: Any) -> None:
+    """Write every location and public image in the format `images import` reads.
+
+    A large catalog shows its progress on stderr when that is a terminal.
+    """
     catalog = with_store(settings_from(**options), lambda store: store.export_catalog())
     as_yaml = fmt == "yaml" or (fmt is None and output is not None and is_yaml(output))
-    text = dump_document(to_document(catalog), as_yaml)
-    if output is None:
-        click.echo(text, nl=False)
-    else:
-        output.write_text(text, encoding="utf-8")
+    label = f"writing {output.name if output else 'the catalog'}"
+    with progress_bar(label, len(catalog.images), quiet) as written:
+        if output is None:
+            write_document(to_document(catalog), sys.stdout, as_yaml, written)
+            return
+        with output.open("w", encoding="utf-8") as out:
+            write_document(to_document(catalog), out, as_yaml, written)
+    if not quiet:
         click.echo(
             f"exported {len(catalog.locations)} locations and {len(catalog.images)} images"
             f" to {output}",

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import logging.config
 import os
 import shlex
+import shutil
+import sys
+import tempfile
 from typing import Any
 
 import click
 
-from vmimages import __version__, admin
+from vmimages import __version__, admin, logs
 from vmimages.cli import (
     database_option,
     key_file_option,
@@ -18,7 +23,11 @@ from vmimages.cli import (
     with_store,
 )
 from vmimages.config import DEFAULT_DATABASE, Settings
+from vmimages.logs import LOG_FORMATS
+from vmimages.metrics import MULTIPROCESS_DIR
 from vmimages.store import Store
+
+log = logging.getLogger("vmimages")
 
 
 @main.command()
@@ -53,7 +62,21 @@ from vmimages.store import Store
     type=click.IntRange(min=1),
     help="Server processes sharing the port (and the database).  [default: 1]",
 )
-@click.option("--access-log/--no-access-log", default=None, help="Log every request.")
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    help="Every log line as text, or as one JSON object.  [default: text]",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=None,
+    help="Log one line per request (docs/deploy.md, Logs).  [default: on]",
+)
+@click.option(
+    "--metrics/--no-metrics",
+    default=None,
+    help="Serve Prometheus metrics at GET /metrics (docs/deploy.md, Metrics).  [default: on]",
+)
 @click.option(
     "--tls-cert",
     type=click.Path(exists=True, dir_okay=False),
@@ -88,32 +111,50 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
     settings = settings_from(
         **options, load_default_catalog=None if no_catalog is None else not no_catalog
     )
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-
-    async def prepare(store: Store) -> admin.FirstCredentials | None:
-        vault = await admin.check_server_key(store, settings)  # refuses a key that does not fit
-        return await admin.bootstrap(store, vault)
-
-    first = with_store(settings, prepare)
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise click.UsageError("give --tls-cert and --tls-key together")
+    if settings.log_format not in LOG_FORMATS:
+        raise click.UsageError(f"VMIMAGES_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
+    log_config = logs.log_config(settings.log_format, settings.log_level)
+    logging.config.dictConfig(log_config)
+    json_logs = settings.log_format == "json"
+
+    async def prepare(store: Store) -> admin.FirstCredentials | str | None:
+        vault = await admin.check_server_key(store, settings)  # refuses a key that does not fit
+        if json_logs:  # no secret in a log: the first account gets no credentials
+            return await admin.first_account(store)
+        return await admin.bootstrap(store, vault)
+
+    try:
+        first = with_store(settings, prepare)
+    except click.ClickException as exc:
+        if not json_logs:
+            raise
+        log.error("%s", exc.format_message())
+        sys.exit(exc.exit_code)
     url = f"{'https' if settings.tls_cert else 'http'}://{settings.host}:{settings.port}"
-    if first is not None:
-        click.echo(first_run_message(first, url, same_database(settings)), err=True)
-    click.echo(
-        f"vmimages {__version__}: serving the Zenlayer VM image API on {url}/api/v2/vm"
-        f" from {settings.database}",
-        err=True,
-    )
+    where = same_database(settings)
+    if isinstance(first, admin.FirstCredentials):
+        click.echo(first_run_message(first, url, where), err=True)
+    elif first is not None:
+        log.info(
+            "a new database: made account `%s` without credentials (JSON logs never show a"
+            " secret); make them with `vmimages keys create --account %s%s` and"
+            " `vmimages tokens create --account %s%s`",
+            first, first, where, first, where,
+        )  # fmt: skip
+    log.info(
+        "vmimages %s: serving the Zenlayer VM image API on %s/api/v2/vm from %s",
+        __version__, url, settings.database,
+    )  # fmt: skip
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
         "http": BoundedHttpToolsProtocol,  # httptools, with limits (transport.py)
         "lifespan": "on",
-        "access_log": settings.access_log,
+        "access_log": False,  # the app logs each request itself (logs.py)
+        "log_config": log_config,
         "log_level": settings.log_level,
         "server_header": False,
         "date_header": False,
@@ -124,8 +165,13 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **common)
         return
-    # Worker processes build their own app from the same settings, passed in the environment.
+    # Worker processes build their own app from the same settings, passed in the environment;
+    # their metrics meet in a folder of files that lives as long as this process.
     os.environ.update(settings.to_env())
+    if settings.metrics:
+        folder = tempfile.mkdtemp(prefix="vmimages-metrics-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        os.environ[MULTIPROCESS_DIR] = folder
     uvicorn.run("vmimages.app:from_environment", factory=True, workers=settings.workers, **common)
 
 

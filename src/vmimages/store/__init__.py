@@ -22,7 +22,7 @@ from vmimages.catalog import (
     Location,
     Quota,
 )
-from vmimages.catalogfile import CatalogFile, ImportReport
+from vmimages.catalogfile import CatalogFile, ImportReport, Progress
 
 if TYPE_CHECKING:
     from vmimages.store.sql import SqlStore
@@ -53,6 +53,9 @@ class RequestStore(Protocol):
 
     async def describe_images(self, query: ImageQuery) -> ImagePage:
         """One page of the images the query's viewer may see, and the count of all matches."""
+
+    async def count_images(self) -> list[tuple[str, str, int]]:
+        """How many images the database holds, as (image type, status, count) (for /metrics)."""
 
     # Credentials: a revocation made by any process counts from the next request on.
 
@@ -104,11 +107,17 @@ class Store(RequestStore, Protocol):
     """The request path's store plus the operator's work (the CLI, admin.py)."""
 
     async def import_catalog(
-        self, catalog: CatalogFile, *, dry_run: bool = False, prune: bool = False
+        self,
+        catalog: CatalogFile,
+        *,
+        dry_run: bool = False,
+        prune: bool = False,
+        progress: Progress | None = None,
     ) -> ImportReport:
         """Publish or update locations and public images in one transaction, after checking the
         file against the database (CatalogFileError); idempotent. `prune` removes the public
-        images the file does not list; `dry_run` reports and keeps nothing."""
+        images the file does not list; `dry_run` reports and keeps nothing; `progress` is told
+        how many images each step wrote."""
 
     async def export_catalog(self) -> CatalogFile:
         """Every location and public image, in the form import_catalog takes."""

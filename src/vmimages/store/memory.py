@@ -14,7 +14,7 @@ Writes go straight to the SQL store, which marks what they change in the same tr
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Awaitable, Hashable, Sequence
 from operator import attrgetter
 from typing import TypeVar
@@ -31,6 +31,7 @@ from vmimages.catalog import (
     Quota,
     fold,
 )
+from vmimages.metrics import CACHE, CACHE_DROPS
 from vmimages.store.sql import SqlStore
 from vmimages.store.sql.base import CATALOG_SCOPE, CREDENTIALS_SCOPE
 
@@ -41,6 +42,12 @@ MAX_CREDENTIALS = 100_000  # access keys and token hashes looked up, found or no
 # A look that begins and ends in one turn of the event loop holds for the rest of the turn
 # (refresh). bench/ablate.py turns this off to measure what it saves.
 ONE_LOOK_PER_TURN = True
+
+# The cache's lookups, counted for /metrics (metrics.py).
+ANSWER_HITS, ANSWER_MISSES = CACHE.labels("answer", "hit"), CACHE.labels("answer", "miss")
+ACCOUNT_HITS, ACCOUNT_MISSES = CACHE.labels("account", "hit"), CACHE.labels("account", "miss")
+CREDENTIAL_HITS = CACHE.labels("credential", "hit")
+CREDENTIAL_MISSES = CACHE.labels("credential", "miss")
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -79,7 +86,6 @@ class MemoryStore:
 
     def __init__(self, store: SqlStore) -> None:
         self.store = store
-        self.stats: Counter[str] = Counter()  # hits and misses by kind, and drops by scope
         self._seen = -1  # the change number memory is true to; -1: nothing read yet
         self._epoch = 0  # counts drops: a read that a drop overtook is not kept
         self._locations: list[Location] = []
@@ -166,7 +172,7 @@ class MemoryStore:
             return
         self._epoch += 1
         for scope, seq in changes:
-            self.stats[f"drop:{scope_name(scope)}"] += 1
+            CACHE_DROPS.labels(scope_name(scope)).inc()
             if scope == CATALOG_SCOPE:
                 await self._reload()
                 return
@@ -239,9 +245,9 @@ class MemoryStore:
         if kept is not None:
             page = kept.get(query)
             if page is not None:
-                self.stats["answer:hit"] += 1
+                ANSWER_HITS.inc()
                 return page
-        self.stats["answer:miss"] += 1
+        ANSWER_MISSES.inc()
         epoch = self._epoch
         own = [] if viewer is None else await self._custom_images(viewer)
         region_id = None if query.location is None else self._region_of.get(query.location)
@@ -268,8 +274,9 @@ class MemoryStore:
         images = self._custom.get(account)
         if images is not None:
             self._custom.move_to_end(account)
+            ACCOUNT_HITS.inc()
             return images
-        self.stats["account:miss"] += 1
+        ACCOUNT_MISSES.inc()
         epoch = self._epoch
         images = await self.store.custom_images(account)
         if epoch == self._epoch:
@@ -282,17 +289,19 @@ class MemoryStore:
 
     async def find_access_key(self, key_id: str) -> tuple[int, bytes] | None:
         if key_id in self._keys:
+            CREDENTIAL_HITS.inc()
             return self._keys[key_id]
         return await self._remember(self._keys, key_id, self.store.find_access_key(key_id))
 
     async def find_token(self, token_hash: bytes) -> int | None:
         if token_hash in self._tokens:
+            CREDENTIAL_HITS.inc()
             return self._tokens[token_hash]
         return await self._remember(self._tokens, token_hash, self.store.find_token(token_hash))
 
     async def _remember(self, kept: dict[K, V], key: K, read: Awaitable[V]) -> V:
         """A credential looked up in the database, kept unless a drop overtook the read."""
-        self.stats["credential:miss"] += 1
+        CREDENTIAL_MISSES.inc()
         epoch = self._epoch
         found = await read
         if epoch == self._epoch:
@@ -305,6 +314,9 @@ class MemoryStore:
 
     async def ready(self) -> str | None:
         return await self.store.ready()
+
+    async def count_images(self) -> list[tuple[str, str, int]]:
+        return await self.store.count_images()
 
     async def image_quotas(
         self, owner: int, locations: Sequence[Location] | None, default_quota: int

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 
 from vmimages.catalog import StoreUnavailable
+from vmimages.metrics import DB_CONNECTIONS
 from vmimages.store.db import Args, Connection, IntegrityError, Row, numbered
 from vmimages.store.query import POSTGRES
 from vmimages.store.sql import SqlStore
@@ -123,7 +124,8 @@ class PostgresDatabase:
     async def _connection(self) -> AsyncIterator[PgConnection]:
         with translated():
             async with self.pool.acquire(timeout=self.timeout) as conn:
-                yield PgConnection(conn)
+                with DB_CONNECTIONS.track_inprogress():
+                    yield PgConnection(conn)
 
     @asynccontextmanager
     async def transaction(self, write: bool = True) -> AsyncIterator[Connection]:

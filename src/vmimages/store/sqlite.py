@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from vmimages.catalog import StoreUnavailable
+from vmimages.metrics import DB_CONNECTIONS
 from vmimages.store.db import Args, Connection, IntegrityError, Row
 from vmimages.store.query import SQLITE
 from vmimages.store.sql import SqlStore, migrations
@@ -91,13 +92,14 @@ class SqliteDatabase:
     @asynccontextmanager
     async def transaction(self, write: bool = True) -> AsyncIterator[Connection]:
         async with self._tx_lock:  # one connection: one transaction at a time
-            self._run("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED", ())
-            try:
-                yield self
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self._run("COMMIT", ())
+            with DB_CONNECTIONS.track_inprogress():
+                self._run("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED", ())
+                try:
+                    yield self
+                except BaseException:
+                    self.db.execute("ROLLBACK")
+                    raise
+                self._run("COMMIT", ())
 
     async def lock(self, tx: Connection, key: str) -> None:
         return None

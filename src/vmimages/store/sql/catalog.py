@@ -6,6 +6,8 @@ from dataclasses import replace
 from typing import Any
 
 from vmimages.catalog import (
+    CUSTOM_IMAGE,
+    PUBLIC_IMAGE,
     PUBLIC_OWNER,
     Image,
     ImagePage,
@@ -14,7 +16,14 @@ from vmimages.catalog import (
     LocationNotFound,
     fold,
 )
-from vmimages.catalogfile import CatalogFile, CatalogFileError, ImageEntry, ImportReport
+from vmimages.catalogfile import (
+    WRITE_CHUNK,
+    CatalogFile,
+    CatalogFileError,
+    ImageEntry,
+    ImportReport,
+    Progress,
+)
 from vmimages.store.db import Connection
 from vmimages.store.query import IMAGE_COLUMNS, IMAGE_FROM, IMAGE_ORDER, image_filter
 from vmimages.store.sql.base import (
@@ -30,12 +39,18 @@ CATALOG_LOCK = "vmimages-catalog"
 
 class SqlCatalog(SqlBase):
     async def import_catalog(
-        self, catalog: CatalogFile, *, dry_run: bool = False, prune: bool = False
+        self,
+        catalog: CatalogFile,
+        *,
+        dry_run: bool = False,
+        prune: bool = False,
+        progress: Progress | None = None,
     ) -> ImportReport:
         """Publish or update locations and public images, all or nothing; checked against the
         database first (CatalogFileError lists every problem). Running it twice changes nothing.
         Public images not in the file are kept, or with `prune` removed from the catalog. With
-        `dry_run` the report is made the same way and nothing is kept."""
+        `dry_run` the report is made the same way and nothing is kept. `progress` is told how
+        many images each step wrote."""
         try:
             async with self.db.transaction() as tx:
                 await self.db.lock(tx, CATALOG_LOCK)
@@ -43,7 +58,7 @@ class SqlCatalog(SqlBase):
                 problems = await self._import_problems(tx, catalog, before)
                 if problems:
                     raise CatalogFileError(problems)
-                await self._load_catalog(tx, catalog)
+                await self._load_catalog(tx, catalog, progress)
                 removed = 0
                 if prune:
                     listed = {img.image_id for img in catalog.images}
@@ -110,7 +125,9 @@ class SqlCatalog(SqlBase):
         )
         return CatalogFile(locations=locations, images=[image_entry(row) for row in rows])
 
-    async def _load_catalog(self, tx: Connection, catalog: CatalogFile) -> None:
+    async def _load_catalog(
+        self, tx: Connection, catalog: CatalogFile, progress: Progress | None = None
+    ) -> None:
         await tx.executemany(
             "INSERT INTO locations (region_id, zone_id, name, support_security_group,"
             " support_network_type, support_ipv6, support_cpu_pass_through, network_line_type)"
@@ -142,18 +159,22 @@ class SqlCatalog(SqlBase):
                  img.category, img.os_type, img.version, img.size_gb, img.status,
                  img.create_time)
             )  # fmt: skip
-        await tx.executemany(
-            "INSERT INTO images (image_id, owner, location, name, name_folded, description,"
-            " category, os_type, version, size_gb, status, create_time)"
-            " VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (image_id) DO UPDATE SET location = excluded.location,"
-            " name = excluded.name, name_folded = excluded.name_folded,"
-            " description = excluded.description, category = excluded.category,"
-            " os_type = excluded.os_type, version = excluded.version,"
-            " size_gb = excluded.size_gb, status = excluded.status,"
-            " create_time = excluded.create_time WHERE images.owner = 0",
-            rows,
-        )
+        for start in range(0, len(rows), WRITE_CHUNK):
+            chunk = rows[start : start + WRITE_CHUNK]
+            await tx.executemany(
+                "INSERT INTO images (image_id, owner, location, name, name_folded, description,"
+                " category, os_type, version, size_gb, status, create_time)"
+                " VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (image_id) DO UPDATE SET location = excluded.location,"
+                " name = excluded.name, name_folded = excluded.name_folded,"
+                " description = excluded.description, category = excluded.category,"
+                " os_type = excluded.os_type, version = excluded.version,"
+                " size_gb = excluded.size_gb, status = excluded.status,"
+                " create_time = excluded.create_time WHERE images.owner = 0",
+                chunk,
+            )
+            if progress is not None:
+                progress(len(chunk))
 
     async def find_location(
         self, *, region_id: str | None = None, zone_id: str | None = None
@@ -208,6 +229,12 @@ class SqlCatalog(SqlBase):
         return ImagePage(total_count=total, images=[row_to_image(row[:-1]) for row in rows])
 
     # What a process keeps in memory (store/memory.py) ------------------------------------------
+
+    async def count_images(self) -> list[tuple[str, str, int]]:
+        rows = await self.db.fetchall(
+            "SELECT owner = ?, status, count(*) FROM images GROUP BY 1, 2", (PUBLIC_OWNER,)
+        )
+        return [(PUBLIC_IMAGE if public else CUSTOM_IMAGE, str(s), int(n)) for public, s, n in rows]
 
     async def load_public(self) -> tuple[int, list[Location], list[Image]]:
         """The change number, every location and every public image (in the API's order), read

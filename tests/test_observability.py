@@ -1,0 +1,224 @@
+"""GET /metrics (metrics.py) and the log lines (logs.py), checked against what was sent."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.asgi import AsgiClient, Credentials
+from tests.conftest import assert_error, settings_for, sql
+from tests.test_lifecycle import add_instances
+from vmimages.app import create_app
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def parse(text: str) -> Samples:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def scrape(client: AsgiClient) -> Samples:
+    response = client.request("GET", "/metrics", body=b"")
+    assert response.status == 200
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    return parse(response.body.decode())
+
+
+def requests_of(samples: Samples, action: str, code: str, dialect: str) -> float:
+    return value(samples, "vmimages_requests_total", action=action, code=code, dialect=dialect)
+
+
+def test_metrics_count_what_was_sent(client: AsgiClient, test_db: str) -> None:
+    before = scrape(client)
+    for _ in range(3):
+        client.call("DescribeImages", {})  # the seed dialect, alice's token
+    client.call("DescribeZones", {}, version="2026-04-01")
+    client.call("DescribeImages", {"regionId": "nowhere"})
+    hostile = ["Bogus", "x" * 200, "DescribeImages\u00e9"]
+    for name in hostile:
+        client.call(name, {})
+    after = scrape(client)
+
+    def sent(action: str, code: str, dialect: str) -> float:
+        return requests_of(after, action, code, dialect) - requests_of(
+            before, action, code, dialect
+        )
+
+    assert sent("DescribeImages", "OK", "seed") == 3
+    assert sent("DescribeZones", "OK", "published") == 1
+    assert sent("DescribeImages", "INVALID_REGION_NOT_FOUND", "seed") == 1
+    # Names no action has are one label: no client can make new time series.
+    assert sent("other", "AUTHFAILURE_UNAUTHORIZED_OPERATION", "seed") == len(hostile)
+    actions = {dict(labels)["action"] for (name, labels) in after if name.startswith("vmimages_r")
+               and "action" in dict(labels)}  # fmt: skip
+    assert not actions & {"Bogus", "x" * 200}
+    duration = "vmimages_request_duration_seconds_count"
+    assert (
+        value(after, duration, action="DescribeImages")
+        - value(before, duration, action="DescribeImages")
+        == 4
+    )
+
+    # The image counts are the database's, as of the scrape.
+    counted = sql(test_db, "SELECT owner = 0, status, count(*) FROM images GROUP BY 1, 2")
+    assert counted
+    for public, status, count in counted:
+        kind = "PUBLIC_IMAGE" if public else "CUSTOM_IMAGE"
+        assert value(after, "vmimages_images", type=kind, status=status) == count
+    assert value(after, "vmimages_images", type="CUSTOM_IMAGE", status="CREATING") == 0
+
+
+def test_rate_limited_requests_are_counted(test_db: str, creds: Credentials) -> None:
+    client = AsgiClient(create_app(settings_for(test_db, rate_limit=1.0)), creds)
+    try:
+        before = scrape(client)
+        codes = [client.call("DescribeRegions", {}).status for _ in range(3)]
+        after = scrape(client)
+    finally:
+        client.close()
+    refused = codes.count(429)
+    assert refused >= 1
+    name = "vmimages_rate_limited_requests_total"
+    assert (
+        value(after, name, action="DescribeRegions") - value(before, name, action="DescribeRegions")
+        == refused
+    )
+    assert (
+        requests_of(after, "DescribeRegions", "REQUEST_LIMIT_EXCEEDED", "seed")
+        - requests_of(before, "DescribeRegions", "REQUEST_LIMIT_EXCEEDED", "seed")
+        == refused
+    )
+
+
+def test_builds_in_progress_and_connections(test_db: str, creds: Credentials) -> None:
+    add_instances(test_db)
+    client = AsgiClient(create_app(settings_for(test_db, image_build_seconds=0.5)), creds)
+    try:
+        created = client.call("CreateImage", {"instanceId": "ins-alice-fra", "imageName": "b1"})
+        assert created.status == 200
+        client.settle(0.2)
+        building = scrape(client)
+        client.settle(0.8)
+        built = scrape(client)
+    finally:
+        client.close()
+    assert value(building, "vmimages_builds_in_progress") == 1
+    assert value(building, "vmimages_images", type="CUSTOM_IMAGE", status="CREATING") == 1
+    assert value(built, "vmimages_builds_in_progress") == 0
+    assert value(built, "vmimages_images", type="CUSTOM_IMAGE", status="AVAILABLE") == 1
+    # Between requests no connection is taken (nor any transaction open).
+    assert value(built, "vmimages_db_connections_in_use") == 0
+
+
+def test_no_metrics_turns_the_path_and_the_counting_off(test_db: str, creds: Credentials) -> None:
+    client = AsgiClient(create_app(settings_for(test_db, metrics=False)), creds)
+    try:
+        assert_error(client.request("GET", "/metrics", body=b""), 404,
+                     "OPERATION_FAILED_RESOURCE_NOT_FOUND")  # fmt: skip
+        with_metrics = AsgiClient(create_app(settings_for(test_db)), creds)
+        try:
+            before = scrape(with_metrics)
+            client.call("DescribeRegions", {})
+            after = scrape(with_metrics)
+        finally:
+            with_metrics.close()
+    finally:
+        client.close()
+    assert requests_of(after, "DescribeRegions", "OK", "seed") == requests_of(
+        before, "DescribeRegions", "OK", "seed"
+    )
+
+
+# Over a socket: the server's own log lines, and two workers' figures summed. ---------------
+
+REQUEST_KEYS = {
+    "time", "level", "logger", "message", "requestId", "action", "dialect", "version",
+    "account", "status", "code", "duration_ms", "client", "sdkLang", "sdkVersion",
+    "requestClient",
+}  # fmt: skip
+
+
+def get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
+
+
+def log_lines(server: Any) -> list[str]:
+    time.sleep(0.3)  # the server writes each line as it answers; let the last ones land
+    return [line for line in server.log.read_text().splitlines() if line]
+
+
+@pytest.mark.socket
+def test_json_logs_and_metrics_of_two_workers(
+    server_factory: Any, test_db: str, creds: Credentials
+) -> None:
+    server = server_factory(test_db, "--workers", "2", "--log-format", "json", creds=creds)
+    sdk = {"x-zc-sdk-lang": "Go", "x-zc-sdk-version": "0.2.9", "x-zc-request-client": "zeno",
+           "Content-Type": "application/json"}  # fmt: skip
+    ids = []
+    for _ in range(20):
+        status, headers, _ = server.post(b"{}", {"X-ZC-Action": "DescribeImages", **sdk}, "/")
+        assert status == 200
+        ids.append(headers["x-zc-request-id"])
+    status, _, _ = server.post(b"{}", {"X-ZC-Action": "DescribeImages", **sdk}, "/", as_=None)
+    assert status == 401
+    # Either worker may answer the scrape; each time the figures are both workers' together.
+    for _ in range(4):
+        samples = parse(get(server.url + "/metrics"))
+        assert requests_of(samples, "DescribeImages", "OK", "seed") == 20
+        assert requests_of(samples, "DescribeImages", "AUTHFAILURE_INVALID_AUTHORIZATION",
+                           "seed") == 1  # fmt: skip
+
+    lines = log_lines(server)
+    parsed = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert all(isinstance(p, dict) and {"time", "level", "logger", "message"} <= p.keys()
+               for p in parsed)  # fmt: skip
+    assert any(p["logger"].startswith("uvicorn") for p in parsed)  # uvicorn's lines too
+    requests = [p for p in parsed if p["logger"] == "vmimages.request"]
+    assert [p["requestId"] for p in requests if p["status"] == 200] == ids
+    first = requests[0]
+    assert set(first) == REQUEST_KEYS
+    assert first["action"] == "DescribeImages" and first["dialect"] == "seed"
+    assert first["code"] == "OK" and isinstance(first["duration_ms"], float)
+    assert first["account"] is not None and first["client"].startswith("127.0.0.1:")
+    assert (first["sdkLang"], first["sdkVersion"], first["requestClient"]) == ("Go", "0.2.9",
+                                                                               "zeno")  # fmt: skip
+    refused = requests[-1]
+    assert (refused["status"], refused["code"], refused["account"]) == (
+        401, "AUTHFAILURE_INVALID_AUTHORIZATION", None)  # fmt: skip
+    text = "\n".join(lines)
+    for secret in [*creds.tokens.values(), *(password for _, password in creds.keys.values())]:
+        assert secret not in text
+
+
+TEXT_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) [\w.]+: ")
+
+
+@pytest.mark.socket
+def test_text_logs_have_one_format(server_factory: Any, test_db: str, creds: Credentials) -> None:
+    server = server_factory(test_db, creds=creds)
+    hostile = {"X-ZC-Action": "DescribeImages", "x-zc-sdk-lang": 'Go status=500 code="OK"',
+               "Content-Type": "application/json"}  # fmt: skip
+    status, headers, _ = server.post(b"{}", hostile, "/")
+    assert status == 200
+    lines = log_lines(server)
+    assert lines and all(TEXT_LINE.match(line) for line in lines), lines
+    (line,) = [line for line in lines if headers["x-zc-request-id"] in line]
+    assert " vmimages.request: requestId=" in line and " status=200 code=OK " in line
+    # A value the client chose is quoted: it cannot pass for another field.
+    assert 'sdkLang="Go status=500 code=\\"OK\\""' in line
+    assert creds.tokens["alice"] not in "\n".join(lines)
