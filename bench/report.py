@@ -62,6 +62,7 @@ def write_report(
     peer: Any,
     runs: list[dict[str, Any]],
     hostile: dict[str, Any] | None,
+    kit: dict[str, Any],
     seconds: float,
 ) -> None:
     largest = max(r["size"] for r in runs)
@@ -230,6 +231,13 @@ def write_report(
     lines += targets(runs, largest)
     if hostile is not None:
         lines += hostile_targets(hostile)
+    per_test = kit["per_test_ms"]
+    lines.append(
+        f"- The testing kit's per-test overhead (the reset before each test) under 50 ms:"
+        f" {per_test['median']:.1f} ms median, {per_test['p95']:.1f} ms p95 over"
+        f" {kit['tests']} tests (`bench/fixture.py`; the server's start, once per session:"
+        f" {kit['startup_s']:.2f} s) — {_verdict(per_test['p95'] < 50)}."
+    )
     path.write_text("\n".join(lines) + "\n")
 
 

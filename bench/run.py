@@ -461,9 +461,12 @@ def main() -> None:
         )  # fmt: skip
         hostile = json.loads(measured.stdout)
         print(f"hostile clients: {hostile}", file=sys.stderr)
+    kit = json.loads(subprocess.run([PY, str(HERE / "fixture.py")], capture_output=True,
+                                    text=True, check=True).stdout)  # fmt: skip
+    print(f"testing kit: {kit}", file=sys.stderr)
     (RESULTS / "results.json").write_text(json.dumps(
         {"ceiling": top, "ceiling_q20_body": sized, "floor": least, "moto": peer, "runs": runs,
-         "hostile": hostile},
+         "hostile": hostile, "kit": kit},
         indent=1, default=lambda v: v.__dict__))  # fmt: skip
     from report import write_report
 
@@ -476,6 +479,7 @@ def main() -> None:
         peer,
         runs,
         hostile,
+        kit,
         time.monotonic() - started,
     )
 

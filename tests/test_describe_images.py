@@ -70,6 +70,16 @@ def test_null_description_is_null(client: AsgiClient) -> None:
     assert isinstance(fields["images"][0]["imageSize"], int)
 
 
+@pytest.mark.parametrize("given", ["Linux", "LINUX", "Windows", "wINDOWS"])
+def test_os_type_in_any_case(client: AsgiClient, given: str) -> None:
+    """The Go SDK documents `Linux` and `Windows` (API.md §6): any case matches, and the answer
+    is in the contract's form."""
+    fields = assert_ok(client.call("DescribeImages", {"osType": given}))
+    want = expected(osType=given.lower())
+    assert want and [img["imageId"] for img in fields["images"]] == want
+    assert {img["osType"] for img in fields["images"]} == {given.lower()}
+
+
 @pytest.mark.parametrize(
     ("param", "value", "field"),
     [
@@ -284,7 +294,7 @@ def test_whole_number_floats_count_as_integers(client: AsgiClient) -> None:
             "INVALID_PARAMETER_VALUE",
             ["`imageType`", "CUSTOM_IMAGE"],
         ),
-        ({"osType": "Linux"}, "INVALID_PARAMETER_VALUE", ["`osType`", "linux"]),
+        ({"osType": "Unix"}, "INVALID_PARAMETER_VALUE", ["`osType`", "linux", "`Unix`"]),
         ({"imageStatus": "available"}, "INVALID_PARAMETER_VALUE", ["`imageStatus`", "AVAILABLE"]),
     ],
 )
@@ -307,8 +317,8 @@ def test_first_error_wins_and_nothing_is_half_applied(client: AsgiClient) -> Non
     ("params", "code", "named"),
     [
         # Both orders of the body give the problem of the parameter declared first.
-        ({"pageSize": 0, "osType": "Linux"}, "INVALID_PARAMETER_VALUE", "`osType`"),
-        ({"osType": "Linux", "pageSize": 0}, "INVALID_PARAMETER_VALUE", "`osType`"),
+        ({"pageSize": 0, "osType": "Unix"}, "INVALID_PARAMETER_VALUE", "`osType`"),
+        ({"osType": "Unix", "pageSize": 0}, "INVALID_PARAMETER_VALUE", "`osType`"),
         # An unknown name is found before any value is looked at, wherever it stands.
         ({"pageSize": 0, "nope": 1}, "INVALID_PARAMETER_VALUE", "`nope`"),
         ({"nope": None, "pageSize": 20}, "INVALID_PARAMETER_VALUE", "`nope`"),

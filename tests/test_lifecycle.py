@@ -229,11 +229,23 @@ def test_a_creating_image_can_be_renamed(test_db: str, creds: Credentials) -> No
         client.close()
 
 
-def test_modify_needs_something_to_change(lc: AsgiClient) -> None:
+def test_modify_with_nothing_to_change_changes_nothing(lc: AsgiClient) -> None:
+    """Terraform's shapes (API.md §7): only `imageIds` when the description is empty; the
+    images are still checked as for a change."""
     image_id = create(lc)
-    assert_error(
-        lc.call("ModifyImagesAttributes", {"imageIds": [image_id]}), 400, "MISSING_PARAMETER"
-    )
+    before = wait_status(lc, image_id, "AVAILABLE")
+    assert_ok(lc.call("ModifyImagesAttributes", {"imageIds": [image_id]}))
+    assert image(lc, image_id) == before
+    assert_ok(lc.call("ModifyImagesAttributes", {"imageIds": [image_id], "imageDescription": ""}))
+    assert image(lc, image_id) == {**before, "imageDescription": ""}
+    assert_error(lc.call("ModifyImagesAttributes", {"imageIds": ["img-nothere"]}), 404,
+                 "INVALID_IMAGE_NOT_FOUND")  # fmt: skip
+    assert_error(lc.call("ModifyImagesAttributes", {"imageIds": [image_id]}, as_="bob"), 404,
+                 "INVALID_IMAGE_NOT_FOUND")  # fmt: skip
+
+
+def test_modify_parameter_errors(lc: AsgiClient) -> None:
+    image_id = create(lc)
     assert_error(
         lc.call("ModifyImagesAttributes", {"imageName": "x1"}),
         400,

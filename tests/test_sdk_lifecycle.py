@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from zenlayercloud.common.config import Config
 from zenlayercloud.common.credential import Credential
 from zenlayercloud.common.excpetion.zenlayer_cloud_sdk_exception import ZenlayerCloudSdkException
 from zenlayercloud.vm.v20230313 import models as models_2023
@@ -16,9 +15,10 @@ from zenlayercloud.vm.v20230313.vm_client import VmClient as VmClient2023
 from zenlayercloud.vm.v20260401 import models as models_2026
 from zenlayercloud.vm.v20260401.vm_client import VmClient as VmClient2026
 
-from tests.conftest import Databases, Server, add_accounts
+from tests.conftest import Server, add_accounts
 from tests.test_sdk import SeedClient, config
 from vmimages.store import open_store
+from vmimages.testing import VmimagesServer
 
 pytestmark = pytest.mark.socket
 
@@ -37,35 +37,24 @@ def with_instances(database: str, *instances: tuple[str, str, str]) -> Any:
     return creds
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    databases = Databases(tmp_path_factory.mktemp("lifecycle"))
-    database = databases.new()
-    creds = with_instances(database, ("ins-a1", "alice", "FRA-A"), ("ins-a2", "alice", "HKG-A"))
-    server = Server(database, "--image-build-seconds", "0.3", creds=creds)
-    yield server, creds
-    server.stop()
-    databases.drop_all()
-
-
-def poll(fetch: Callable[[], str], want: str) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < 10:
-        if fetch() == want:
-            return time.monotonic() - start
-        time.sleep(0.05)
-    raise AssertionError(f"never {want}")
+def sdk_config(server: VmimagesServer) -> Config:
+    return Config(scheme="http", domain=server.domain, rate_limit_max_retries=0)
 
 
 @pytest.mark.parametrize(
     ("client_class", "models"), [(VmClient2023, models_2023), (VmClient2026, models_2026)]
 )
-def test_published_lifecycle_with_the_sdk(served: Any, client_class: Any, models: Any) -> None:
-    server, creds = served
-    client = client_class(Credential(*creds.keys["alice"]), config(server))
+def test_published_lifecycle_with_the_sdk(
+    vmimages_server: VmimagesServer, client_class: Any, models: Any
+) -> None:
+    """On the testing kit's server (vmimages.testing): the build ends when the test says."""
+    server = vmimages_server
+    credential = Credential(server.access_key_id, server.access_key_password)
+    client = client_class(credential, sdk_config(server))
     raw = type("Raw", (SeedClient,), {"_api_version": client_class._api_version})(
-        Credential(*creds.keys["alice"]), config(server)
+        credential, sdk_config(server)
     )
+    server.add_instance("ins-a1", zone="FRA-A")
 
     def count() -> int:
         request = models.DescribeImageQuotaRequest()
@@ -74,20 +63,19 @@ def test_published_lifecycle_with_the_sdk(served: Any, client_class: Any, models
         assert info.zoneId == "FRA-A" and info.maxCount == 5
         return int(info.count)
 
-    before = count()
+    assert count() == 0
     create = models.CreateImageRequest()
     create.instanceId = "ins-a1"
-    # A name per API version: the version header is not signed, so the same call in both
-    # versions within one second would be one signature, and the second a replay.
-    create.imageName = "sdk-" + models.__name__.split(".")[-2]
+    create.imageName = "sdk-image"
     create.imageDescription = "made with the SDK"
     image_id = client.CreateImage(create).imageId
     assert image_id.startswith("img-")
-    assert count() == before + 1
+    assert count() == 1
 
-    # Poll DescribeImage (as the Go SDK and Terraform do) until the build is done.
-    waited = poll(lambda: raw.call("DescribeImage", imageId=image_id)["imageStatus"], "AVAILABLE")
-    assert waited > 0.1  # it was CREATING first
+    # DescribeImage (as the Go SDK and Terraform poll it) says CREATING until the build ends.
+    assert raw.call("DescribeImage", imageId=image_id)["imageStatus"] == "CREATING"
+    server.complete_build(image_id)
+    assert raw.call("DescribeImage", imageId=image_id)["imageStatus"] == "AVAILABLE"
 
     find = models.DescribeImagesRequest()
     find.zoneId = "FRA-A"
@@ -106,7 +94,7 @@ def test_published_lifecycle_with_the_sdk(served: Any, client_class: Any, models
     delete = models.DeleteImagesRequest()
     delete.imageIds = [image_id]
     client.DeleteImages(delete)
-    assert count() == before
+    assert count() == 0
     # The same DeleteImages again within the second would be the same signed bytes: a replay,
     # refused (docs/auth.md). Asked differently, deleting a deleted image is 404.
     delete.imageIds = [image_id, image_id]
@@ -115,9 +103,11 @@ def test_published_lifecycle_with_the_sdk(served: Any, client_class: Any, models
     assert err.value.code == "INVALID_IMAGE_NOT_FOUND"
 
 
-def test_seed_lifecycle_through_the_sdk_transport(served: Any) -> None:
-    server, creds = served
-    client = SeedClient(Credential(*creds.keys["alice"]), config(server))
+def test_seed_lifecycle_through_the_sdk_transport(vmimages_server: VmimagesServer) -> None:
+    server = vmimages_server
+    credential = Credential(server.access_key_id, server.access_key_password)
+    client = SeedClient(credential, sdk_config(server))
+    server.add_instance("ins-a2", zone="HKG-A")
 
     def count() -> int:
         (info,) = client.call("DescribeImageQuota", regionIds=["hk-hongkong-1a"])["images"]
@@ -132,13 +122,13 @@ def test_seed_lifecycle_through_the_sdk_transport(served: Any) -> None:
         images = client.call("DescribeImages", imageIds=[image_id], regionId="hk-hongkong-1a")
         return str(images["images"][0]["imageStatus"])
 
-    before = count()
     image_id = client.call("CreateImage", instanceId="ins-a2", imageName="seed_image")["imageId"]
-    assert count() == before + 1
+    assert count() == 1
     with pytest.raises(ZenlayerCloudSdkException) as err:  # still CREATING
         client.call("DeleteImages", imageIds=[image_id, image_id])  # (not the final call's bytes)
     assert err.value.code == "INVALID_IMAGE_STATUS"
-    poll(lambda: status(image_id), "AVAILABLE")
+    server.complete_build(image_id)
+    assert status(image_id) == "AVAILABLE"
     listed = client.call("DescribeImages", imageType="CUSTOM_IMAGE", regionId="hk-hongkong-1a")
     assert [i["imageId"] for i in listed["images"]] == [image_id]
     client.call(
@@ -152,7 +142,26 @@ def test_seed_lifecycle_through_the_sdk_transport(served: Any) -> None:
     ]
     assert (image["imageName"], image["imageDescription"]) == ("seed_renamed", "described")
     client.call("DeleteImages", imageIds=[image_id])
-    assert count() == before
+    assert count() == 0
+
+
+def test_a_failed_build_is_unavailable_and_can_be_deleted(vmimages_server: VmimagesServer) -> None:
+    server = vmimages_server
+    client = VmClient2026(
+        Credential(server.access_key_id, server.access_key_password), sdk_config(server)
+    )
+    server.add_instance("ins-f", zone="FRA-A")
+    create = models_2026.CreateImageRequest()
+    create.instanceId, create.imageName = "ins-f", "doomed"
+    image_id = client.CreateImage(create).imageId
+    server.complete_build(image_id, ok=False)
+    find = models_2026.DescribeImagesRequest()
+    find.zoneId, find.imageIds = "FRA-A", [image_id]
+    assert [i.imageStatus for i in client.DescribeImages(find).dataSet] == ["UNAVAILABLE"]
+    delete = models_2026.DeleteImagesRequest()
+    delete.imageIds = [image_id]
+    client.DeleteImages(delete)
+    assert client.DescribeImages(find).totalCount == 0
 
 
 def test_twenty_concurrent_creates_against_a_quota_of_five(db_path: str) -> None:

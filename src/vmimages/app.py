@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from vmimages import actions, errors, metrics, protocol
+from vmimages import actions, dev, errors, metrics, protocol
 from vmimages.auth import Authenticator
 from vmimages.builder import BuildWorker, TimedBuilder
 from vmimages.catalog import DomainError
@@ -27,8 +27,10 @@ from vmimages.logs import RequestRecord, dialect, log_request
 from vmimages.loop import InFlight
 from vmimages.ratelimit import RateLimiter
 from vmimages.replay import ReplayGuard
-from vmimages.store import RequestStore, open_store
+from vmimages.requestbody import ClientGone, read_body
+from vmimages.store import RequestStore, Store, open_store
 from vmimages.store.memory import MemoryStore
+from vmimages.store.sql import SqlStore
 from vmimages.transport import Limits
 from vmimages.validation import validate
 from vmimages.vault import load_vault
@@ -42,18 +44,11 @@ METRICS = "/metrics"  # GET only, unless turned off (serve --no-metrics)
 # turns this off to measure what it saves.
 WRITE_AFTER_THE_TURN = True
 
-# How much of an oversized body is read (and dropped) before answering 413, as a multiple of
-# the limit; beyond it the 413 is sent at once and the connection closes.
-DRAIN_FACTOR = 16
-
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-
-class ClientGone(Exception):
-    """The client disconnected before its body arrived; nothing is answered."""
+Dispatch = Callable[[Scope, Receive, "RequestRecord"], Awaitable[bytes]]
 
 
 class App:
@@ -75,6 +70,11 @@ class App:
         self.in_flight = InFlight(settings.request_timeout)
         self.draining = False  # set on SIGTERM: /readyz answers 503
         self.action_names = frozenset(name for _, name in actions.ACTIONS)  # metrics' labels
+        self.dev = (
+            dev.DevControl(operator_store(self.store), self.forget_callers)
+            if settings.dev
+            else None
+        )
         Limits.configure(
             settings.max_header_bytes, settings.receive_timeout, settings.max_connections
         )
@@ -85,6 +85,8 @@ class App:
                 await self.probe(scope["path"], send)
             elif scope["method"] == "GET" and scope["path"] == METRICS and self.settings.metrics:
                 await self.serve_metrics(send)
+            elif self.dev is not None and scope["path"].startswith(dev.PREFIX):
+                await self.handle(scope, receive, send, self.control)
             else:
                 await self.handle(scope, receive, send)
         elif scope["type"] == "lifespan":
@@ -100,6 +102,8 @@ class App:
                     log.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                if self.dev is not None:
+                    await self.dev.open()
                 self.worker.start()
                 self.watch_for_shutdown()
                 await send({"type": "lifespan.startup.complete"})
@@ -167,11 +171,15 @@ class App:
 
         signal.signal(signal.SIGTERM, on_term)
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(
+        self, scope: Scope, receive: Receive, send: Send, dispatch: Dispatch | None = None
+    ) -> None:
+        """Answer one request: what `dispatch` (the API pipeline unless told) makes of it, or
+        the error envelope of whatever it raised; then count and log it."""
         record = RequestRecord(protocol.new_request_id(), time.perf_counter(), scope.get("client"))
         task = self.in_flight.start()
         try:
-            status, body = 200, await self.dispatch(scope, receive, record)
+            status, body = 200, await (dispatch or self.dispatch)(scope, receive, record)
             extra: tuple[tuple[bytes, bytes], ...] = ()
         except ClientGone:
             return
@@ -225,21 +233,7 @@ class App:
     async def dispatch(self, scope: Scope, receive: Receive, record: RequestRecord) -> bytes:
         protocol.check_endpoint(scope["path"], scope["method"])
         record.headers = headers = protocol.headers_of(scope["headers"])
-        limit = self.settings.max_body_bytes
-        declared = headers.get("content-length")
-        if (
-            declared
-            and declared.isascii()
-            and declared.isdigit()
-            and int(declared) > limit * DRAIN_FACTOR
-        ):
-            raise protocol.body_too_large(limit)  # refused before reading any of it
-        message = await receive()
-        body = message.get("body", b"")
-        if message.get("more_body", False) or message["type"] != "http.request":
-            body = await self.read_body(receive, message)
-        elif len(body) > limit:
-            raise protocol.body_too_large(limit)
+        body = await read_body(receive, headers, self.settings.max_body_bytes)
         record.action = name = protocol.action_of(scope["headers"])
         record.version = version = protocol.version_of(headers)
         await self.store.refresh()  # every write committed before this request is seen
@@ -263,29 +257,22 @@ class App:
         )
         return protocol.success(record.request_id, await action.handler(context, values))
 
-    async def read_body(self, receive: Receive, first: Message) -> bytes:
-        """The whole body of a request whose first message did not hold it all, at most
-        max_body_bytes. Past the limit the rest is read and dropped (up to DRAIN_FACTOR times
-        the limit) so the client can read the 413 instead of a reset."""
-        limit = self.settings.max_body_bytes
-        drain_limit = limit * DRAIN_FACTOR
-        chunks: list[bytes] = []
-        size = 0
-        message = first
-        while True:
-            if message["type"] == "http.disconnect":
-                raise ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size <= limit:
-                chunks.append(chunk)
-            elif size > drain_limit:
-                raise protocol.body_too_large(limit)
-            if not message.get("more_body", False):
-                if size > limit:
-                    raise protocol.body_too_large(limit)
-                return b"".join(chunks)
-            message = await receive()
+    async def control(self, scope: Scope, receive: Receive, record: RequestRecord) -> bytes:
+        """A control endpoint of `serve --dev` (dev.py): POST, a JSON object, no credentials."""
+        assert self.dev is not None
+        record.action = scope["path"]
+        if scope["method"] != "POST":
+            raise ApiError(Code.UNSUPPORTED_HTTP_METHOD, "The control endpoints take POST only.")
+        headers = protocol.headers_of(scope["headers"])
+        body = await read_body(receive, headers, self.settings.max_body_bytes)
+        params = protocol.parse_body(body)
+        return protocol.success(record.request_id, await self.dev.handle(scope["path"], params))
+
+    def forget_callers(self) -> None:
+        """Drop what this process remembers per caller: replayed reads, rate-limit buckets."""
+        self.replays.forget()
+        if self.limiter is not None:
+            self.limiter.forget()
 
 
 def request_store(settings: Settings) -> RequestStore:
@@ -297,6 +284,14 @@ def request_store(settings: Settings) -> RequestStore:
         timeout=settings.db_timeout,
     )
     return MemoryStore(store) if settings.read_cache else store
+
+
+def operator_store(store: RequestStore) -> Store:
+    """The SQL store under the memory layer: what the control endpoints change."""
+    inner = store.store if isinstance(store, MemoryStore) else store
+    if not isinstance(inner, SqlStore):
+        raise TypeError(f"serve --dev needs a SQL store, not {type(inner).__name__}")
+    return inner
 
 
 def create_app(settings: Settings | None = None, store: RequestStore | None = None) -> App:

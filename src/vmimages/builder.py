@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -41,6 +42,8 @@ class TimedBuilder:
         self.seconds = seconds
 
     async def build(self, job: BuildJob) -> bool:
+        if self.seconds == math.inf:  # until told otherwise (serve --dev: /_vmimages/builds)
+            await asyncio.Event().wait()
         if self.seconds > 0:
             await asyncio.sleep(self.seconds)
         return job.instance_id is not None and await self.store.instance_exists(job.instance_id)

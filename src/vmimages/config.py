@@ -38,6 +38,8 @@ class Settings:
     tls_key: str | None = None  # ... and its private key (PEM)
     rate_limit: float = 0.0  # requests a second per account and action (0: no limit)
     require_signed_action: bool = False  # mutating requests must sign x-zc-action
+    dev: bool = False  # control endpoints for tests under /_vmimages/ (dev.py)
+    dev_allow_remote: bool = False  # ... even when listening beyond loopback
     # The server key that seals access-key passwords: base64 of 32 bytes in the environment,
     # else a key file (made on first start), by default beside the SQLite file.
     secret_key: str | None = None

@@ -30,6 +30,9 @@ class RateLimiter:
         self.clock = clock
         self._buckets: dict[tuple[int, str], tuple[float, float]] = {}  # -> (tokens, when)
 
+    def forget(self) -> None:
+        self._buckets.clear()
+
     async def hold(self) -> None:
         """Wait before a 429 is sent (REFUSAL_DELAY_SECONDS, spread at random)."""
         await asyncio.sleep(REFUSAL_DELAY_SECONDS * (0.5 + random.random()))

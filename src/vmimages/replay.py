@@ -53,6 +53,9 @@ class ReplayGuard:
         # signature -> (action, valid until, connection)
         self._reads: dict[str, tuple[str, float, object]] = {}
 
+    def forget(self) -> None:
+        self._reads.clear()
+
     async def check(
         self, caller: Caller, action: Action, params: dict[str, Any], connection: object
     ) -> None:

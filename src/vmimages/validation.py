@@ -16,6 +16,7 @@ from vmimages.errors import ApiError, Code
 STRING = "String"
 INTEGER = "Integer"
 STRING_ARRAY = "Array of String"
+BOOLEAN = "Boolean"
 NUMBER = (int, float)
 
 
@@ -33,6 +34,7 @@ class Param:
     pattern: re.Pattern[str] | None = None
     pattern_text: str | None = None  # the pattern in words, for the error message
     default: Any = None
+    any_case: bool = False  # a choice given in another case counts, answered in its own form
 
 
 Spec = dict[str, Param]  # an action's parameters by name, in declared order
@@ -100,6 +102,10 @@ def _type_error(param: Param, value: Any) -> ApiError:
 def _check(param: Param, value: Any) -> Any:
     if param.kind == INTEGER:
         return _check_integer(param, value)
+    if param.kind == BOOLEAN:
+        if not isinstance(value, bool):
+            raise _type_error(param, value)
+        return value
     if param.kind == STRING:
         if not isinstance(value, str):
             raise _type_error(param, value)
@@ -154,6 +160,10 @@ def _check_string(
             f"The parameter `{label}` must not contain control characters (such as NUL).",
         )
     if param.choices is not None and value not in param.choices:
+        if param.any_case:
+            for choice in param.choices:
+                if choice.casefold() == value.casefold():
+                    return choice
         raise ApiError(
             Code.INVALID_PARAMETER_VALUE,
             f"The parameter `{label}` must be one of {', '.join(param.choices)},"

@@ -31,7 +31,7 @@ def describe_images_params(location: Param, category: Param) -> Spec:
         location,
         category,
         Param("imageType", STRING, choices=IMAGE_TYPES),
-        Param("osType", STRING, choices=OS_TYPES),
+        Param("osType", STRING, choices=OS_TYPES, any_case=True),  # the Go SDK says `Linux`
         Param("imageStatus", STRING, choices=IMAGE_STATUSES),
         Param("pageNum", INTEGER, minimum=1, maximum=MAX_PAGE_NUM, default=1),
         Param("pageSize", INTEGER, minimum=1, maximum=1000, default=20),

@@ -11,7 +11,6 @@ from typing import Any
 
 from vmimages.actions import Action, Context
 from vmimages.catalog import ImageIdTaken, Location
-from vmimages.errors import ApiError, Code
 from vmimages.validation import STRING, STRING_ARRAY, Param, spec
 
 # 2 to 24 letters, digits, Chinese characters, `-` and `_`.
@@ -53,11 +52,9 @@ async def create_image(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 
 async def modify_images_attributes(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    # Terraform sends only `imageIds` when the description is empty (and never a name): then
+    # the images are checked as for a change, and nothing changes (API.md §7).
     name, description = params["imageName"], params["imageDescription"]
-    if name is None and description is None:
-        raise ApiError(
-            Code.MISSING_PARAMETER, "Give `imageName` or `imageDescription`, or both, to change."
-        )
     ids = list(dict.fromkeys(params["imageIds"]))
     await ctx.store.modify_images(ctx.caller, ids, name, description)
     return {}

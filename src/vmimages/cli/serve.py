@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import ipaddress
 import logging
 import logging.config
 import os
@@ -14,7 +15,7 @@ from typing import Any
 
 import click
 
-from vmimages import __version__, admin, logs
+from vmimages import __version__, admin, dev, logs
 from vmimages.cli import (
     database_option,
     key_file_option,
@@ -50,7 +51,8 @@ log = logging.getLogger("vmimages")
 @click.option(
     "--image-build-seconds",
     type=click.FloatRange(min=0),
-    help="How long building a custom image takes.  [default: 10]",
+    help="How long building a custom image takes; `inf`: until ended through --dev's"
+    " /_vmimages/builds.  [default: 10]",
 )
 @click.option(
     "--image-quota",
@@ -97,6 +99,18 @@ log = logging.getLogger("vmimages")
     help="Refuse CreateImage, ModifyImagesAttributes and DeleteImages unless signed with"
     " x-zc-action among the SignedHeaders.",
 )
+@click.option(
+    "--dev",
+    is_flag=True,
+    default=None,
+    help="Turn on the control endpoints for tests under /_vmimages/ (docs/testing.md).",
+)
+@click.option(
+    "--dev-allow-remote",
+    is_flag=True,
+    default=None,
+    help="Let --dev listen on an address beyond loopback (anyone who reaches it can reset).",
+)
 def serve(no_catalog: bool | None, **options: Any) -> None:
     """Serve the API on HOST:PORT from DATABASE.
 
@@ -113,6 +127,11 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
     )
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise click.UsageError("give --tls-cert and --tls-key together")
+    if settings.dev and not settings.dev_allow_remote and not is_loopback(settings.host):
+        raise click.UsageError(
+            f"--dev serves unauthenticated control endpoints; it listens on loopback only, not"
+            f" on {settings.host}, unless --dev-allow-remote is given too"
+        )
     if settings.log_format not in LOG_FORMATS:
         raise click.UsageError(f"VMIMAGES_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
     log_config = logs.log_config(settings.log_format, settings.log_level)
@@ -147,6 +166,8 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
         "vmimages %s: serving the Zenlayer VM image API on %s/api/v2/vm from %s",
         __version__, url, settings.database,
     )  # fmt: skip
+    if settings.dev:
+        log.warning("--dev: control endpoints for tests are on under %s%s", url, dev.PREFIX)
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -173,6 +194,15 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         os.environ[MULTIPROCESS_DIR] = folder
     uvicorn.run("vmimages.app:from_environment", factory=True, workers=settings.workers, **common)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def same_database(settings: Settings) -> str:

@@ -100,7 +100,9 @@ class RequestStore(Protocol):
 
     async def renew_build(self, image_id: str, lease_until: float) -> None: ...
 
-    async def finish_build(self, image_id: str, ok: bool) -> None: ...
+    async def finish_build(self, image_id: str, ok: bool) -> bool:
+        """Record a build's outcome (AVAILABLE if ok, else UNAVAILABLE), once: True if this
+        call recorded it, False if the image is not CREATING (or gone)."""
 
 
 class Store(RequestStore, Protocol):
@@ -173,6 +175,14 @@ class Store(RequestStore, Protocol):
 
     async def remove_instance(self, instance_id: str) -> None:
         """InstanceNotFound if there is none."""
+
+    async def image_status(self, image_id: str) -> str | None:
+        """The status of any image with that id, whoever owns it, or None."""
+
+    async def reset(self, catalog: CatalogFile) -> None:
+        """Back to a start (serve --dev, dev.py): no custom images, instances or used
+        signatures, and exactly the locations and public images of `catalog`; accounts and
+        credentials stay. One transaction; every process drops what it kept."""
 
     async def set_image_quota(self, account: str, quota: int | None) -> None:
         """None returns the account to the server's default."""

@@ -360,9 +360,10 @@ class MemoryStore:
     async def renew_build(self, image_id: str, lease_until: float) -> None:
         await self.store.renew_build(image_id, lease_until)
 
-    async def finish_build(self, image_id: str, ok: bool) -> None:
-        await self.store.finish_build(image_id, ok)
+    async def finish_build(self, image_id: str, ok: bool) -> bool:
+        recorded = await self.store.finish_build(image_id, ok)
         self._fresh = False
+        return recorded
 
 
 def weight(page: ImagePage) -> int:

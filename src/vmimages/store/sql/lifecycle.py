@@ -279,7 +279,7 @@ class SqlLifecycle(SqlBase):
             (lease_until, image_id),
         )
 
-    async def finish_build(self, image_id: str, ok: bool) -> None:
+    async def finish_build(self, image_id: str, ok: bool) -> bool:
         """Record a build's outcome, once: a second worker's late finish changes nothing."""
         async with self.db.transaction() as tx:
             row = await tx.fetchone(
@@ -289,3 +289,8 @@ class SqlLifecycle(SqlBase):
             )
             if row is not None:
                 await self.mark_changed(tx, int(row[0]))
+        return row is not None
+
+    async def image_status(self, image_id: str) -> str | None:
+        row = await self.db.fetchone("SELECT status FROM images WHERE image_id = ?", (image_id,))
+        return None if row is None else str(row[0])

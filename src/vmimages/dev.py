@@ -1,0 +1,95 @@
+"""Control endpoints for tests, under /_vmimages/, served only with `serve --dev`
+(docs/testing.md). They take JSON and answer in the API's envelopes, without credentials: a dev
+server listens on loopback unless told otherwise.
+
+    POST /_vmimages/reset      {}                          back to the state at start
+    POST /_vmimages/instances  {"instanceId", "account", "location"?, "diskSize"?, "imageId"?}
+    POST /_vmimages/builds     {"imageId", "ok"?}          finish a build now (ok: AVAILABLE)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from vmimages.catalog import CREATING, ImageNotFound, InvalidImageStatus
+from vmimages.catalogfile import CatalogFile
+from vmimages.errors import ApiError, Code
+from vmimages.store import Store
+from vmimages.validation import BOOLEAN, INTEGER, STRING, Param, spec, validate
+
+PREFIX = "/_vmimages/"
+DEFAULT_ZONE = "FRA-A"
+
+INSTANCE = spec(
+    Param("instanceId", STRING, required=True, min_length=1, max_length=64),
+    Param("account", STRING, required=True, min_length=1, max_length=64),
+    Param("location", STRING, min_length=1, max_length=64, default=DEFAULT_ZONE),
+    Param("diskSize", INTEGER, minimum=1, maximum=65536),
+    Param("imageId", STRING, min_length=1, max_length=64),
+)
+BUILD = spec(
+    Param("imageId", STRING, required=True, min_length=1, max_length=64),
+    Param("ok", BOOLEAN, default=True),
+)
+
+
+class DevControl:
+    """The state a test controls: what `reset` returns to is the public catalog (locations and
+    images) as the server started with it, and no instances, custom images or used signatures.
+    Accounts and their credentials stay."""
+
+    def __init__(self, store: Store, forget: Callable[[], None]) -> None:
+        self.store = store
+        self.forget = forget  # drops what this process remembers per caller (replays, limits)
+        self.start: CatalogFile | None = None
+
+    async def open(self) -> None:
+        self.start = await self.store.export_catalog()
+
+    async def handle(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        name = path.removeprefix(PREFIX)
+        if name == "reset":
+            validate(params, {}, "reset")
+            return await self.reset()
+        if name == "instances":
+            return await self.add_instance(validate(params, INSTANCE, "instances"))
+        if name == "builds":
+            return await self.complete_build(validate(params, BUILD, "builds"))
+        raise ApiError(
+            Code.OPERATION_FAILED_RESOURCE_NOT_FOUND,
+            f"No control endpoint `{path}`; there are {PREFIX}reset, {PREFIX}instances and"
+            f" {PREFIX}builds.",
+        )
+
+    async def reset(self) -> dict[str, Any]:
+        if self.start is None:
+            self.start = await self.store.export_catalog()
+        await self.store.reset(self.start)
+        self.forget()
+        return {"locations": len(self.start.locations), "images": len(self.start.images)}
+
+    async def add_instance(self, params: dict[str, Any]) -> dict[str, Any]:
+        instance = await self.store.add_instance(
+            params["instanceId"],
+            params["account"],
+            params["location"],
+            params["diskSize"],
+            params["imageId"],
+        )
+        return {
+            "instanceId": instance.instance_id,
+            "account": instance.account,
+            "regionId": instance.region_id,
+            "zoneId": instance.zone_id,
+            "diskSize": instance.disk_size_gb,
+        }
+
+    async def complete_build(self, params: dict[str, Any]) -> dict[str, Any]:
+        image_id, ok = params["imageId"], params["ok"]
+        if not await self.store.finish_build(image_id, ok):
+            status = await self.store.image_status(image_id)
+            if status is None:
+                raise ImageNotFound(image_id)
+            raise InvalidImageStatus(image_id, status, f"built (only a {CREATING} image is)")
+        return {"imageId": image_id, "imageStatus": "AVAILABLE" if ok else "UNAVAILABLE"}

@@ -1,0 +1,57 @@
+"""Reading a request's body from the ASGI server: bounded, drained past the limit, and given up
+when the client leaves. The app's pipeline calls `read_body` and gets bytes or an ApiError."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from vmimages import protocol
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+
+# How much of an oversized body is read (and dropped) before answering 413, as a multiple of
+# the limit; beyond it the 413 is sent at once and the connection closes.
+DRAIN_FACTOR = 16
+
+
+class ClientGone(Exception):
+    """The client disconnected before its body arrived; nothing is answered."""
+
+
+async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
+    """The whole body, at most `limit` bytes (else 413 REQUEST_ENTITY_TOO_LARGE). A body
+    declared larger than DRAIN_FACTOR times the limit is refused before any of it is read;
+    past the limit the rest is read and dropped (up to that much) so the client can read the
+    413 instead of a reset."""
+    declared = headers.get("content-length")
+    if (
+        declared
+        and declared.isascii()
+        and declared.isdigit()
+        and int(declared) > limit * DRAIN_FACTOR
+    ):
+        raise protocol.body_too_large(limit)
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False) and message["type"] == "http.request":
+        if len(body) > limit:
+            raise protocol.body_too_large(limit)
+        return body  # the usual case: one message holds it all
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        elif size > limit * DRAIN_FACTOR:
+            raise protocol.body_too_large(limit)
+        if not message.get("more_body", False):
+            if size > limit:
+                raise protocol.body_too_large(limit)
+            return b"".join(chunks)
+        message = await receive()

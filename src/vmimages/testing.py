@@ -1,0 +1,202 @@
+"""vmimages as the local Zenlayer VM image API of a test suite: a pytest plugin, installed with
+the package (entry point `pytest11`), documented in docs/testing.md.
+
+    def test_images(vmimages_server):
+        client = VmClient(Credential(vmimages_server.access_key_id,
+                                     vmimages_server.access_key_password),
+                          Config(scheme="http", domain=vmimages_server.domain))
+
+One `vmimages serve --dev` process per test session (per worker under pytest-xdist), on a free
+loopback port and a SQLite file of its own; before each test the fixture resets it, so every
+test starts from the default catalog with no custom images or instances. Builds never finish by
+themselves: `complete_build` ends one, with success or failure (the ini option
+`vmimages_build_seconds` makes them finish after that many seconds instead).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ACCOUNT = "tester"
+START_SECONDS = 30.0
+
+
+class ControlError(Exception):
+    """A control endpoint answered an error envelope; its code, message and requestId."""
+
+    def __init__(self, status: int, envelope: dict[str, Any]) -> None:
+        self.status = status
+        self.code = str(envelope.get("code"))
+        self.request_id = str(envelope.get("requestId"))
+        super().__init__(f"{status} {self.code}: {envelope.get('message')}")
+
+
+@dataclass(frozen=True)
+class VmimagesServer:
+    """A live server and one account's credentials."""
+
+    domain: str  # "127.0.0.1:PORT", as the SDKs' Config(domain=...) takes it
+    endpoint: str  # "http://127.0.0.1:PORT"
+    access_key_id: str
+    access_key_password: str
+    token: str  # a personal access token (Authorization: Bearer)
+    account: str
+    log: Path  # the server's log file
+
+    def add_instance(
+        self,
+        instance_id: str,
+        zone: str = "FRA-A",
+        *,
+        disk_size: int | None = None,
+        image_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Record an instance of the account in a zone (or region): CreateImage can image it."""
+        return self.control(
+            "instances",
+            {"instanceId": instance_id, "account": self.account, "location": zone,
+             "diskSize": disk_size, "imageId": image_id},
+        )  # fmt: skip
+
+    def complete_build(self, image_id: str, ok: bool = True) -> dict[str, Any]:
+        """End a CREATING image's build now: AVAILABLE if ok, else UNAVAILABLE."""
+        return self.control("builds", {"imageId": image_id, "ok": ok})
+
+    def reset(self) -> None:
+        """Back to the start: the default catalog, no custom images, instances or used
+        signatures; the account and its credentials stay."""
+        self.control("reset", {})
+
+    def control(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        data = json.dumps({k: v for k, v in body.items() if v is not None}).encode()
+        request = urllib.request.Request(  # noqa: S310 (http to the server it started)
+            f"{self.endpoint}/_vmimages/{name}",
+            data=data,
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                answer: dict[str, Any] = json.loads(response.read())["response"]
+                return answer
+        except urllib.error.HTTPError as error:
+            raise ControlError(error.code, json.loads(error.read())) from None
+
+
+class ServerProcess:
+    """`vmimages serve --dev` on a free port, with a database and an account made for it."""
+
+    def __init__(self, folder: Path, build_seconds: str = "inf") -> None:
+        from vmimages import admin  # here, so that pytest loading the plugin stays cheap
+        from vmimages.config import Settings
+
+        self.database = folder / "vmimages.db"
+        self.key_file = folder / "vmimages.db.key"
+        self.log = folder / "server.log"
+        settings = Settings(database=str(self.database), key_file=str(self.key_file))
+
+        async def prepare() -> tuple[str, str, str]:
+            async with admin.opened_store(settings) as store:
+                vault = await admin.check_server_key(store, settings)
+                await store.create_account(ACCOUNT)
+                key_id, password = await admin.create_access_key(store, vault, ACCOUNT)
+                return key_id, password, await admin.create_token(store, ACCOUNT)
+
+        import asyncio
+
+        self.key_id, self.password, self.token = asyncio.run(prepare())
+        self.build_seconds = build_seconds
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        for _ in range(3):  # another process may take the free port first
+            if self._start():
+                return
+        raise RuntimeError(f"vmimages serve did not start; its log: {self.log.read_text()}")
+
+    def _start(self) -> bool:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        command = [
+            sys.executable, "-m", "vmimages", "serve", "--dev",
+            "--port", str(self.port), "--database", str(self.database),
+            "--key-file", str(self.key_file), "--image-build-seconds", self.build_seconds,
+        ]  # fmt: skip
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+        deadline = time.monotonic() + START_SECONDS
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                url = f"http://127.0.0.1:{self.port}/readyz"
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        return True
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        return False
+
+    def server(self) -> VmimagesServer:
+        return VmimagesServer(
+            domain=f"127.0.0.1:{self.port}",
+            endpoint=f"http://127.0.0.1:{self.port}",
+            access_key_id=self.key_id,
+            access_key_password=self.password,
+            token=self.token,
+            account=ACCOUNT,
+            log=self.log,
+        )
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "vmimages_build_seconds",
+        "How long a custom image's build takes in vmimages_server; `inf` (the default): until"
+        " the test calls complete_build.",
+        default="inf",
+    )
+
+
+@pytest.fixture(scope="session")
+def vmimages_process(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[ServerProcess]:
+    """The session's server process (one per pytest-xdist worker)."""
+    build_seconds = str(pytestconfig.getini("vmimages_build_seconds"))
+    process = ServerProcess(tmp_path_factory.mktemp("vmimages"), build_seconds)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def vmimages_server(vmimages_process: ServerProcess) -> VmimagesServer:
+    """A live vmimages server, reset for this test, and its account's credentials."""
+    server = vmimages_process.server()
+    server.reset()
+    return server
