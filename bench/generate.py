@@ -81,7 +81,7 @@ async def generate(
     database: str, images: int, key_file: str, accounts: int, workload: str | None
 ) -> dict[str, Any]:
     settings = Settings(database=database, key_file=key_file, load_default_catalog=False)
-    store = open_store(database, load_default_catalog=False)
+    store = open_store(database)
     await store.open()
     db = store.db
     rng = random.Random(images)

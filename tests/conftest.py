@@ -25,6 +25,7 @@ from vmimages.catalogfile import parse_catalog
 from vmimages.config import Settings
 from vmimages.store import open_store
 from vmimages.store.sql import SqlStore
+from vmimages.testing import stop_process
 
 # The whole suite runs on SQLite, or on PostgreSQL with VMIMAGES_TEST_STORE=postgres (CI runs
 # both). Each test gets a fresh database: a file, or a schema of its own.
@@ -51,7 +52,7 @@ def sql(database: str, text: str, args: tuple[Any, ...] = ()) -> list[tuple[Any,
     """Run one statement on a test database, whichever kind it is (`?` placeholders)."""
 
     async def work() -> list[tuple[Any, ...]]:
-        store = open_store(database, load_default_catalog=False)
+        store = open_store(database)
         assert isinstance(store, SqlStore)
         await store.open()
         try:
@@ -107,7 +108,7 @@ def add_custom(
     name = name or f"custom {image_id}"
 
     async def work() -> None:
-        store = open_store(database, load_default_catalog=False)
+        store = open_store(database)
         await store.open()
         try:
             async with store.db.transaction() as tx:
@@ -327,7 +328,7 @@ def add_accounts(database: str) -> Credentials:
 
 def load_test_catalog(database: str) -> None:
     async def work() -> None:
-        store = open_store(database, load_default_catalog=False)
+        store = open_store(database)
         await store.open()
         await store.import_catalog(parse_catalog(TEST_CATALOG))
         await store.close()
@@ -428,12 +429,7 @@ class Server:
             return err.code, dict(err.headers), json.loads(err.read())
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 @pytest.fixture

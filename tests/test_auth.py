@@ -194,29 +194,6 @@ def test_timestamp_window(client: AsgiClient, offset: int, ok: bool) -> None:
         assert_error(response, 401, "AUTHFAILURE_SIGNATURE_EXPIRED", "300")
 
 
-def test_token_and_key_revocation_count_from_the_next_request(
-    client: AsgiClient, test_db: str
-) -> None:
-    assert_ok(client.call("DescribeRegions"))
-    assert_ok(client.call("DescribeRegions", signed=True))
-    # Revoked through another connection to the file, as another process would.
-    import asyncio
-
-    async def revoke() -> None:
-        async with admin.opened_store(Settings(database=test_db)) as store:
-            await store.revoke_credential(
-                "token", admin.credential_ident("token", client.creds.tokens["alice"])
-            )
-            await store.revoke_credential("key", client.creds.keys["alice"][0])
-
-    asyncio.run(revoke())
-    assert_error(client.call("DescribeRegions"), 401, "AUTHFAILURE_INVALID_AUTHORIZATION")
-    assert_error(
-        client.call("DescribeRegions", signed=True), 401, "AUTHFAILURE_INVALID_AUTHORIZATION"
-    )
-    assert_ok(client.call("DescribeRegions", as_="bob"))
-
-
 def test_auth_comes_before_the_action_is_looked_up(client: AsgiClient) -> None:
     assert_error(client.call("NoSuchAction", as_=None), 401, "AUTHFAILURE_INVALID_AUTHORIZATION")
     assert_error(client.call("NoSuchAction"), 401, "AUTHFAILURE_UNAUTHORIZED_OPERATION")

@@ -17,7 +17,7 @@ from vmimages.store.sql import SqlStore
 
 def add_instances(database: str) -> None:
     async def work() -> None:
-        store = open_store(database, load_default_catalog=False)
+        store = open_store(database)
         await store.open()
         await store.add_instance("ins-alice-fra", "alice", "FRA-A", 40, None)
         await store.add_instance("ins-alice-hkg", "alice", "hk-hongkong-1a", None, "img-hkg00003")

@@ -23,7 +23,6 @@ def test_a_request_past_its_deadline_is_cancelled_and_others_are_not() -> None:
 
     async def main() -> None:
         await asyncio.gather(request("slow", 5), request("quick", 0.01))
-        assert in_flight._timer is None  # nothing runs: the timer has stopped
         other = asyncio.ensure_future(request("cancelled by someone else", 5))
         await asyncio.sleep(0.01)
         other.cancel()

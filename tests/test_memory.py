@@ -36,8 +36,8 @@ def customs(test_db: str) -> str:
 
 
 async def opened(database: str) -> tuple[SqlStore, MemoryStore]:
-    sql = open_store(database, load_default_catalog=False)
-    memory = MemoryStore(open_store(database, load_default_catalog=False))
+    sql = open_store(database)
+    memory = MemoryStore(open_store(database))
     await sql.open()
     await memory.open()
     return sql, memory

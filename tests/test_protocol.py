@@ -287,7 +287,7 @@ async def explode(query: ImageQuery) -> ImagePage:
 def test_unexpected_exception_is_a_500_without_internals(
     test_db: Any, creds: Credentials, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = open_store(test_db, load_default_catalog=False)
+    store = open_store(test_db)
     store.describe_images = explode  # type: ignore[method-assign]
     c = AsgiClient(create_app(settings_for(test_db), store=store), creds)
     try:
@@ -313,7 +313,7 @@ def test_request_timeout_is_a_503(test_db: Any, creds: Credentials) -> None:
         await asyncio.sleep(5)
         raise AssertionError("not reached")
 
-    store = open_store(test_db, load_default_catalog=False)
+    store = open_store(test_db)
     store.describe_images = slow  # type: ignore[method-assign]
     c = AsgiClient(create_app(settings_for(test_db, request_timeout=0.05), store=store), creds)
     try:
@@ -327,7 +327,7 @@ def test_unreachable_store_is_a_503(test_db: Any, creds: Credentials) -> None:
     async def gone(query: ImageQuery) -> ImagePage:
         raise StoreUnavailable("SQLite: disk I/O error")
 
-    store = open_store(test_db, load_default_catalog=False)
+    store = open_store(test_db)
     store.describe_images = gone  # type: ignore[method-assign]
     c = AsgiClient(create_app(settings_for(test_db), store=store), creds)
     try:

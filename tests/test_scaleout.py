@@ -85,6 +85,10 @@ def test_two_servers_see_each_others_writes(server_factory: Any, db_path: str) -
             with pytest.raises(ZenlayerCloudSdkException) as err:
                 zones(VmClient(credential, config(server)))
             assert err.value.code == "AUTHFAILURE_INVALID_AUTHORIZATION"
+        # Only those: alice's other key and bob's credentials are untouched.
+        for credential in (Credential(*creds.keys["alice"]), Credential(*creds.keys["bob"]),
+                           TokenCredential(creds.tokens["bob"])):  # fmt: skip
+            assert zones(VmClient(credential, config(server)))
 
 
 def wait_until_built(client: SeedClient, image_id: str) -> None:

@@ -18,8 +18,6 @@ from zenlayercloud.vm.v20260401.vm_client import VmClient as VmClient2026
 
 from tests.asgi import Credentials
 from tests.conftest import Databases, Server, add_accounts, add_custom
-from vmimages import admin
-from vmimages.config import Settings
 
 pytestmark = pytest.mark.socket
 
@@ -195,32 +193,3 @@ def test_stale_timestamp(served: Any, monkeypatch: pytest.MonkeyPatch, offset: i
     monkeypatch.setattr(transport.time, "time", lambda: real() + offset)
     error = sdk_error(VmClient2026(access_key(creds), config(server)))
     assert error.code == "AUTHFAILURE_SIGNATURE_EXPIRED"
-
-
-def test_revoked_key_and_token_fail_on_the_next_request(db_path: str) -> None:
-    database = db_path
-    creds = add_accounts(database)
-    server = Server(database, creds=creds)
-    try:
-        by_key = VmClient2026(access_key(creds), config(server))
-        by_token = VmClient2026(TokenCredential(creds.tokens["alice"]), config(server))
-        request = models_2026.DescribeZonesRequest()
-        assert by_key.DescribeZones(request).zoneSet and by_token.DescribeZones(request).zoneSet
-        revoke(database, "key", creds.keys["alice"][0])
-        revoke(database, "token", creds.tokens["alice"])
-        assert sdk_error(by_key).code == "AUTHFAILURE_INVALID_AUTHORIZATION"
-        assert sdk_error(by_token).code == "AUTHFAILURE_INVALID_AUTHORIZATION"
-        # Bob's credentials are untouched.
-        assert VmClient2026(access_key(creds, "bob"), config(server)).DescribeZones(request).zoneSet
-    finally:
-        server.stop()
-
-
-def revoke(database: str, kind: str, ident: str) -> None:
-    import asyncio
-
-    async def work() -> None:
-        async with admin.opened_store(Settings(database=database)) as store:
-            await store.revoke_credential(kind, admin.credential_ident(kind, ident))
-
-    asyncio.run(work())

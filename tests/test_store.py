@@ -39,7 +39,7 @@ def opened(database: str, **options: Any) -> SqlStore:
 
 @pytest.fixture
 def store(test_db: str) -> Iterator[SqlStore]:
-    s = opened(test_db, load_default_catalog=False)
+    s = opened(test_db)
     yield s
     run(s.close())
 
@@ -49,7 +49,7 @@ def kind() -> str:
 
 
 def test_new_database_gets_schema_and_default_catalog(db_path: str) -> None:
-    store = opened(db_path)
+    store = opened(db_path, initial_catalog=default_catalog())
     page = run(store.describe_images(ImageQuery(page_size=1000)))
     assert page.total_count == len(default_catalog().images)
     versions = [row[0] for row in sql(db_path, "SELECT version FROM schema_migrations ORDER BY 1")]
@@ -85,16 +85,17 @@ def test_both_stores_have_the_same_migrations() -> None:
 
 
 def test_reopening_applies_nothing_and_loads_nothing_twice(db_path: str) -> None:
-    run(opened(db_path).close())
+    run(opened(db_path, initial_catalog=default_catalog()).close())
     count = sql(db_path, "SELECT count(*) FROM images")
-    second = opened(db_path)
+    assert count[0][0] == len(default_catalog().images)
+    second = opened(db_path, initial_catalog=default_catalog())
     assert run(second.migrate()) == []
     run(second.close())
     assert sql(db_path, "SELECT count(*) FROM images") == count
 
 
 def test_empty_database_when_asked(db_path: str) -> None:
-    store = opened(db_path, load_default_catalog=False)
+    store = opened(db_path)
     assert run(store.describe_images(ImageQuery())).total_count == 0
     run(store.close())
 
@@ -226,7 +227,7 @@ def test_processes_starting_together_migrate_once(db_path: str) -> None:
 
 def _open_store(database: str) -> None:
     async def work() -> None:
-        store = open_store(database)
+        store = open_store(database, initial_catalog=default_catalog())
         await store.open()
         await store.close()
 

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from tests.asgi import AsgiClient
-from tests.conftest import add_custom, assert_error, assert_ok
+from tests.conftest import add_custom, assert_error, assert_ok, sql
+from vmimages.catalog import PUBLIC_OWNER, fold
 
 
 @pytest.fixture
@@ -58,35 +59,74 @@ def seed_ids(client: AsgiClient, account: str, params: dict[str, Any]) -> set[st
     return {img["imageId"] for img in fields["images"]}
 
 
+def visible(
+    database: str, account: str, params: dict[str, Any], zone: str | None = None
+) -> set[str]:
+    """The oracle (API.md §9): the images `account` may see that match the filters, worked out
+    in Python from the database's rows: the public ones and the account's own."""
+    rows = sql(
+        database,
+        "SELECT i.image_id, i.owner, a.name, i.name, l.region_id, l.zone_id, i.status,"
+        " i.category, i.os_type FROM images i JOIN locations l ON l.id = i.location"
+        " JOIN accounts a ON a.id = i.owner",
+    )
+    found = set()
+    for image_id, owner, owner_name, name, region, zone_id, status, category, os_type in rows:
+        if owner != PUBLIC_OWNER and owner_name != account:
+            continue
+        image_type = "PUBLIC_IMAGE" if owner == PUBLIC_OWNER else "CUSTOM_IMAGE"
+        checks = [
+            params.get("imageType") in (None, image_type),
+            "imageIds" not in params or image_id in params["imageIds"],
+            fold(params.get("imageName", "")) in fold(name),
+            params.get("regionId") in (None, region),
+            zone in (None, zone_id),
+            params.get("imageStatus") in (None, status),
+            params.get("category") in (None, category),
+            params.get("osType") in (None, os_type),
+        ]
+        if all(checks):
+            found.add(image_id)
+    return found
+
+
 @pytest.mark.parametrize("params", SEED_FILTERS)
 @pytest.mark.parametrize("signed", [False, True])
-def test_alice_never_sees_bobs_images(
-    customs: AsgiClient, params: dict[str, Any], signed: bool
+def test_alice_sees_exactly_what_she_may(
+    customs: AsgiClient, test_db: str, params: dict[str, Any], signed: bool
 ) -> None:
     fields = assert_ok(customs.call("DescribeImages", params, signed=signed))
     seen = {img["imageId"] for img in fields["images"]}
+    assert seen == visible(test_db, "alice", params)
     assert not {"img-bob00001", "img-bob00002"} & seen
     assert fields["totalCount"] == len(seen)
 
 
 @pytest.mark.parametrize("zone", ["FRA-A", "HKG-A"])
 @pytest.mark.parametrize("version", ["2023-03-13", "2026-04-01"])
-def test_not_in_the_published_dialect_either(customs: AsgiClient, zone: str, version: str) -> None:
+def test_nor_more_in_the_published_dialect(
+    customs: AsgiClient, test_db: str, zone: str, version: str
+) -> None:
     for params in (
         {},
         {"imageType": "CUSTOM_IMAGE"},
-        {"imageIds": ["img-bob00001", "img-bob00002"]},
+        {"imageIds": ["img-bob00001", "img-bob00002", "img-alice001"]},
         {"imageName": "bob"},
+        {"imageName": "shared name"},
     ):
         fields = assert_ok(
             customs.call("DescribeImages", {"zoneId": zone, **params}, version=version)
         )
-        assert not {i["imageId"] for i in fields["dataSet"]} & {"img-bob00001", "img-bob00002"}
+        seen = {i["imageId"] for i in fields["dataSet"]}
+        assert seen == visible(test_db, "alice", params, zone=zone)
+        assert not seen & {"img-bob00001", "img-bob00002"}
     assert_error(
         customs.call("DescribeImage", {"imageId": "img-bob00001"}, version=version),
         404,
         "INVALID_IMAGE_NOT_FOUND",
     )
+    own = assert_ok(customs.call("DescribeImage", {"imageId": "img-alice001"}, version=version))
+    assert own["imageId"] == "img-alice001"
 
 
 def test_each_sees_their_own_and_the_public_ones(customs: AsgiClient) -> None:

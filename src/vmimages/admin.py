@@ -9,16 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vmimages.accounts import check_account_name, new_access_key, new_token, token_hash, token_id
+from vmimages.catalogfile import default_catalog
 from vmimages.config import Settings
-from vmimages.store import Store, open_store
+from vmimages.store import OperatorStore, open_store
 from vmimages.vault import Vault, VaultError, load_vault, new_key_text
 
 FIRST_ACCOUNT = "default"
 
 
 @asynccontextmanager
-async def opened_store(settings: Settings) -> AsyncIterator[Store]:
-    store = open_store(settings.database, load_default_catalog=settings.load_default_catalog)
+async def opened_store(settings: Settings) -> AsyncIterator[OperatorStore]:
+    initial = default_catalog() if settings.load_default_catalog else None
+    store = open_store(settings.database, initial_catalog=initial)
     await store.open()
     try:
         yield store
@@ -38,7 +40,7 @@ def key_source(settings: Settings) -> str:
     return "VMIMAGES_SECRET_KEY" if settings.secret_key else f"the key file {settings.key_path}"
 
 
-async def check_server_key(store: Store, settings: Settings) -> Vault:
+async def check_server_key(store: OperatorStore, settings: Settings) -> Vault:
     """The server key to serve with, checked against the database: the key whose fingerprint
     the database records, never a new one while passwords are sealed (docs/deploy.md)."""
     recorded = await store.server_key_fingerprint()
@@ -72,7 +74,7 @@ async def check_server_key(store: Store, settings: Settings) -> Vault:
     return vault
 
 
-async def rotate_server_key(store: Store, settings: Settings, new_key_file: Path) -> int:
+async def rotate_server_key(store: OperatorStore, settings: Settings, new_key_file: Path) -> int:
     """Seal every access-key password under a new server key, written to `new_key_file`
     (mode 0600), in one transaction; how many passwords. The old key must be the current one."""
     old = await check_server_key(store, settings)
@@ -89,14 +91,14 @@ async def rotate_server_key(store: Store, settings: Settings, new_key_file: Path
     return await store.reseal_passwords(reseal, new.fingerprint)
 
 
-async def create_access_key(store: Store, vault: Vault, account: str) -> tuple[str, str]:
+async def create_access_key(store: OperatorStore, vault: Vault, account: str) -> tuple[str, str]:
     """(accessKeyId, accessKeyPassword); the password is stored sealed and shown only here."""
     key_id, password = new_access_key()
     await store.add_access_key(account, key_id, vault.seal(password, key_id))
     return key_id, password
 
 
-async def create_token(store: Store, account: str) -> str:
+async def create_token(store: OperatorStore, account: str) -> str:
     """A personal access token; only its hash is stored, so it is shown only here."""
     token = new_token()
     await store.add_token(account, token_id(token), token_hash(token))
@@ -116,13 +118,13 @@ class FirstCredentials:
     token: str
 
 
-async def first_account(store: Store) -> str | None:
+async def first_account(store: OperatorStore) -> str | None:
     """On a database without accounts, make the first one (once); its name, or None."""
     account = await store.create_account(check_account_name(FIRST_ACCOUNT), only_if_none=True)
     return None if account is None else account.name
 
 
-async def bootstrap(store: Store, vault: Vault) -> FirstCredentials | None:
+async def bootstrap(store: OperatorStore, vault: Vault) -> FirstCredentials | None:
     """On a database without accounts, make the first one with a key and a token (once)."""
     account = await first_account(store)
     if account is None:

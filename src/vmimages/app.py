@@ -21,6 +21,7 @@ from vmimages import actions, dev, errors, metrics, protocol
 from vmimages.auth import Authenticator
 from vmimages.builder import BuildWorker, TimedBuilder
 from vmimages.catalog import DomainError
+from vmimages.catalogfile import default_catalog
 from vmimages.config import Settings
 from vmimages.errors import ApiError, Code
 from vmimages.logs import RequestRecord, dialect, log_request
@@ -28,7 +29,7 @@ from vmimages.loop import InFlight
 from vmimages.ratelimit import RateLimiter
 from vmimages.replay import ReplayGuard
 from vmimages.requestbody import ClientGone, read_body
-from vmimages.store import RequestStore, Store, open_store
+from vmimages.store import OperatorStore, RequestStore, open_store
 from vmimages.store.memory import MemoryStore
 from vmimages.store.sql import SqlStore
 from vmimages.transport import Limits
@@ -71,7 +72,7 @@ class App:
         self.draining = False  # set on SIGTERM: /readyz answers 503
         self.action_names = frozenset(name for _, name in actions.ACTIONS)  # metrics' labels
         self.dev = (
-            dev.DevControl(operator_store(self.store), self.forget_callers)
+            dev.DevControl(operator_store(self.store), self.store, self.forget_callers)
             if settings.dev
             else None
         )
@@ -279,14 +280,14 @@ def request_store(settings: Settings) -> RequestStore:
     """The database the settings name, with the catalog kept in memory unless turned off."""
     store = open_store(
         settings.database,
-        load_default_catalog=settings.load_default_catalog,
+        initial_catalog=default_catalog() if settings.load_default_catalog else None,
         pool_size=settings.db_pool_size,
         timeout=settings.db_timeout,
     )
     return MemoryStore(store) if settings.read_cache else store
 
 
-def operator_store(store: RequestStore) -> Store:
+def operator_store(store: RequestStore) -> OperatorStore:
     """The SQL store under the memory layer: what the control endpoints change."""
     inner = store.store if isinstance(store, MemoryStore) else store
     if not isinstance(inner, SqlStore):

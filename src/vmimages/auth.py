@@ -14,10 +14,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any, NamedTuple
 
 from vmimages.accounts import token_hash
-from vmimages.errors import ApiError, Code
+from vmimages.errors import ApiError, Code, shown
 from vmimages.ratelimit import RateLimiter
 from vmimages.store import RequestStore
-from vmimages.validation import shown
 from vmimages.vault import Vault, VaultError
 
 log = logging.getLogger("vmimages.auth")

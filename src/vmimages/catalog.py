@@ -7,6 +7,7 @@ actions translate them to and from the wire.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -74,6 +75,20 @@ class Instance:
     os_type: str
     version: str
     created_at: str
+
+    def document(self) -> dict[str, Any]:
+        """As `vmimages instances ... --json` and serve --dev's /_vmimages/instances show it."""
+        return {
+            "instanceId": self.instance_id,
+            "account": self.account,
+            "regionId": self.region_id,
+            "zoneId": self.zone_id,
+            "diskSize": self.disk_size_gb,
+            "category": self.category,
+            "osType": self.os_type,
+            "version": self.version,
+            "createdAt": self.created_at,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,3 +212,48 @@ class QuotaExceeded(DomainError):
 
 class StoreUnavailable(DomainError):
     """The database cannot be reached right now; the request may be retried."""
+
+
+# Catalogs as the operator publishes them (catalogfile.py reads and writes them as files).
+
+Progress = Callable[[int], None]  # told how much more is done: bytes read, or images written
+
+
+@dataclass(frozen=True, slots=True)
+class ImageEntry:
+    """A public image as the file gives it; `location` is a region id or a zone id."""
+
+    image_id: str
+    name: str
+    location: str
+    category: str
+    os_type: str
+    version: str
+    size_gb: int
+    status: str
+    description: str | None
+    create_time: str
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogFile:
+    locations: list[Location]
+    images: list[ImageEntry]
+
+
+class CatalogFileError(ValueError):
+    """A catalog file with problems (its own, or against the database); nothing was stored."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    locations_added: int
+    locations_updated: int
+    images_added: int
+    images_updated: int
+    unchanged: int
+    images_removed: int = 0  # public images not in the file, with prune

@@ -12,15 +12,24 @@ import io
 import json
 import re
 import textwrap
-from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 import yaml
 
-from vmimages.catalog import IMAGE_STATUSES, OS_TYPES, Location
+from vmimages.catalog import (
+    IMAGE_STATUSES,
+    OS_TYPES,
+    CatalogFile,
+    CatalogFileError,
+    ImageEntry,
+    ImportReport,
+    Location,
+    Progress,
+)
+
+__all__ = ["CatalogFile", "CatalogFileError", "ImageEntry", "ImportReport", "Progress"]
 
 IMAGE_ID = re.compile(r"img-[A-Za-z0-9]{1,32}")
 LOCATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
@@ -28,34 +37,6 @@ CATEGORY = re.compile(r"[A-Za-z][A-Za-z0-9 ._-]{0,31}")
 CREATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 NETWORK_TYPES = ("CLASSICS", "VPC")
 LINE_TYPES = ("BGP", "CN2", "Cogent")
-
-
-@dataclass(frozen=True, slots=True)
-class ImageEntry:
-    """A public image as the file gives it; `location` is a region id or a zone id."""
-
-    image_id: str
-    name: str
-    location: str
-    category: str
-    os_type: str
-    version: str
-    size_gb: int
-    status: str
-    description: str | None
-    create_time: str
-
-
-@dataclass(frozen=True, slots=True)
-class CatalogFile:
-    locations: list[Location]
-    images: list[ImageEntry]
-
-
-class CatalogFileError(ValueError):
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
 
 
 class _Checker:
@@ -207,7 +188,6 @@ def is_yaml(path: Path) -> bool:
     return path.suffix.lower() in (".yaml", ".yml")
 
 
-Progress = Callable[[int], None]  # told how much more is done: bytes read, or images written
 READ_CHUNK = 1 << 20
 
 
@@ -316,16 +296,6 @@ def write_document(
 
 def _yaml(data: Any) -> str:
     return str(yaml.dump(data, Dumper=YAML_DUMPER, sort_keys=False, allow_unicode=True))
-
-
-@dataclass(frozen=True, slots=True)
-class ImportReport:
-    locations_added: int
-    locations_updated: int
-    images_added: int
-    images_updated: int
-    unchanged: int
-    images_removed: int = 0  # public images not in the file, with prune
 
 
 def default_catalog() -> CatalogFile:

@@ -15,7 +15,7 @@ from typing import Any
 from vmimages.catalog import CREATING, ImageNotFound, InvalidImageStatus
 from vmimages.catalogfile import CatalogFile
 from vmimages.errors import ApiError, Code
-from vmimages.store import Store
+from vmimages.store import OperatorStore, RequestStore
 from vmimages.validation import BOOLEAN, INTEGER, STRING, Param, spec, validate
 
 PREFIX = "/_vmimages/"
@@ -39,8 +39,11 @@ class DevControl:
     images) as the server started with it, and no instances, custom images or used signatures.
     Accounts and their credentials stay."""
 
-    def __init__(self, store: Store, forget: Callable[[], None]) -> None:
+    def __init__(
+        self, store: OperatorStore, builds: RequestStore, forget: Callable[[], None]
+    ) -> None:
         self.store = store
+        self.builds = builds  # the build worker's store: records a build's outcome
         self.forget = forget  # drops what this process remembers per caller (replays, limits)
         self.start: CatalogFile | None = None
 
@@ -77,17 +80,11 @@ class DevControl:
             params["diskSize"],
             params["imageId"],
         )
-        return {
-            "instanceId": instance.instance_id,
-            "account": instance.account,
-            "regionId": instance.region_id,
-            "zoneId": instance.zone_id,
-            "diskSize": instance.disk_size_gb,
-        }
+        return instance.document()
 
     async def complete_build(self, params: dict[str, Any]) -> dict[str, Any]:
         image_id, ok = params["imageId"], params["ok"]
-        if not await self.store.finish_build(image_id, ok):
+        if not await self.builds.finish_build(image_id, ok):
             status = await self.store.image_status(image_id)
             if status is None:
                 raise ImageNotFound(image_id)

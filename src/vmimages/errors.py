@@ -68,6 +68,29 @@ class ApiError(Exception):
         return self.code.status
 
 
+# Helpers for messages that quote what a caller sent.
+
+
+def shown(text: str, limit: int = 64) -> str:
+    """A caller's text as quoted in a message: bounded, so an error never echoes a huge value."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
 INTERNAL_MESSAGE = "An internal error occurred. Quote the requestId when you report it."
 
 

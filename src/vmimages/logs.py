@@ -2,20 +2,21 @@
 
 The request line (logger `vmimages.request`) says who asked what and how it was answered; it
 never holds a secret or a body: no Authorization header, no signature, no parameter. Values a
-client chose (the action, the SDK headers) are bounded as validation.shown bounds them, and in
+client chose (the action, the SDK headers) are bounded as errors.shown bounds them, and in
 text quoted whenever they hold more than a plain word, so no value can pass for another field.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from vmimages.validation import shown
+from vmimages.errors import shown
 
 REQUEST_LOG = logging.getLogger("vmimages.request")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -90,11 +91,12 @@ class Fields:
         )
 
 
+PLAIN = re.compile(r"[!#-<>-~]+")  # printable ASCII but for space, `"` and `=`
+
+
 def plain(value: Any) -> str:
     text = str(value)
-    if text.isprintable() and text.isascii() and not any(c in text for c in ' ="'):
-        return text
-    return orjson.dumps(text).decode()
+    return text if PLAIN.fullmatch(text) else orjson.dumps(text).decode()
 
 
 class JsonFormatter(logging.Formatter):

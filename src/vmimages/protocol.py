@@ -11,8 +11,7 @@ from typing import Any
 
 import orjson
 
-from vmimages.errors import ApiError, Code
-from vmimages.validation import json_type, shown
+from vmimages.errors import ApiError, Code, json_type, shown
 
 ENDPOINTS = frozenset({"/", "/api/v2/vm", "/api/v2/vm/"})
 

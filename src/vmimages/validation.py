@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from vmimages.errors import ApiError, Code
+from vmimages.errors import ApiError, Code, json_type, shown
 
 STRING = "String"
 INTEGER = "Integer"
@@ -62,11 +62,6 @@ def validate(body: dict[str, Any], params: Spec, action: str) -> dict[str, Any]:
     return values
 
 
-def shown(text: str, limit: int = 64) -> str:
-    """A caller's text as quoted in a message: bounded, so an error never echoes a huge value."""
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 def _unknown(name: str, params: Spec, action: str) -> str:
     message = f"The parameter `{shown(name)}` is not a parameter of {action}."
     close = difflib.get_close_matches(name, list(params), n=1, cutoff=0.6)
@@ -75,21 +70,6 @@ def _unknown(name: str, params: Spec, action: str) -> str:
     if close:
         message += f" Did you mean `{close[0]}`?"
     return message + f" Valid parameters: {', '.join(params)}."
-
-
-def json_type(value: Any) -> str:
-    """The JSON name of a parsed value's type, for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, NUMBER):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
 
 
 def _type_error(param: Param, value: Any) -> ApiError:

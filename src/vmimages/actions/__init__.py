@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from vmimages.catalog import DEFAULT_IMAGE_QUOTA
-from vmimages.errors import ApiError, Code
+from vmimages.errors import ApiError, Code, shown
 from vmimages.protocol import SEED
 from vmimages.store import RequestStore
-from vmimages.validation import Spec, shown
+from vmimages.validation import Spec
 
 
 class Context(NamedTuple):  # made per request: a tuple is made in C

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import re
 import secrets
-import string
 from dataclasses import replace
 from typing import Any
 
+from vmimages.accounts import ALPHANUMERIC
 from vmimages.actions import Action, Context
 from vmimages.catalog import ImageIdTaken, Location
 from vmimages.validation import STRING, STRING_ARRAY, Param, spec
 
 # 2 to 24 letters, digits, Chinese characters, `-` and `_`.
 IMAGE_NAME = re.compile(r"[A-Za-z0-9\u3400-\u4dbf\u4e00-\u9fff_-]+")
-ID_ALPHABET = string.ascii_letters + string.digits
 
 IMAGE_IDS = Param(
     "imageIds", STRING_ARRAY, required=True, min_length=1, max_length=100, item_max_length=64
@@ -28,7 +27,7 @@ DESCRIPTION = Param("imageDescription", STRING, max_length=255)
 
 
 def new_image_id() -> str:
-    return "img-" + "".join(secrets.choice(ID_ALPHABET) for _ in range(8))
+    return "img-" + "".join(secrets.choice(ALPHANUMERIC) for _ in range(8))
 
 
 async def create_image(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
@@ -45,7 +44,7 @@ async def create_image(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
             break
         except ImageIdTaken:
             continue
-    else:  # five collisions in a row in a space of 58^8 ids: something else is wrong
+    else:  # five collisions in a row among 62^8 ids: something else is wrong
         raise RuntimeError("could not draw a free image id")
     ctx.image_created()
     return {"imageId": image.image_id, "imageName": image.name}

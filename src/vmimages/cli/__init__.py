@@ -18,7 +18,7 @@ from vmimages import __version__, admin
 from vmimages.catalog import DomainError
 from vmimages.catalogfile import CatalogFileError
 from vmimages.config import Settings
-from vmimages.store import Store
+from vmimages.store import OperatorStore
 from vmimages.vault import VaultError
 
 T = TypeVar("T")
@@ -61,7 +61,7 @@ def settings_from(**options: Any) -> Settings:
         raise click.UsageError(str(exc)) from exc
 
 
-def with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
+def with_store(settings: Settings, work: Callable[[OperatorStore], Awaitable[T]]) -> T:
     """Run one piece of admin work on an open store; domain errors become clean CLI errors."""
 
     async def run() -> T:

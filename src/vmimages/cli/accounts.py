@@ -18,7 +18,7 @@ from vmimages.cli import (
     settings_from,
     with_store,
 )
-from vmimages.store import Store
+from vmimages.store import OperatorStore
 
 # Accounts ---------------------------------------------------------------------------------
 
@@ -93,7 +93,7 @@ def keys_create(account: str, as_json: bool, **options: Any) -> None:
     """Make an access key; its password is printed this once."""
     settings = settings_from(**options)
 
-    async def create(store: Store) -> tuple[str, str]:
+    async def create(store: OperatorStore) -> tuple[str, str]:
         vault = await admin.check_server_key(store, settings)
         return await admin.create_access_key(store, vault, account)
 

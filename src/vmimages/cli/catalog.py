@@ -9,7 +9,6 @@ from typing import Any
 
 import click
 
-from vmimages.catalog import Instance
 from vmimages.catalogfile import (
     CatalogFileError,
     is_yaml,
@@ -35,20 +34,6 @@ from vmimages.cli import (
 @main.group()
 def instances() -> None:
     """The instances CreateImage can image (ours is a directory; the VMs live elsewhere)."""
-
-
-def _instance_doc(instance: Instance) -> dict[str, Any]:
-    return {
-        "instanceId": instance.instance_id,
-        "account": instance.account,
-        "regionId": instance.region_id,
-        "zoneId": instance.zone_id,
-        "diskSize": instance.disk_size_gb,
-        "category": instance.category,
-        "osType": instance.os_type,
-        "version": instance.version,
-        "createdAt": instance.created_at,
-    }
 
 
 @instances.command("add")
@@ -80,7 +65,7 @@ def instances_add(
         lambda store: store.add_instance(instance_id, account, location, disk_size, image),
     )
     if as_json:
-        click.echo(json.dumps(_instance_doc(instance)))
+        click.echo(json.dumps(instance.document()))
     else:
         click.echo(
             f"added instance {instance.instance_id} of {instance.account} in {instance.zone_id}"
@@ -98,7 +83,7 @@ def instances_list(account: str | None, as_json: bool, **options: Any) -> None:
         settings_from(**options), lambda store: store.list_instances(account=account)
     )
     if as_json:
-        click.echo(json.dumps([_instance_doc(i) for i in found]))
+        click.echo(json.dumps([i.document() for i in found]))
     else:
         click.echo("INSTANCE\tACCOUNT\tZONE\tSYSTEM\tDISK")
         for i in found:

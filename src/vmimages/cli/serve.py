@@ -26,7 +26,7 @@ from vmimages.cli import (
 from vmimages.config import DEFAULT_DATABASE, Settings
 from vmimages.logs import LOG_FORMATS
 from vmimages.metrics import MULTIPROCESS_DIR
-from vmimages.store import Store
+from vmimages.store import OperatorStore
 
 log = logging.getLogger("vmimages")
 
@@ -138,7 +138,7 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
     logging.config.dictConfig(log_config)
     json_logs = settings.log_format == "json"
 
-    async def prepare(store: Store) -> admin.FirstCredentials | str | None:
+    async def prepare(store: OperatorStore) -> admin.FirstCredentials | str | None:
         vault = await admin.check_server_key(store, settings)  # refuses a key that does not fit
         if json_logs:  # no secret in a log: the first account gets no credentials
             return await admin.first_account(store)

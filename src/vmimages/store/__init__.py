@@ -1,8 +1,9 @@
 """The store: the interfaces over the catalog's database, and `open_store`.
 
 `RequestStore` is what the request path uses (the app, the actions, authentication, the build
-worker); `Store` adds the operator's work (accounts, credentials, instances, catalog files). The
-SQL store (`sql/`, over `sqlite.py` or `postgres.py`) is both; `memory.py` is a RequestStore that
+worker), by account id; `OperatorStore` is the operator's work (accounts, credentials, instances,
+catalog files), by account name. The SQL store (`sql/`, over `sqlite.py` or `postgres.py`) is
+both; `memory.py` is a RequestStore that
 keeps the catalog in memory in front of it. Stores raise domain errors (vmimages.catalog); they
 never build wire answers.
 """
@@ -15,14 +16,16 @@ from typing import TYPE_CHECKING, Protocol
 from vmimages.accounts import Account, Credential
 from vmimages.catalog import (
     BuildJob,
+    CatalogFile,
     Image,
     ImagePage,
     ImageQuery,
+    ImportReport,
     Instance,
     Location,
+    Progress,
     Quota,
 )
-from vmimages.catalogfile import CatalogFile, ImportReport, Progress
 
 if TYPE_CHECKING:
     from vmimages.store.sql import SqlStore
@@ -105,8 +108,13 @@ class RequestStore(Protocol):
         call recorded it, False if the image is not CREATING (or gone)."""
 
 
-class Store(RequestStore, Protocol):
-    """The request path's store plus the operator's work (the CLI, admin.py)."""
+class OperatorStore(Protocol):
+    """The operator's work (the CLI, admin.py, serve --dev): accounts and credentials by name,
+    instances, the public catalog's files, quotas, the server key."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
 
     async def import_catalog(
         self,
@@ -191,7 +199,7 @@ class Store(RequestStore, Protocol):
 def open_store(
     database: str,
     *,
-    load_default_catalog: bool = True,
+    initial_catalog: CatalogFile | None = None,
     pool_size: int = 10,
     timeout: float = 5.0,
 ) -> SqlStore:
@@ -200,9 +208,8 @@ def open_store(
         from vmimages.store.postgres import PostgresStore
 
         return PostgresStore(
-            database, load_default_catalog=load_default_catalog, pool_size=pool_size,
-            timeout=timeout,
+            database, initial_catalog=initial_catalog, pool_size=pool_size, timeout=timeout,
         )  # fmt: skip
     from vmimages.store.sqlite import SqliteStore
 
-    return SqliteStore(database, load_default_catalog=load_default_catalog)
+    return SqliteStore(database, initial_catalog=initial_catalog)

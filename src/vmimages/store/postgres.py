@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from vmimages.catalog import StoreUnavailable
+from vmimages.catalog import CatalogFile, StoreUnavailable
 from vmimages.metrics import DB_CONNECTIONS
 from vmimages.store.db import Args, Connection, IntegrityError, Row, numbered
 from vmimages.store.query import POSTGRES
@@ -162,7 +162,7 @@ class PostgresDatabase:
 class PostgresStore(SqlStore):
     """The store on a PostgreSQL database (URL `postgresql://...`)."""
 
-    def __init__(self, dsn: str, *, load_default_catalog: bool = True, **options: Any) -> None:
-        super().__init__(
-            PostgresDatabase(dsn, **options), load_default_catalog=load_default_catalog
-        )
+    def __init__(
+        self, dsn: str, *, initial_catalog: CatalogFile | None = None, **options: Any
+    ) -> None:
+        super().__init__(PostgresDatabase(dsn, **options), initial_catalog=initial_catalog)

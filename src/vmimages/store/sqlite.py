@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
-from vmimages.catalog import StoreUnavailable
+from vmimages.catalog import CatalogFile, StoreUnavailable
 from vmimages.metrics import DB_CONNECTIONS
 from vmimages.store.db import Args, Connection, IntegrityError, Row
 from vmimages.store.query import SQLITE
@@ -131,5 +131,5 @@ class SqliteDatabase:
 class SqliteStore(SqlStore):
     """The store on a SQLite file."""
 
-    def __init__(self, path: str | Path, *, load_default_catalog: bool = True) -> None:
-        super().__init__(SqliteDatabase(path), load_default_catalog=load_default_catalog)
+    def __init__(self, path: str | Path, *, initial_catalog: CatalogFile | None = None) -> None:
+        super().__init__(SqliteDatabase(path), initial_catalog=initial_catalog)

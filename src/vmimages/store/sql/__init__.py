@@ -11,4 +11,4 @@ __all__ = ["SqlStore", "migrations"]
 
 
 class SqlStore(SqlCatalog, SqlAccounts, SqlLifecycle):
-    """Every part of the Store interface."""
+    """Both interfaces over one database: RequestStore and OperatorStore (store/__init__.py)."""

@@ -6,9 +6,9 @@ from importlib import resources
 from sys import intern
 from typing import Any
 
-from vmimages.catalog import Image, Location, now_text
-from vmimages.catalogfile import CatalogFile, default_catalog
+from vmimages.catalog import CatalogFile, Image, Location, now_text
 from vmimages.store.db import Connection, Database
+from vmimages.store.sql.publish import write_catalog
 
 LOCATION_COLUMNS = (
     "id, region_id, zone_id, name, support_security_group, support_network_type,"
@@ -57,9 +57,9 @@ def row_to_location(row: tuple[Any, ...]) -> Location:
 
 
 class SqlBase:
-    def __init__(self, db: Database, *, load_default_catalog: bool = True) -> None:
+    def __init__(self, db: Database, *, initial_catalog: CatalogFile | None = None) -> None:
         self.db = db
-        self.load_default_catalog = load_default_catalog
+        self.initial_catalog = initial_catalog  # written into a new database; None: left empty
 
     async def refresh(self) -> None:
         """Nothing to catch up with: every read asks the database."""
@@ -116,7 +116,7 @@ class SqlBase:
 
     async def migrate(self) -> list[int]:
         """Apply pending migrations in one transaction; other processes wait their turn. On a
-        new database the default catalog is loaded in the same transaction."""
+        new database the initial catalog is written in the same transaction."""
         applied: list[int] = []
         async with self.db.transaction() as tx:
             await self.db.lock(tx, MIGRATION_LOCK)
@@ -133,9 +133,6 @@ class SqlBase:
                     "INSERT INTO schema_migrations VALUES (?, ?)", (version, now_text())
                 )
                 applied.append(version)
-            if not done and self.load_default_catalog:
-                await self._load_catalog(tx, default_catalog())
+            if not done and self.initial_catalog is not None:
+                await write_catalog(tx, self.initial_catalog)
         return applied
-
-    async def _load_catalog(self, tx: Connection, catalog: CatalogFile) -> None:
-        raise NotImplementedError  # SqlCatalog

@@ -9,19 +9,15 @@ from vmimages.catalog import (
     CUSTOM_IMAGE,
     PUBLIC_IMAGE,
     PUBLIC_OWNER,
-    Image,
-    ImagePage,
-    ImageQuery,
-    Location,
-    LocationNotFound,
-    fold,
-)
-from vmimages.catalogfile import (
-    WRITE_CHUNK,
     CatalogFile,
     CatalogFileError,
+    Image,
     ImageEntry,
+    ImagePage,
+    ImageQuery,
     ImportReport,
+    Location,
+    LocationNotFound,
     Progress,
 )
 from vmimages.store.db import Connection
@@ -33,6 +29,7 @@ from vmimages.store.sql.base import (
     row_to_image,
     row_to_location,
 )
+from vmimages.store.sql.publish import write_catalog
 
 CATALOG_LOCK = "vmimages-catalog"
 
@@ -58,7 +55,7 @@ class SqlCatalog(SqlBase):
                 problems = await self._import_problems(tx, catalog, before)
                 if problems:
                     raise CatalogFileError(problems)
-                await self._load_catalog(tx, catalog, progress)
+                await write_catalog(tx, catalog, progress)
                 removed = 0
                 if prune:
                     listed = {img.image_id for img in catalog.images}
@@ -86,7 +83,7 @@ class SqlCatalog(SqlBase):
             await tx.execute("DELETE FROM instances")
             await tx.execute("DELETE FROM images")
             await tx.execute("DELETE FROM locations")
-            await self._load_catalog(tx, catalog)
+            await write_catalog(tx, catalog)
             await self.mark_changed(tx, CATALOG_SCOPE)
 
     async def _import_problems(
@@ -134,57 +131,6 @@ class SqlCatalog(SqlBase):
             " ORDER BY l.region_id, i.create_time DESC, i.image_id"
         )
         return CatalogFile(locations=locations, images=[image_entry(row) for row in rows])
-
-    async def _load_catalog(
-        self, tx: Connection, catalog: CatalogFile, progress: Progress | None = None
-    ) -> None:
-        await tx.executemany(
-            "INSERT INTO locations (region_id, zone_id, name, support_security_group,"
-            " support_network_type, support_ipv6, support_cpu_pass_through, network_line_type)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (region_id) DO UPDATE SET zone_id = excluded.zone_id,"
-            " name = excluded.name, support_security_group = excluded.support_security_group,"
-            " support_network_type = excluded.support_network_type,"
-            " support_ipv6 = excluded.support_ipv6,"
-            " support_cpu_pass_through = excluded.support_cpu_pass_through,"
-            " network_line_type = excluded.network_line_type",
-            [
-                (loc.region_id, loc.zone_id, loc.name, loc.support_security_group,
-                 loc.support_network_type, loc.support_ipv6, loc.support_cpu_pass_through,
-                 loc.network_line_type)
-                for loc in catalog.locations
-            ],
-        )  # fmt: skip
-        ids = {}
-        for pk, region_id, zone_id in await tx.fetchall(
-            "SELECT id, region_id, zone_id FROM locations"
-        ):
-            ids[region_id] = ids[zone_id] = pk
-        rows = []
-        for img in catalog.images:
-            if img.location not in ids:
-                raise LocationNotFound("region", img.location)
-            rows.append(
-                (img.image_id, ids[img.location], img.name, fold(img.name), img.description,
-                 img.category, img.os_type, img.version, img.size_gb, img.status,
-                 img.create_time)
-            )  # fmt: skip
-        for start in range(0, len(rows), WRITE_CHUNK):
-            chunk = rows[start : start + WRITE_CHUNK]
-            await tx.executemany(
-                "INSERT INTO images (image_id, owner, location, name, name_folded, description,"
-                " category, os_type, version, size_gb, status, create_time)"
-                " VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (image_id) DO UPDATE SET location = excluded.location,"
-                " name = excluded.name, name_folded = excluded.name_folded,"
-                " description = excluded.description, category = excluded.category,"
-                " os_type = excluded.os_type, version = excluded.version,"
-                " size_gb = excluded.size_gb, status = excluded.status,"
-                " create_time = excluded.create_time WHERE images.owner = 0",
-                chunk,
-            )
-            if progress is not None:
-                progress(len(chunk))
 
     async def find_location(
         self, *, region_id: str | None = None, zone_id: str | None = None
