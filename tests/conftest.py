@@ -12,9 +12,10 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -33,6 +34,20 @@ STORE = os.environ.get("VMIMAGES_TEST_STORE", "sqlite")
 POSTGRES_URL = os.environ.get("VMIMAGES_TEST_POSTGRES_URL", "postgresql://127.0.0.1/test")
 ON_POSTGRES = STORE == "postgres"
 sqlite_only = pytest.mark.skipif(ON_POSTGRES, reason="about the SQLite file itself")
+
+
+T = TypeVar("T")
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, from a thread of its own when this one already runs an event loop (as
+    Playwright's sync API does in the console's tests)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def key_file(database: str) -> str:
@@ -60,7 +75,7 @@ def sql(database: str, text: str, args: tuple[Any, ...] = ()) -> list[tuple[Any,
         finally:
             await store.close()
 
-    return asyncio.run(work())
+    return run_sync(work())
 
 
 REQUEST_ID = re.compile(r"T[0-9A-F]{8}-[0-9A-F]{4}-4[0-9A-F]{3}-[89AB][0-9A-F]{3}-[0-9A-F]{12}")
@@ -126,7 +141,7 @@ def add_custom(
         finally:
             await store.close()
 
-    asyncio.run(work())
+    run_sync(work())
 
 
 def _location(region: str, zone: str, name: str) -> dict[str, Any]:
@@ -284,7 +299,7 @@ class Databases:
             finally:
                 await conn.close()
 
-        asyncio.run(work())
+        run_sync(work())
 
 
 @pytest.fixture(autouse=True)
@@ -322,7 +337,7 @@ def add_accounts(database: str) -> Credentials:
                 creds.keys[name] = await admin.create_access_key(store, vault, name)
                 creds.tokens[name] = await admin.create_token(store, name)
 
-    asyncio.run(work())
+    run_sync(work())
     return creds
 
 
@@ -333,7 +348,7 @@ def load_test_catalog(database: str) -> None:
         await store.import_catalog(parse_catalog(TEST_CATALOG))
         await store.close()
 
-    asyncio.run(work())
+    run_sync(work())
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.asgi import AsgiClient
-from tests.conftest import REQUEST_ID, assert_error, sql
+from tests.asgi import AsgiClient, Credentials
+from tests.conftest import REQUEST_ID, assert_error, settings_for, sql
+from vmimages.app import create_app
 
 
 def test_healthz_needs_no_credentials_and_no_database(client: AsgiClient) -> None:
@@ -82,3 +83,20 @@ def test_a_served_readyz_turns_503_on_sigterm(
     probe.close()
     # And then it stops (uvicorn re-raises the SIGTERM it caught once it has shut down).
     assert server.proc.wait(timeout=10) in (0, -signal.SIGTERM)
+
+
+def test_no_console_turns_it_off(test_db: str, creds: Credentials) -> None:
+    client = AsgiClient(create_app(settings_for(test_db, console=False)), creds)
+    try:
+        for path in ("/console", "/console/console.js"):
+            assert_error(client.request("GET", path, body=b""), 404,
+                         "OPERATION_FAILED_RESOURCE_NOT_FOUND")  # fmt: skip
+    finally:
+        client.close()
+    client = AsgiClient(create_app(settings_for(test_db)), creds)
+    try:
+        assert client.request("GET", "/console", body=b"").status == 200
+        assert_error(client.request("GET", "/console/nothing.js", body=b""), 404,
+                     "OPERATION_FAILED_RESOURCE_NOT_FOUND")  # fmt: skip
+    finally:
+        client.close()

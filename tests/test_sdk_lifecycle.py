@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -15,7 +14,7 @@ from zenlayercloud.vm.v20230313.vm_client import VmClient as VmClient2023
 from zenlayercloud.vm.v20260401 import models as models_2026
 from zenlayercloud.vm.v20260401.vm_client import VmClient as VmClient2026
 
-from tests.conftest import Server, add_accounts
+from tests.conftest import Server, add_accounts, run_sync
 from tests.test_sdk import SeedClient, config
 from vmimages.store import open_store
 from vmimages.testing import VmimagesServer
@@ -33,7 +32,7 @@ def with_instances(database: str, *instances: tuple[str, str, str]) -> Any:
             await store.add_instance(instance_id, account, location, None, None)
         await store.close()
 
-    asyncio.run(work())
+    run_sync(work())
     return creds
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from vmimages import actions, dev, errors, metrics, protocol
+from vmimages import actions, console, dev, errors, metrics, protocol
 from vmimages.auth import Authenticator
 from vmimages.builder import BuildWorker, TimedBuilder
 from vmimages.catalog import DomainError
@@ -71,6 +71,7 @@ class App:
         self.in_flight = InFlight(settings.request_timeout)
         self.draining = False  # set on SIGTERM: /readyz answers 503
         self.action_names = frozenset(name for _, name in actions.ACTIONS)  # metrics' labels
+        self.console = console.Console() if settings.console else None
         self.dev = (
             dev.DevControl(operator_store(self.store), self.store, self.forget_callers)
             if settings.dev
@@ -86,6 +87,13 @@ class App:
                 await self.probe(scope["path"], send)
             elif scope["method"] == "GET" and scope["path"] == METRICS and self.settings.metrics:
                 await self.serve_metrics(send)
+            elif (
+                self.console is not None
+                and scope["method"] in ("GET", "HEAD")
+                and scope["path"].startswith(console.PATH)
+                and (found := self.console.find(scope["path"])) is not None
+            ):
+                await self.serve_file(scope["method"], *found, send)
             elif self.dev is not None and scope["path"].startswith(dev.PREFIX):
                 await self.handle(scope, receive, send, self.control)
             else:
@@ -151,6 +159,13 @@ class App:
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    async def serve_file(
+        self, method: str, body: bytes, headers: list[tuple[bytes, bytes]], send: Send
+    ) -> None:
+        """One of the console's files (console/), with its security headers."""
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
 
     def watch_for_shutdown(self) -> None:
         """On SIGTERM, /readyz answers 503 at once; the server's own handling (uvicorn's: stop

@@ -34,6 +34,7 @@ class Settings:
     log_format: str = "text"  # or "json": one JSON object per line (logs.py)
     access_log: bool = True  # one line per request (logs.py)
     metrics: bool = True  # GET /metrics, and counting requests for it (metrics.py)
+    console: bool = True  # the web console at GET /console (console/)
     tls_cert: str | None = None  # serve https with this certificate chain (PEM) ...
     tls_key: str | None = None  # ... and its private key (PEM)
     rate_limit: float = 0.0  # requests a second per account and action (0: no limit)

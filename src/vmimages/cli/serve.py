@@ -100,6 +100,11 @@ log = logging.getLogger("vmimages")
     " x-zc-action among the SignedHeaders.",
 )
 @click.option(
+    "--console/--no-console",
+    default=None,
+    help="Serve the web console at GET /console (docs/console.md).  [default: on]",
+)
+@click.option(
     "--dev",
     is_flag=True,
     default=None,

@@ -1,0 +1,356 @@
+"""The web console in a real browser: Debian's chromium driven by Playwright (docs/console.md).
+
+What the console shows is checked against the API's own answers for the same account (the
+oracle), and every page is watched for script errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import REQUEST_ID, add_custom
+from tests.test_sdk_lifecycle import with_instances
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.socket,
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
+        reason="needs Debian's chromium (.ci/run installs it; in CI its absence fails)",
+    ),
+]
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def served(server_factory: Any, db_path: str) -> Any:
+    """A --dev server on the default catalog: alice with an instance, bob with a custom image."""
+    creds = with_instances(db_path, ("ins-web-1", "alice", "FRA-A"))
+    add_custom(db_path, "img-bobsecret", owner_name="bob", name="bob-secret", location="FRA-A")
+    server = server_factory(db_path, "--dev", "--image-build-seconds", "inf", creds=creds)
+    return server, creds
+
+
+class Page:
+    """A browser tab on the console, with every script error it met."""
+
+    def __init__(self, browser: Any, base: str, width: int = 1280) -> None:
+        self.context = browser.new_context(viewport={"width": width, "height": 900})
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("pageerror", lambda err: self.errors.append(f"pageerror: {err}"))
+        self.page.on(
+            "console",
+            lambda m: self.errors.append(f"{m.type}: {m.text}") if m.type == "error" else None,
+        )
+        self.base = base
+        self.api_errors_expected = False  # Chromium logs each 4xx answer as a console error
+        self.page.goto(base + "/console")
+
+    def script_errors(self) -> list[str]:
+        if not self.api_errors_expected:
+            return self.errors
+        return [e for e in self.errors if "Failed to load resource" not in e]
+
+    def sign_in(self, token: str, wait: bool = True) -> None:
+        self.page.get_by_label("Personal access token").fill(token)
+        self.page.get_by_role("button", name="Sign in").click()
+        if wait:  # until the first list is shown
+            self.page.wait_for_selector("#images tbody tr")
+
+    def text(self, selector: str) -> str:
+        return str(self.page.locator(selector).text_content() or "")
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def open_page(browser: Any) -> Iterator[Any]:
+    pages: list[Page] = []
+
+    def open_(base: str, width: int = 1280) -> Page:
+        page = Page(browser, base, width)
+        pages.append(page)
+        return page
+
+    yield open_
+    for page in pages:
+        errors = page.script_errors()
+        page.close()
+        assert errors == [], errors  # no script errors, on any page of any test
+
+
+def api(base: str, token: str, action: str, params: dict[str, Any]) -> Any:
+    """The oracle: the public API answering the same account."""
+    request = urllib.request.Request(
+        base + "/", data=json.dumps(params).encode(), method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                 "X-TC-Action": action},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())["response"]
+
+
+def shown_ids(page: Page, table: str = "#images") -> list[str]:
+    """The image ids a table's name buttons stand for (from their accessible names)."""
+    labels = page.page.locator(f"{table} tbody button").evaluate_all(
+        "buttons => buttons.map(b => b.getAttribute('aria-label'))"
+    )
+    return [re.search(r"\((img-[^)]+)\)$", label).group(1) for label in labels]  # type: ignore[union-attr]
+
+
+def test_sign_in_list_filter_page_and_open(served: Any, open_page: Any) -> None:
+    server, creds = served
+    token = creds.tokens["alice"]
+    page = open_page(server.url)
+    page.sign_in(token)
+    everything = api(server.url, token, "DescribeImages", {"pageSize": 20})
+    assert page.text("#total") == f"{everything['totalCount']} images"
+    assert shown_ids(page) == [i["imageId"] for i in everything["images"]]
+
+    # Filter by region (the list of regions comes from DescribeRegions).
+    regions = api(server.url, token, "DescribeRegions", {})["regions"]
+    options = page.page.locator("#f-region option").evaluate_all("os => os.map(o => o.value)")
+    assert options == ["", *[r["regionId"] for r in regions]]
+    page.page.get_by_label("Region").select_option("de-frankfurt-9a")
+    fra = api(server.url, token, "DescribeImages", {"regionId": "de-frankfurt-9a"})
+    page.page.wait_for_function(
+        "n => document.querySelector('#total').textContent === n + ' images'", arg=fra["totalCount"]
+    )
+    assert shown_ids(page) == [i["imageId"] for i in fra["images"]]
+
+    # Page through the whole catalog, 10 at a time.
+    page.page.get_by_label("Region").select_option("")
+    page.page.get_by_label("Per page").select_option("10")
+    page.page.wait_for_function(
+        "() => document.querySelector('#page').textContent.endsWith('of 11')"
+    )
+    page.page.get_by_role("button", name="Next").click()
+    page.page.wait_for_function(
+        "() => document.querySelector('#page').textContent === 'Page 2 of 11'"
+    )
+    second = api(server.url, token, "DescribeImages", {"pageSize": 10, "pageNum": 2})
+    assert shown_ids(page) == [i["imageId"] for i in second["images"]]
+
+    # Open an image: its fields, as the API gives them.
+    first = second["images"][0]
+    page.page.get_by_role(
+        "button", name=f"Details of {first['imageName']} ({first['imageId']})"
+    ).click()
+    details = page.page.locator("#details")
+    details.wait_for(state="visible")
+    text = details.text_content() or ""
+    for field in ("imageId", "imageName", "imageStatus", "regionId", "category", "createTime"):
+        assert str(first[field]) in text
+    assert page.page.locator("#delete").is_hidden()  # a public image cannot be deleted
+
+
+def customs(base: str, token: str) -> int:
+    return int(api(base, token, "DescribeImages", {"imageType": "CUSTOM_IMAGE"})["totalCount"])
+
+
+def complete_build(base: str, image_id: str) -> None:
+    request = urllib.request.Request(
+        base + "/_vmimages/builds", data=json.dumps({"imageId": image_id}).encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10):
+        pass
+
+
+def test_create_watch_rename_and_delete_a_custom_image(served: Any, open_page: Any) -> None:
+    server, creds = served
+    token = creds.tokens["alice"]
+    page = open_page(server.url)
+    page.sign_in(token)
+    quota = {q["regionId"]: q for q in api(server.url, token, "DescribeImageQuota", {})["images"]}
+    fra_row = page.page.locator("#quota tbody tr", has_text="de-frankfurt-9a")
+    allowed = str(quota["de-frankfurt-9a"]["maxCount"])
+    assert fra_row.locator("td").all_text_contents() == ["de-frankfurt-9a", "0", allowed]
+
+    page.page.get_by_label("Instance id").fill("ins-web-1")
+    page.page.get_by_label("Image name").fill("web-golden")
+    page.page.get_by_label("Description").fill("made in the console")
+    page.page.get_by_role("button", name="Create image").click()
+    page.page.wait_for_selector("#details:not([hidden])")
+    (mine,) = api(server.url, token, "DescribeImages", {"imageType": "CUSTOM_IMAGE"})["images"]
+    assert mine["imageName"] == "web-golden" and mine["imageStatus"] == "CREATING"
+    assert "CREATING" in page.text("#details") and "being built" in page.text("#building")
+    assert fra_row.locator("td").nth(1).text_content() == "1"
+
+    # The build ends elsewhere; the console, polling, shows it without being touched.
+    complete_build(server.url, mine["imageId"])
+    page.page.wait_for_function("() => document.querySelector('#building').textContent === ''")
+    page.page.wait_for_function(
+        "() => document.querySelector('#details-fields .status-AVAILABLE') !== null"
+    )
+    assert page.page.locator("#custom tbody tr").all_text_contents()[0].startswith("web-golden")
+
+    page.page.get_by_label("New name").fill("web-renamed")
+    page.page.get_by_role("button", name="Rename").click()
+    page.page.wait_for_function(
+        "() => document.querySelector('#details-id').textContent === 'web-renamed'"
+    )
+    assert (
+        api(server.url, token, "DescribeImages", {"imageIds": [mine["imageId"]]})["images"][0][
+            "imageName"
+        ]
+        == "web-renamed"
+    )
+
+    # Delete asks first; Cancel keeps the image, Delete removes it.
+    page.page.get_by_role("button", name="Delete image").click()
+    dialog = page.page.locator("dialog#confirm")
+    assert dialog.is_visible() and mine["imageId"] in (dialog.text_content() or "")
+    dialog.get_by_role("button", name="Cancel").click()
+    assert (
+        api(server.url, token, "DescribeImages", {"imageType": "CUSTOM_IMAGE"})["totalCount"] == 1
+    )
+    page.page.get_by_role("button", name="Delete image").click()
+    dialog.get_by_role("button", name="Delete").click()
+    page.page.wait_for_selector("#details", state="hidden")
+    page.page.wait_for_function(
+        "() => document.querySelector('#custom tbody').textContent.includes('No custom images')"
+    )
+    assert (
+        api(server.url, token, "DescribeImages", {"imageType": "CUSTOM_IMAGE"})["totalCount"] == 0
+    )
+    assert fra_row.locator("td").nth(1).text_content() == "0"
+
+
+def test_another_accounts_images_never_show(served: Any, open_page: Any) -> None:
+    server, creds = served
+    page = open_page(server.url)
+    page.sign_in(creds.tokens["alice"])
+    page.page.get_by_label("Type").select_option("CUSTOM_IMAGE")
+    page.page.wait_for_function("() => document.querySelector('#total').textContent === '0 images'")
+    page.page.get_by_label("Type").select_option("")
+    page.page.get_by_label("Name contains").fill("bob")
+    page.page.get_by_role("button", name="Search").click()
+    page.page.wait_for_function("() => document.querySelector('#total').textContent === '0 images'")
+    assert "bobsecret" not in page.page.content() and "bob-secret" not in page.page.content()
+    # Bob, in another tab, sees his.
+    bob = open_page(server.url)
+    bob.sign_in(creds.tokens["bob"])
+    assert shown_ids(bob, "#custom") == ["img-bobsecret"]
+
+
+def test_api_errors_show_code_message_and_request_id(served: Any, open_page: Any) -> None:
+    server, creds = served
+    page = open_page(server.url)
+    page.api_errors_expected = True  # (still no script error)
+    page.sign_in("zlt_notatoken", wait=False)
+    page.page.wait_for_selector("#error:not([hidden])")
+    assert page.text("#error-code") == "AUTHFAILURE_INVALID_AUTHORIZATION"
+    assert REQUEST_ID.fullmatch(page.text("#error-request-id"))
+    assert page.page.evaluate("sessionStorage.length") == 0  # a refused token is not kept
+    assert page.page.locator("#app").is_hidden()
+
+    page.sign_in(creds.tokens["alice"])
+    assert page.page.locator("#error").is_hidden()
+    page.page.get_by_label("Instance id").fill("ins-nothere")
+    page.page.get_by_label("Image name").fill("nowhere")
+    page.page.get_by_role("button", name="Create image").click()
+    page.page.wait_for_selector("#error:not([hidden])")
+    assert page.text("#error-code") == "INVALID_INSTANCE_NOT_FOUND"
+    assert "ins-nothere" in page.text("#error-message")
+    request_id = page.text("#error-request-id")
+    assert REQUEST_ID.fullmatch(request_id)
+    assert request_id in server.log.read_text()  # the same id the server logged
+
+
+def test_the_token_lives_in_this_tab_only(served: Any, open_page: Any) -> None:
+    server, creds = served
+    token = creds.tokens["alice"]
+    page = open_page(server.url)
+    page.sign_in(token)
+    assert token not in page.page.url
+    assert page.context.cookies() == []
+    assert page.page.evaluate("sessionStorage.getItem('vmimages.token')") == token
+    assert page.page.evaluate("localStorage.length") == 0
+    page.page.reload()  # the same tab stays signed in
+    page.page.wait_for_selector("#images tbody tr")
+    page.page.get_by_role("button", name="Sign out").click()
+    assert page.page.evaluate("sessionStorage.length") == 0
+    assert page.page.get_by_label("Personal access token").is_visible()
+    other = page.context.new_page()  # another tab starts signed out
+    other.goto(server.url + "/console")
+    assert other.get_by_label("Personal access token").is_visible()
+    other.close()
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_usable_by_keyboard_at_phone_and_desktop_widths(
+    served: Any, open_page: Any, width: int
+) -> None:
+    server, creds = served
+    page = open_page(server.url, width=width)
+    page.page.keyboard.press("Tab")  # the first stop is the token field
+    assert page.page.evaluate("document.activeElement.id") == "token"
+    page.page.keyboard.type(creds.tokens["alice"])
+    page.page.keyboard.press("Enter")
+    page.page.wait_for_selector("#images tbody tr")
+    overflow = page.page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"{overflow}px wider than a {width}px screen"
+    unlabelled = page.page.evaluate(
+        "[...document.querySelectorAll('input, select')].filter(e => e.labels.length === 0)"
+        ".map(e => e.id)"
+    )
+    assert unlabelled == []
+    # Text and buttons keep a contrast of at least 4.5:1 (WCAG AA).
+    ratios = page.page.evaluate(CONTRAST)
+    assert ratios and min(ratios.values()) >= 4.5, ratios
+
+
+CONTRAST = """() => {
+  const rgb = (c) => c.match(/\\d+(\\.\\d+)?/g).slice(0, 3).map(Number);
+  const lum = (c) => { const [r, g, b] = rgb(c).map(v => { v /= 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const bg = (e) => { for (; e; e = e.parentElement) {
+      const c = getComputedStyle(e).backgroundColor;
+      if (!c.endsWith(', 0)') && c !== 'transparent') return c; }
+    return 'rgb(255, 255, 255)'; };
+  const out = {};
+  for (const sel of ['body', 'h1', 'label', 'button', 'button.link', 'td.status-AVAILABLE',
+                     'td', '.muted', 'th']) {
+    const e = document.querySelector(sel); if (!e) continue;
+    const a = lum(getComputedStyle(e).color), b = lum(bg(e));
+    out[sel] = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  }
+  return out;
+}"""
+
+
+def test_security_headers_and_no_script_inline(served: Any) -> None:
+    server, _ = served
+    for path in ("/console", "/console/console.js", "/console/console.css"):
+        with urllib.request.urlopen(server.url + path, timeout=10) as response:
+            headers = response.headers
+            body = response.read().decode()
+        policy = headers["Content-Security-Policy"]
+        assert "default-src 'none'" in policy and "script-src 'self'" in policy
+        assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Referrer-Policy"] == "no-referrer"
+        if path == "/console":
+            assert "<script src=" in body and not re.search(r"<script>|\son\w+=", body)
+            assert "http://" not in body and "https://" not in body  # nothing from elsewhere
