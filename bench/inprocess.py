@@ -14,6 +14,12 @@ each the median of 7 rounds, for vmimages and for the ceiling's fixed app.
 
     python bench/inprocess.py --database D --key-file K --key ID --password P
     python bench/inprocess.py --database D --key-file K --workload W
+    python bench/inprocess.py --database D --key-file K --key ID --password P --settings-costs
+
+With --settings-costs: the same q20 through three apps, as shipped (metrics on, request log
+off), with --no-metrics, and with the request log on (text, to /dev/null), their rounds taken
+in turn so the machine's drift falls on all three alike. Prints microseconds per request, each
+the median of the rounds.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -151,9 +158,49 @@ async def first_sight(args: argparse.Namespace) -> None:
                       for kind, times in spent.items()}))  # fmt: skip
 
 
+async def settings_costs(args: argparse.Namespace) -> None:
+    import logging.config
+
+    from vmimages.logs import log_config
+
+    config = log_config("text", "info")
+    config["handlers"]["main"]["stream"] = open(os.devnull, "w")  # noqa: SIM115
+    logging.config.dictConfig(config)
+    base = Settings(database=args.database, key_file=args.key_file, access_log=False)
+    apps = {
+        "shipped": create_app(base),
+        "no_metrics": create_app(replace(base, metrics=False)),
+        "access_log": create_app(replace(base, access_log=True)),
+    }
+    for app in apps.values():
+        await app.store.open()
+    request = scope(args.key, args.password)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": BODY, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    spent: dict[str, list[float]] = {name: [] for name in apps}
+    for round_ in range(ROUNDS + 1):
+        for name, app in apps.items():
+            started = time.process_time()
+            for _ in range(PER_ROUND):
+                await app(dict(request), receive, send)
+            if round_:  # the first round warms up
+                spent[name].append((time.process_time() - started) / PER_ROUND)
+    for app in apps.values():
+        await app.store.close()
+    print(json.dumps({name: 1e6 * statistics.median(times) for name, times in spent.items()}))
+
+
 async def main(args: argparse.Namespace) -> None:
     if args.workload:
         await first_sight(args)
+        return
+    if args.settings_costs:
+        await settings_costs(args)
         return
     os.environ["CEILING_IMAGES"] = "20"
     import fixed_app
@@ -175,4 +222,5 @@ if __name__ == "__main__":
         parser.add_argument(name, required=True)
     for name in ("--key", "--password", "--workload"):
         parser.add_argument(name)
+    parser.add_argument("--settings-costs", action="store_true")
     uvloop.run(main(parser.parse_args()))

@@ -132,7 +132,7 @@ def write_report(
                 f" {row['ceiling'].rps:,.0f} | {_share(row['load'], row['ceiling'])} |"
                 f" {_cpu(row['load'])} | {wrote} |"
             )
-    lines += settings_costs(big)
+    lines += settings_costs(runs)
     lines += [
         "",
         "Writes refused are the workload's own races (a DeleteImages of an image still"
@@ -242,35 +242,22 @@ def write_report(
 
 
 def settings_costs(runs: list[dict[str, Any]]) -> list[str]:
-    """What metrics and the request log cost: each variant's share of the ceiling measured next
-    to it, beside the reads-only row's (metrics on, request log off)."""
-    out = []
-    for r in runs:
-        rows = {row["ablate"]: row for row in r.get("mixed", []) if not row["writes"]}
-        base = rows.get("")
-        if base is None:
-            continue
-        shipped = base["load"].rps / base["ceiling"].rps
-        for variant, what in (("no-metrics", "Metrics"), ("access-log", "The request log")):
-            row = rows.get(variant)
-            if row is None:
-                continue
-            share = row["load"].rps / row["ceiling"].rps
-            on, off = (shipped, share) if variant == "no-metrics" else (share, shipped)
-            cpu_on, cpu_off = (
-                (base["load"], row["load"])
-                if variant == "no-metrics"
-                else (row["load"], base["load"])
-            )
-            cpu = ""
-            if cpu_on.user_us is not None and cpu_off.user_us is not None:
-                extra = (cpu_on.user_us + cpu_on.sys_us) - (cpu_off.user_us + cpu_off.sys_us)
-                cpu = f"; server CPU per request {extra:+.0f} µs"
-            out.append(
-                f"- {what} ({r['store']}, reads only): {on:.0%} of the ceiling with it,"
-                f" {off:.0%} without{cpu}."
-            )
-    return ["", *out] if out else []
+    """What metrics and the request log cost: in-process CPU per q20 request, the three apps'
+    rounds taken in turn (bench/inprocess.py --settings-costs); the wrk rows above, a few
+    minutes apart on a machine whose speed drifts, can only hint at a few microseconds."""
+    costs = next((r["settings_costs"] for r in runs if "settings_costs" in r), None)
+    if costs is None:
+        return []
+    shipped = costs["shipped"]
+    return [
+        "",
+        f"What the settings cost, in-process (one q20 request, CPU µs, median of rounds taken in"
+        f" turn; `bench/inprocess.py --settings-costs`): as shipped {shipped:.1f} µs; with"
+        f" `--no-metrics` {costs['no_metrics']:.1f} µs (metrics cost"
+        f" {shipped - costs['no_metrics']:.1f} µs, {(shipped - costs['no_metrics']) / shipped:.0%});"
+        f" with `--access-log` {costs['access_log']:.1f} µs (the request line costs"
+        f" {costs['access_log'] - shipped:.1f} µs, {(costs['access_log'] - shipped) / shipped:.0%}).",
+    ]
 
 
 def _mixed(runs: list[dict[str, Any]], store: str, processes: int, writes: bool) -> Any:

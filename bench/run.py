@@ -305,6 +305,13 @@ def bench_catalog(store: str, size: int) -> dict[str, Any]:
             result["rss_sql_mb"] = rss_mb(proc.pid)
         finally:
             stop(proc)
+    if store == "sqlite" and size == min(SIZES):  # metrics and the request log, in-process
+        measured = subprocess.run(
+            [PY, str(HERE / "inprocess.py"), "--database", database, "--key-file", key_file,
+             "--key", key, "--password", password, "--settings-costs"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        result["settings_costs"] = json.loads(measured.stdout)
     if size == max(SIZES):
         result["mixed"] = mixed_runs(store, database, key_file, workload)
         if store == "sqlite":  # DescribeImages answered for the first time, in-process
