@@ -471,24 +471,13 @@ def main() -> None:
     kit = json.loads(subprocess.run([PY, str(HERE / "fixture.py")], capture_output=True,
                                     text=True, check=True).stdout)  # fmt: skip
     print(f"testing kit: {kit}", file=sys.stderr)
-    (RESULTS / "results.json").write_text(json.dumps(
-        {"ceiling": top, "ceiling_q20_body": sized, "floor": least, "moto": peer, "runs": runs,
-         "hostile": hostile, "kit": kit},
-        indent=1, default=lambda v: v.__dict__))  # fmt: skip
-    from report import write_report
+    figures = {"machine": machine(), "seconds": time.monotonic() - started, "ceiling": top,
+               "ceiling_q20_body": sized, "floor": least, "moto": peer, "runs": runs,
+               "hostile": hostile, "kit": kit}  # fmt: skip
+    (RESULTS / "results.json").write_text(json.dumps(figures, indent=1, default=vars))
+    from report import render
 
-    write_report(
-        ROOT / "BENCHMARKS.md",
-        machine(),
-        top,
-        sized,
-        least,
-        peer,
-        runs,
-        hostile,
-        kit,
-        time.monotonic() - started,
-    )
+    render(RESULTS / "results.json", ROOT / "BENCHMARKS.md")
 
 
 if __name__ == "__main__":
