@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -445,6 +445,17 @@ class Server:
 
     def stop(self) -> None:
         stop_process(self.proc)
+
+    def log_when(self, ready: Callable[[str], bool], timeout: float = 5.0) -> str:
+        """The server's log once `ready` says it holds what is awaited (a request's line is
+        written just after its answer is sent, so it may land a moment after the client has
+        it), or as it is when the time is up."""
+        deadline = time.monotonic() + timeout
+        text = self.log.read_text()
+        while not ready(text) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            text = self.log.read_text()
+        return text
 
 
 @pytest.fixture

@@ -131,3 +131,41 @@ def test_a_real_server_answers_every_input_with_the_envelope(
         assert_envelope(response.status, response.read(), response.getheader("x-zc-request-id"))
     finally:
         conn.close()
+
+
+DEV_PARAMS = ["instanceId", "account", "location", "diskSize", "imageId", "ok"]
+dev_body = st.one_of(
+    st.dictionaries(st.sampled_from(DEV_PARAMS) | st.text(max_size=8), json_value, max_size=4).map(
+        lambda p: json.dumps(p).encode()
+    ),
+    json_value.map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=40),
+)
+
+
+@pytest.fixture(scope="module")
+def dev_client(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The app with serve --dev's control endpoints, on a database of the suite's kind."""
+    from tests.conftest import Databases, add_accounts, load_test_catalog, settings_for
+    from vmimages.app import create_app
+
+    databases = Databases(tmp_path_factory.mktemp("fuzzdev"))
+    database = databases.new()
+    load_test_catalog(database)
+    client = AsgiClient(create_app(settings_for(database, dev=True)), add_accounts(database))
+    yield client
+    client.close()
+    databases.drop_all()
+
+
+@FUZZ
+@given(
+    path=st.sampled_from(["reset", "instances", "builds", "nothing", ""]),
+    method=st.sampled_from(["POST", "POST", "POST", "GET", "PUT"]),
+    raw=dev_body,
+)
+def test_the_control_endpoints_answer_every_input_with_the_envelope(
+    dev_client: AsgiClient, path: str, method: str, raw: bytes
+) -> None:
+    response = dev_client.request(method, f"/_vmimages/{path}", body=raw)
+    assert_envelope(response.status, response.body, response.headers.get("x-zc-request-id"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import urllib.request
 from typing import Any
 
@@ -157,9 +156,10 @@ def get(url: str) -> str:
         return str(response.read().decode())
 
 
-def log_lines(server: Any) -> list[str]:
-    time.sleep(0.3)  # the server writes each line as it answers; let the last ones land
-    return [line for line in server.log.read_text().splitlines() if line]
+def log_lines(server: Any, last_request_id: str) -> list[str]:
+    """The server's log lines, once the last request's line is among them."""
+    text = server.log_when(lambda text: last_request_id in text)
+    return [line for line in text.splitlines() if line]
 
 
 @pytest.mark.socket
@@ -174,7 +174,9 @@ def test_json_logs_and_metrics_of_two_workers(
         status, headers, _ = server.post(b"{}", {"X-ZC-Action": "DescribeImages", **sdk}, "/")
         assert status == 200
         ids.append(headers["x-zc-request-id"])
-    status, _, _ = server.post(b"{}", {"X-ZC-Action": "DescribeImages", **sdk}, "/", as_=None)
+    status, refused_headers, _ = server.post(
+        b"{}", {"X-ZC-Action": "DescribeImages", **sdk}, "/", as_=None
+    )
     assert status == 401
     # Either worker may answer the scrape; each time the figures are both workers' together.
     for _ in range(4):
@@ -183,7 +185,7 @@ def test_json_logs_and_metrics_of_two_workers(
         assert requests_of(samples, "DescribeImages", "AUTHFAILURE_INVALID_AUTHORIZATION",
                            "seed") == 1  # fmt: skip
 
-    lines = log_lines(server)
+    lines = log_lines(server, refused_headers["x-zc-request-id"])
     parsed = [json.loads(line) for line in lines]  # every line is one JSON object
     assert all(isinstance(p, dict) and {"time", "level", "logger", "message"} <= p.keys()
                for p in parsed)  # fmt: skip
@@ -216,7 +218,7 @@ def test_text_logs_have_one_format(server_factory: Any, test_db: str, creds: Cre
                "Content-Type": "application/json"}  # fmt: skip
     status, headers, _ = server.post(b"{}", hostile, "/")
     assert status == 200
-    lines = log_lines(server)
+    lines = log_lines(server, headers["x-zc-request-id"])
     assert lines and all(TEXT_LINE.match(line) for line in lines), lines
     (line,) = [line for line in lines if headers["x-zc-request-id"] in line]
     assert " vmimages.request: requestId=" in line and " status=200 code=OK " in line

@@ -376,3 +376,29 @@ def test_a_forked_process_draws_other_request_ids() -> None:
     child = os.read(read, 100).decode()
     os.close(read)
     assert REQUEST_ID.fullmatch(child) and child != parent
+
+
+def test_every_domain_error_has_its_answer() -> None:
+    """Each domain error a request can meet is in the one table (errors.DOMAIN_ERRORS), and is
+    answered with a code other than 500; the table names the ones never answered."""
+    from vmimages import accounts, catalog
+    from vmimages.errors import DOMAIN_ERRORS, INTERNAL_ONLY, to_api_error
+
+    found, todo = set(), [catalog.DomainError]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            found.add(sub)
+            todo.append(sub)
+    assert found == set(DOMAIN_ERRORS) | INTERNAL_ONLY
+    samples = [
+        catalog.LocationNotFound("zone", "XXX-A"), catalog.ImageNotFound("img-x"),
+        catalog.NotCustomImage("img-x"), catalog.InvalidImageStatus("img-x", "CREATING", "x"),
+        catalog.InstanceNotFound("ins-x"), catalog.InstanceExists("ins-x"),
+        catalog.StoreUnavailable("down"), accounts.AccountNotFound("nobody"),
+        accounts.AccountExists("alice"), accounts.CredentialNotFound("token", "zlt_x"),
+        accounts.InvalidAccountName("-x"),
+    ]  # fmt: skip
+    assert {type(e) for e in samples} | {catalog.QuotaExceeded} == set(DOMAIN_ERRORS)
+    for error in samples:
+        answer = to_api_error(error)
+        assert answer.status != 500 and answer.message, error

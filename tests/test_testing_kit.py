@@ -119,6 +119,16 @@ def test_control_endpoints_refuse_what_they_cannot_do(vmimages_server: VmimagesS
     with pytest.raises(ControlError) as nowhere:
         vmimages_server.add_instance("ins-x", zone="XXX-A")
     assert nowhere.value.code == "INVALID_REGION_NOT_FOUND"
+    vmimages_server.add_instance("ins-twice")
+    with pytest.raises(ControlError) as twice:
+        vmimages_server.add_instance("ins-twice")
+    assert (twice.value.status, twice.value.code) == (400, "INVALID_PARAMETER_VALUE")
+    assert "`ins-twice` is taken" in str(twice.value)
+    status, answer = post(
+        vmimages_server, "/_vmimages/instances", b'{"instanceId": "i", "account": "nobody"}'
+    )
+    assert (status, answer["code"]) == (404, "OPERATION_FAILED_RESOURCE_NOT_FOUND")
+    assert "no account named `nobody`" in answer["message"]
 
     status, answer = post(vmimages_server, "/_vmimages/nothing", b"{}")
     assert status == 404 and answer["code"] == "OPERATION_FAILED_RESOURCE_NOT_FOUND"

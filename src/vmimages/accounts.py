@@ -75,18 +75,23 @@ class InvalidAccountName(DomainError, ValueError):
             f"account name {name!r} must be 1 to 64 letters, digits, '.', '_' or '-',"
             " starting with a letter or digit"
         )
+        self.name = name
 
 
 class AccountExists(DomainError):
     def __init__(self, name: str) -> None:
         super().__init__(f"account {name!r} exists already")
+        self.name = name
 
 
 class AccountNotFound(DomainError):
     def __init__(self, name: str) -> None:
         super().__init__(f"no account named {name!r}")
+        self.name = name
 
 
 class CredentialNotFound(DomainError):
     def __init__(self, kind: str, ident: str) -> None:
         super().__init__(f"no {kind} {ident!r}")
+        self.kind = kind
+        self.ident = ident

@@ -201,6 +201,7 @@ class InstanceNotFound(DomainError):
 class InstanceExists(DomainError):
     def __init__(self, instance_id: str) -> None:
         super().__init__(f"instance {instance_id!r} exists already")
+        self.instance_id = instance_id
 
 
 class QuotaExceeded(DomainError):

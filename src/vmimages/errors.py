@@ -10,7 +10,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
-from vmimages import catalog
+from vmimages import accounts, catalog
 
 
 class Code(Enum):
@@ -125,7 +125,31 @@ DOMAIN_ERRORS: dict[type[catalog.DomainError], Callable[[Any], tuple[Code, str]]
         Code.SERVICE_TEMPORARY_UNAVAILABLE,
         "The image catalog is temporarily unavailable. Retry later.",
     ),
+    # The operator's errors, answered when serve --dev's control endpoints meet them (dev.py).
+    catalog.InstanceExists: lambda e: (
+        Code.INVALID_PARAMETER_VALUE,
+        f"The instanceId `{e.instance_id}` is taken; choose another.",
+    ),
+    accounts.AccountNotFound: lambda e: (
+        Code.OPERATION_FAILED_RESOURCE_NOT_FOUND,
+        f"There is no account named `{e.name}`.",
+    ),
+    accounts.InvalidAccountName: lambda e: (
+        Code.INVALID_PARAMETER_VALUE,
+        f"The account name `{shown(e.name)}` must be 1 to 64 letters, digits, `.`, `_` or `-`,"
+        " starting with a letter or digit.",
+    ),
+    accounts.AccountExists: lambda e: (
+        Code.INVALID_PARAMETER_VALUE,
+        f"The account `{e.name}` exists already.",
+    ),
+    accounts.CredentialNotFound: lambda e: (
+        Code.OPERATION_FAILED_RESOURCE_NOT_FOUND,
+        f"There is no {e.kind} `{e.ident}`.",
+    ),
 }
+# Never answered: a CreateImage that draws a taken id draws another (actions/lifecycle.py).
+INTERNAL_ONLY = frozenset({catalog.ImageIdTaken})
 
 
 def to_api_error(exc: Exception) -> ApiError:

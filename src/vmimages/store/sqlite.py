@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -57,6 +58,21 @@ def private_file(path: str) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
+async def wal_mode(db: sqlite3.Connection, seconds: float = 10.0) -> None:
+    """Put the file in WAL mode. A new file being set up by another process at the same moment
+    answers "database is locked" at once, without waiting the busy timeout: try again, for as
+    long as the busy timeout would have waited."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(0.02)
+
+
 class SqliteDatabase:
     kind = "sqlite"
     flavor = SQLITE
@@ -77,7 +93,7 @@ class SqliteDatabase:
             private_file(self.path)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA busy_timeout = 10000")
-            db.execute("PRAGMA journal_mode = WAL")
+            await wal_mode(db)
             db.execute("PRAGMA synchronous = NORMAL")
             db.execute("PRAGMA foreign_keys = ON")
         except (sqlite3.Error, OSError) as exc:
