@@ -4,9 +4,6 @@ import asyncio
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -26,7 +23,7 @@ from vmimages.catalogfile import parse_catalog
 from vmimages.config import Settings
 from vmimages.store import open_store
 from vmimages.store.sql import SqlStore
-from vmimages.testing import stop_process
+from vmimages.testing import start_serve, stop_process
 
 # The whole suite runs on SQLite, or on PostgreSQL with VMIMAGES_TEST_STORE=postgres (CI runs
 # both). Each test gets a fresh database: a file, or a schema of its own.
@@ -381,50 +378,16 @@ def default_client(db_path: str) -> Iterator[AsgiClient]:
     c.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Server:
-    """A real `vmimages serve` process on a free port."""
+    """A real `vmimages serve` process on a free port (vmimages.testing.start_serve)."""
 
     def __init__(self, database: str, *extra: str, creds: Credentials | None = None) -> None:
         self.creds = creds or Credentials()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.log = Path(tempfile.mkdtemp(prefix="vmimages-server-")) / "server.log"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "vmimages",
-                "serve",
-                "--port",
-                str(self.port),
-                "--database",
-                database,
-                "--key-file",
-                key_file(database),
-                *extra,
-            ],
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-            env=env,
+        self.proc, self.port = start_serve(
+            ["--database", database, "--key-file", key_file(database), *extra], self.log
         )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"server did not start: {self.log.read_text()}")
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def post(
         self,

@@ -118,39 +118,11 @@ class ServerProcess:
         import asyncio
 
         self.key_id, self.password, self.token = asyncio.run(prepare())
-        self.build_seconds = build_seconds
-        self.port = 0
-        self.proc: subprocess.Popen[bytes] | None = None
-        for _ in range(3):  # another process may take the free port first
-            if self._start():
-                return
-        raise RuntimeError(f"vmimages serve did not start; its log: {self.log.read_text()}")
-
-    def _start(self) -> bool:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
-        command = [
-            sys.executable, "-m", "vmimages", "serve", "--dev",
-            "--port", str(self.port), "--database", str(self.database),
-            "--key-file", str(self.key_file), "--image-build-seconds", self.build_seconds,
-        ]  # fmt: skip
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
-        deadline = time.monotonic() + START_SECONDS
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                url = f"http://127.0.0.1:{self.port}/readyz"
-                with urllib.request.urlopen(url, timeout=1) as response:
-                    if response.status == 200:
-                        return True
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        return False
+        self.proc, self.port = start_serve(
+            ["--dev", "--database", str(self.database), "--key-file", str(self.key_file),
+             "--image-build-seconds", build_seconds],
+            self.log,
+        )  # fmt: skip
 
     def server(self) -> VmimagesServer:
         return VmimagesServer(
@@ -164,8 +136,41 @@ class ServerProcess:
         )
 
     def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
+        stop_process(self.proc)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_serve(options: list[str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """`vmimages serve OPTIONS` on a free loopback port, its output appended to `log`, once the
+    port takes connections (uvicorn listens after the app has started). Another process may
+    take the port between the look and the bind: then it is tried again on another port. A
+    server that does not start is a RuntimeError with its log."""
+    for _ in range(3):
+        port = free_port()
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "vmimages", "serve", "--port", str(port), *options],
+                stdout=out, stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )  # fmt: skip
+        deadline = time.monotonic() + START_SECONDS
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return proc, port
+            except OSError:
+                time.sleep(0.05)
+        if proc.poll() is None:  # neither up nor ended in time
+            stop_process(proc)
+            break
+        if "address already in use" not in log.read_text().lower():
+            break  # it ended for a reason of its own: trying again would not help
+    raise RuntimeError(f"vmimages serve did not start; its log:\n{log.read_text()}")
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
