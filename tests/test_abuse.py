@@ -18,6 +18,8 @@ from tests.asgi import AsgiClient, Credentials, Response
 from tests.conftest import add_custom, assert_error, assert_ok, settings_for
 from vmimages.app import create_app
 from vmimages.auth import ALGORITHM, signature
+from vmimages.errors import ApiError
+from vmimages.ratelimit import RateLimiter
 
 JSON = {"content-type": "application/json"}
 
@@ -51,6 +53,21 @@ def test_over_the_limit_is_429_with_retry_after(limited: AsgiClient) -> None:
     assert_ok(limited.call("DescribeImages"))
     assert_ok(limited.call("DescribeRegions", as_="bob"))
     assert_ok(limited.call("DescribeRegions", as_="bob", signed=True))
+
+
+def test_a_refusal_is_held_back_before_it_is_sent(limited: AsgiClient) -> None:
+    """A client retrying at once cannot keep the server busy refusing it (ratelimit.py)."""
+    limiter = RateLimiter(1, clock=lambda: 0.0)
+    limiter.take(1, "DescribeRegions")
+    with pytest.raises(ApiError) as refused:
+        limiter.take(1, "DescribeRegions")
+    assert refused.value.status == 429 and refused.value.code.name == "REQUEST_LIMIT_EXCEEDED"
+    assert 0.125 <= refused.value.hold_seconds <= 0.375
+    for _ in range(2):
+        assert_ok(limited.call("DescribeRegions"))
+    started = time.monotonic()
+    assert_error(limited.call("DescribeRegions"), 429, "REQUEST_LIMIT_EXCEEDED")
+    assert time.monotonic() - started >= 0.125  # the answer waited (a lower bound, not speed)
 
 
 def test_without_a_limit_a_burst_goes_through(client: AsgiClient) -> None:

@@ -12,15 +12,26 @@ from vmimages.accounts import check_account_name, new_access_key, new_token, tok
 from vmimages.catalogfile import default_catalog
 from vmimages.config import Settings
 from vmimages.store import OperatorStore, open_store
+from vmimages.store.sql import SqlStore
 from vmimages.vault import Vault, VaultError, load_vault, new_key_text
 
 FIRST_ACCOUNT = "default"
 
 
+def sql_store(settings: Settings) -> SqlStore:
+    """The SQL store of the database the settings name; a new database gets the shipped catalog
+    unless the settings say not to."""
+    return open_store(
+        settings.database,
+        initial_catalog=default_catalog() if settings.load_default_catalog else None,
+        pool_size=settings.db_pool_size,
+        timeout=settings.db_timeout,
+    )
+
+
 @asynccontextmanager
 async def opened_store(settings: Settings) -> AsyncIterator[OperatorStore]:
-    initial = default_catalog() if settings.load_default_catalog else None
-    store = open_store(settings.database, initial_catalog=initial)
+    store = sql_store(settings)
     await store.open()
     try:
         yield store

@@ -17,11 +17,10 @@ from typing import Any
 
 import orjson
 
-from vmimages import actions, console, dev, errors, metrics, protocol
+from vmimages import actions, admin, console, dev, errors, metrics, protocol
 from vmimages.auth import Authenticator
 from vmimages.builder import BuildWorker, TimedBuilder
 from vmimages.catalog import DomainError
-from vmimages.catalogfile import default_catalog
 from vmimages.config import Settings
 from vmimages.errors import ApiError, Code
 from vmimages.logs import RequestRecord, dialect, log_request
@@ -29,7 +28,7 @@ from vmimages.loop import InFlight
 from vmimages.ratelimit import RateLimiter
 from vmimages.replay import ReplayGuard
 from vmimages.requestbody import ClientGone, read_body
-from vmimages.store import OperatorStore, RequestStore, open_store
+from vmimages.store import OperatorStore, RequestStore
 from vmimages.store.memory import MemoryStore
 from vmimages.store.sql import SqlStore
 from vmimages.transport import Limits
@@ -93,7 +92,8 @@ class App:
                 and scope["path"].startswith(console.PATH)
                 and (found := self.console.find(scope["path"])) is not None
             ):
-                await self.serve_file(scope["method"], *found, send)
+                body, headers = found  # a console file, with its security headers
+                await respond(send, 200, headers, b"" if scope["method"] == "HEAD" else body)
             elif self.dev is not None and scope["path"].startswith(dev.PREFIX):
                 await self.handle(scope, receive, send, self.control)
             else:
@@ -141,8 +141,7 @@ class App:
             (b"x-zc-request-id", request_id.encode()),
             (b"cache-control", b"no-store"),
         ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await respond(send, status, headers, body)
 
     async def serve_metrics(self, send: Send) -> None:
         """GET /metrics: Prometheus text (metrics.py), with the database's image counts as of
@@ -157,15 +156,7 @@ class App:
             (b"content-length", str(len(body)).encode()),
             (b"cache-control", b"no-store"),
         ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    async def serve_file(
-        self, method: str, body: bytes, headers: list[tuple[bytes, bytes]], send: Send
-    ) -> None:
-        """One of the console's files (console/), with its security headers."""
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+        await respond(send, 200, headers, body)
 
     def watch_for_shutdown(self) -> None:
         """On SIGTERM, /readyz answers 503 at once; the server's own handling (uvicorn's: stop
@@ -218,8 +209,7 @@ class App:
             # Let every other request that is ready make its answer first: the answers then go
             # out back to back (docs/decisions.md, "Answers written after the turn").
             await asyncio.sleep(0)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await respond(send, status, headers, body)
         self.done(record)
 
     async def failed(
@@ -232,8 +222,8 @@ class App:
             log.error("request %s failed", record.request_id, exc_info=exc)
         elif error.code.status == 503:
             log.warning("request %s: %s", record.request_id, exc)
-        elif error.code is Code.REQUEST_LIMIT_EXCEEDED and self.limiter is not None:
-            await self.limiter.hold()
+        if error.hold_seconds:  # a refusal held back (ratelimit.py)
+            await asyncio.sleep(error.hold_seconds)
         record.status, record.code = error.status, error.code.name
         return error.status, protocol.failure(record.request_id, error), error.headers
 
@@ -291,14 +281,14 @@ class App:
             self.limiter.forget()
 
 
+async def respond(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def request_store(settings: Settings) -> RequestStore:
     """The database the settings name, with the catalog kept in memory unless turned off."""
-    store = open_store(
-        settings.database,
-        initial_catalog=default_catalog() if settings.load_default_catalog else None,
-        pool_size=settings.db_pool_size,
-        timeout=settings.db_timeout,
-    )
+    store = admin.sql_store(settings)
     return MemoryStore(store) if settings.read_cache else store
 
 

@@ -215,8 +215,8 @@ def read_catalog_file(path: Path, progress: Progress | None = None) -> CatalogFi
                 # A safe loader either way (CSafeLoader or SafeLoader): plain data only.
                 doc = yaml.load(_CountingReader(file, report), Loader=YAML_LOADER)  # noqa: S506
             else:
-                chunks = list(iter(lambda: _CountingReader(file, report).read(READ_CHUNK), b""))
-                doc = json.loads(b"".join(chunks).decode("utf-8"))
+                reader = _CountingReader(file, report)
+                doc = json.loads(b"".join(iter(lambda: reader.read(READ_CHUNK), b"")))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
         raise CatalogFileError([f"{path}: {exc}"]) from exc
     return parse_catalog(doc)

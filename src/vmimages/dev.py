@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from vmimages.catalog import CREATING, ImageNotFound, InvalidImageStatus
+from vmimages.catalog import AVAILABLE, CREATING, UNAVAILABLE, ImageNotFound, InvalidImageStatus
 from vmimages.catalogfile import CatalogFile
 from vmimages.errors import ApiError, Code
 from vmimages.store import OperatorStore, RequestStore
@@ -66,8 +66,7 @@ class DevControl:
         )
 
     async def reset(self) -> dict[str, Any]:
-        if self.start is None:
-            self.start = await self.store.export_catalog()
+        assert self.start is not None, "open() runs at start-up"
         await self.store.reset(self.start)
         self.forget()
         return {"locations": len(self.start.locations), "images": len(self.start.images)}
@@ -89,4 +88,4 @@ class DevControl:
             if status is None:
                 raise ImageNotFound(image_id)
             raise InvalidImageStatus(image_id, status, f"built (only a {CREATING} image is)")
-        return {"imageId": image_id, "imageStatus": "AVAILABLE" if ok else "UNAVAILABLE"}
+        return {"imageId": image_id, "imageStatus": AVAILABLE if ok else UNAVAILABLE}

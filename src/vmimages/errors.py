@@ -57,11 +57,18 @@ class Code(Enum):
 class ApiError(Exception):
     """An error answered to the client as the JSON error envelope."""
 
-    def __init__(self, code: Code, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()):
+    def __init__(
+        self,
+        code: Code,
+        message: str,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+        hold_seconds: float = 0.0,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.headers = headers
+        self.hold_seconds = hold_seconds  # how long the answer waits before it is sent
 
     @property
     def status(self) -> int:

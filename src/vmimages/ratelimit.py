@@ -8,7 +8,6 @@ gets up to N times the rate (docs/deploy.md).
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 import time
@@ -32,10 +31,6 @@ class RateLimiter:
 
     def forget(self) -> None:
         self._buckets.clear()
-
-    async def hold(self) -> None:
-        """Wait before a 429 is sent (REFUSAL_DELAY_SECONDS, spread at random)."""
-        await asyncio.sleep(REFUSAL_DELAY_SECONDS * (0.5 + random.random()))
 
     def check(self, account: int, action: str) -> None:
         """Raise the 429 if the account has nothing left for the action, spending nothing.
@@ -69,6 +64,7 @@ class RateLimiter:
             f"Too many {action} requests from this account: at most {self.rate:g} a second."
             f" Retry in {wait} s.",
             headers=((b"retry-after", str(wait).encode()),),
+            hold_seconds=REFUSAL_DELAY_SECONDS * (0.5 + random.random()),
         )
 
     def _forget_full(self, now: float) -> None:
