@@ -81,6 +81,20 @@ def test_metrics_count_what_was_sent(client: AsgiClient, test_db: str) -> None:
     assert value(after, "vmimages_images", type="CUSTOM_IMAGE", status="CREATING") == 0
 
 
+def test_metrics_answer_while_the_database_does_not(client: AsgiClient) -> None:
+    """The image counts of the last scrape stay; everything else is this process's and fresh,
+    and the outage itself shows as SERVICE_TEMPORARY_UNAVAILABLE answers."""
+    before = scrape(client)
+    client.loop.run_until_complete(client.app.store.close())  # the database is gone
+    assert_error(client.call("DescribeRegions", {}), 503, "SERVICE_TEMPORARY_UNAVAILABLE")
+    after = scrape(client)
+    assert requests_of(after, "DescribeRegions", "SERVICE_TEMPORARY_UNAVAILABLE", "seed") == (
+        requests_of(before, "DescribeRegions", "SERVICE_TEMPORARY_UNAVAILABLE", "seed") + 1
+    )
+    kept = ("vmimages_images", (("status", "AVAILABLE"), ("type", "PUBLIC_IMAGE")))
+    assert after[kept] == before[kept] > 0
+
+
 def test_rate_limited_requests_are_counted(test_db: str, creds: Credentials) -> None:
     client = AsgiClient(create_app(settings_for(test_db, rate_limit=1.0)), creds)
     try:

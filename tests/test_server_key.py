@@ -5,6 +5,7 @@ corrupt key file or a missing database is one clear line; the key can be changed
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 import sys
@@ -53,6 +54,24 @@ def test_another_key_is_refused_at_start(server_factory: Any, db_path: str) -> N
     other = base64.b64encode(os.urandom(32)).decode()
     done = serve_once(db_path, key_file(db_path), VMIMAGES_SECRET_KEY=other)
     one_line_error(done, "VMIMAGES_SECRET_KEY", "is not the one", "rotate-server-key")
+
+
+def test_with_json_logs_the_refusal_is_one_json_line(db_path: str) -> None:
+    add_accounts(db_path)
+    other = base64.b64encode(os.urandom(32)).decode()
+    done = serve_once(db_path, key_file(db_path), VMIMAGES_SECRET_KEY=other,
+                      VMIMAGES_LOG_FORMAT="json")  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.strip()]
+    refused = json.loads(line)
+    assert (refused["level"], refused["logger"]) == ("ERROR", "vmimages")
+    assert "VMIMAGES_SECRET_KEY" in refused["message"] and "does not open" in refused["message"]
+    assert other not in done.stderr
+
+
+def test_a_log_format_that_is_none_is_a_usage_error(db_path: str) -> None:
+    done = serve_once(db_path, VMIMAGES_LOG_FORMAT="xml")
+    assert done.returncode == 2 and "VMIMAGES_LOG_FORMAT must be one of text, json" in done.stderr
 
 
 def test_a_key_that_does_not_open_the_passwords_is_refused(db_path: str) -> None:

@@ -21,7 +21,7 @@ from zenlayercloud.vm.v20260401 import models
 from zenlayercloud.vm.v20260401.vm_client import VmClient
 
 from tests.asgi import AsgiClient, Credentials
-from tests.conftest import assert_error, settings_for
+from tests.conftest import REQUEST_ID, assert_error, settings_for
 from vmimages.app import create_app
 from vmimages.catalog import PUBLIC_OWNER
 from vmimages.catalogfile import default_catalog
@@ -99,18 +99,25 @@ def test_every_test_starts_from_the_default_catalog(
 
 
 def post(server: VmimagesServer, path: str, body: bytes, method: str = "POST") -> Any:
+    """(status, the answer); an error answer is checked to be the API's whole error envelope,
+    its requestId the one in the header."""
     request = urllib.request.Request(server.endpoint + path, data=body, method=method)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        status, header_id, answer = error.code, error.headers["x-zc-request-id"], error.read()
+    doc = json.loads(answer)
+    assert set(doc) == {"requestId", "code", "message"} and doc["message"], doc
+    assert REQUEST_ID.fullmatch(doc["requestId"]) and header_id == doc["requestId"]
+    return status, doc
 
 
 def test_control_endpoints_refuse_what_they_cannot_do(vmimages_server: VmimagesServer) -> None:
     with pytest.raises(ControlError) as unknown:
         vmimages_server.complete_build("img-nothere")
     assert (unknown.value.status, unknown.value.code) == (404, "INVALID_IMAGE_NOT_FOUND")
+    assert REQUEST_ID.fullmatch(unknown.value.request_id)
     public = default_catalog().images[0].image_id
     with pytest.raises(ControlError) as built:
         vmimages_server.complete_build(public)
@@ -263,7 +270,7 @@ def test_through_the_token():
 def test_the_documented_ci_job_runs(tmp_path: Path) -> None:
     """docs/testing.md's CI script as written, but for the install (this checkout is installed
     already) and the port (a free one)."""
-    from tests.conftest import free_port
+    from vmimages.testing import free_port
 
     script = docs_block("# ci.sh").replace("pip install vmimages\n", "")
     script = script.replace("8080", str(free_port()))
