@@ -63,6 +63,7 @@ def write_report(
     runs: list[dict[str, Any]],
     hostile: dict[str, Any] | None,
     kit: dict[str, Any],
+    publishing: dict[str, Any] | None,
     seconds: float,
 ) -> None:
     largest = max(r["size"] for r in runs)
@@ -231,6 +232,13 @@ def write_report(
     lines += targets(runs, largest)
     if hostile is not None:
         lines += hostile_targets(hostile)
+    if publishing is not None:
+        lines.append(
+            f"- Publishing a {publishing['images']:,}-image YAML catalog"
+            f" ({publishing['yaml_mb']} MB; `bench/catalogfile.py`, no target): read"
+            f" {publishing['read_s']} s, imported into a new SQLite file {publishing['import_s']}"
+            f" s, exported and written again {publishing['export_s']} s."
+        )
     per_test = kit["per_test_ms"]
     lines.append(
         f"- The testing kit's per-test overhead (the reset before each test) under 50 ms:"
@@ -415,7 +423,8 @@ def render(results: Path, report: Path) -> None:
 
     f = loads(json.loads(results.read_text()))
     write_report(report, f["machine"], f["ceiling"], f["ceiling_q20_body"], f["floor"],
-                 f["moto"], f["runs"], f["hostile"], f["kit"], f["seconds"])  # fmt: skip
+                 f["moto"], f["runs"], f["hostile"], f["kit"], f.get("publishing"),
+                 f["seconds"])  # fmt: skip
 
 
 if __name__ == "__main__":  # re-render the report from the last run's figures, measuring nothing

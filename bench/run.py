@@ -471,9 +471,12 @@ def main() -> None:
     kit = json.loads(subprocess.run([PY, str(HERE / "fixture.py")], capture_output=True,
                                     text=True, check=True).stdout)  # fmt: skip
     print(f"testing kit: {kit}", file=sys.stderr)
+    publishing = json.loads(subprocess.run([PY, str(HERE / "catalogfile.py")], capture_output=True,
+                                           text=True, check=True).stdout)  # fmt: skip
+    print(f"publishing: {publishing}", file=sys.stderr)
     figures = {"machine": machine(), "seconds": time.monotonic() - started, "ceiling": top,
                "ceiling_q20_body": sized, "floor": least, "moto": peer, "runs": runs,
-               "hostile": hostile, "kit": kit}  # fmt: skip
+               "hostile": hostile, "kit": kit, "publishing": publishing}  # fmt: skip
     (RESULTS / "results.json").write_text(json.dumps(figures, indent=1, default=vars))
     from report import render
 
