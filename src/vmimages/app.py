@@ -58,12 +58,7 @@ class App:
         vault = load_vault(settings.secret_key, settings.key_path, create=True)
         self.limiter = RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
         self.authenticate = Authenticator(self.store, vault, limiter=self.limiter)
-        self.replays = ReplayGuard(
-            self.store,
-            [action for action in actions.ACTIONS.values() if action.mutating],
-            self.authenticate.clock,
-            require_signed_action=settings.require_signed_action,
-        )
+        self.replays = ReplayGuard(self.store, require_signed_action=settings.require_signed_action)
         self.worker = BuildWorker(
             self.store, TimedBuilder(self.store, settings.image_build_seconds)
         )
@@ -253,7 +248,7 @@ class App:
         protocol.check_content_type(headers.get("content-type"), body_expected=bool(body.strip()))
         params = protocol.parse_body(body)
         values = validate(params, action.params, action.name)
-        await self.replays.check(caller, action, params, scope.get("client"))
+        await self.replays.check(caller, action)
         context = actions.Context(
             store=self.store,
             version=version,
@@ -275,8 +270,7 @@ class App:
         return protocol.success(record.request_id, await self.dev.handle(scope["path"], params))
 
     def forget_callers(self) -> None:
-        """Drop what this process remembers per caller: replayed reads, rate-limit buckets."""
-        self.replays.forget()
+        """Drop what this process remembers per caller: its rate-limit buckets."""
         if self.limiter is not None:
             self.limiter.forget()
 

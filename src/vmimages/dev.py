@@ -44,7 +44,7 @@ class DevControl:
     ) -> None:
         self.store = store
         self.builds = builds  # the build worker's store: records a build's outcome
-        self.forget = forget  # drops what this process remembers per caller (replays, limits)
+        self.forget = forget  # drops what this process remembers per caller (rate limits)
         self.start: CatalogFile | None = None
 
     async def open(self) -> None:
