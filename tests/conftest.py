@@ -61,16 +61,17 @@ def settings_for(database: str, **options: Any) -> Settings:
 
 
 def sql(database: str, text: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Run one statement on a test database, whichever kind it is (`?` placeholders)."""
+    """Run one statement on a test database, whichever kind it is (`?` placeholders), as it is
+    (neither made nor migrated)."""
 
     async def work() -> list[tuple[Any, ...]]:
         store = open_store(database)
         assert isinstance(store, SqlStore)
-        await store.open()
+        await store.db.connect()
         try:
             return await store.db.fetchall(text, args)
         finally:
-            await store.close()
+            await store.db.close()
 
     return run_sync(work())
 
@@ -328,7 +329,7 @@ def add_accounts(database: str) -> Credentials:
     creds = Credentials()
 
     async def work() -> None:
-        async with admin.opened_store(settings) as store:
+        async with admin.opened_store(settings, create=True) as store:
             for name in ACCOUNTS:
                 await store.create_account(name)
                 creds.keys[name] = await admin.create_access_key(store, vault, name)

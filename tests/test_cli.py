@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
 from click.testing import CliRunner
 
 from tests.asgi import AsgiClient, Credentials
-from tests.conftest import assert_error, assert_ok, key_file, settings_for
+from tests.conftest import ON_POSTGRES, assert_error, assert_ok, key_file, settings_for, sql
 from vmimages.app import create_app
 from vmimages.cli import main
 
@@ -18,6 +19,8 @@ from vmimages.cli import main
 def cli(db_path: str):  # type: ignore[no-untyped-def]
     database = db_path
     runner = CliRunner(env={"VMIMAGES_KEY_FILE": key_file(database)})
+    made = runner.invoke(main, ["init", "--database", database])  # as an operator starts
+    assert made.exit_code == 0, made.output
 
     def run(*args: str, ok: bool = True) -> str:
         result = runner.invoke(main, [*args, "--database", database], catch_exceptions=False)
@@ -100,3 +103,35 @@ def test_cli_errors_are_clean(cli, args: tuple[str, ...], message: str) -> None:
 def test_duplicate_account(cli) -> None:  # type: ignore[no-untyped-def]
     cli("accounts", "create", "erin")
     assert "exists already" in cli("accounts", "create", "erin", ok=False)
+
+
+NOT_MAKERS = [
+    ("accounts", "list"),
+    ("accounts", "create", "carol"),
+    ("keys", "list"),
+    ("keys", "create", "--account", "default"),
+    ("keys", "rotate-server-key"),
+    ("tokens", "list"),
+    ("instances", "list"),
+    ("images", "export"),
+]
+
+
+@pytest.mark.parametrize("args", NOT_MAKERS, ids=" ".join)
+def test_only_serve_and_init_make_a_database(db_path: str, args: tuple[str, ...]) -> None:
+    """A typo in --database (or no --database in the wrong folder) makes nothing: the command
+    says so and exits non-zero; `init` then makes the database, and the command works."""
+    runner = CliRunner()
+    for where in (("--database", db_path), ()):  # a path or URL given, and the default file
+        result = runner.invoke(main, [*args, *where])
+        assert result.exit_code == 1, result.output
+        assert "holds no vmimages database" in result.output, result.output
+        assert "vmimages init" in result.output and "Traceback" not in result.output
+    assert os.listdir(".") == []  # no file made, not even a server key
+    if ON_POSTGRES:
+        assert sql(db_path, "SELECT count(*) FROM information_schema.tables"
+                   " WHERE table_schema = current_schema()") == [(0,)]  # fmt: skip
+    assert runner.invoke(main, ["init", "--database", db_path]).exit_code == 0
+    if args[1] in ("list", "export"):
+        result = runner.invoke(main, [*args, "--database", db_path])
+        assert result.exit_code == 0, result.output

@@ -32,6 +32,8 @@ from vmimages.cli import main
 def cli(db_path: str):  # type: ignore[no-untyped-def]
     database = db_path
     runner = CliRunner()
+    made = runner.invoke(main, ["init", "--database", database])  # as an operator starts
+    assert made.exit_code == 0, made.output
 
     def run(*args: str, ok: bool = True) -> str:
         result = runner.invoke(main, [*args, "--database", str(database)], catch_exceptions=False)
@@ -113,6 +115,8 @@ def test_import_into_an_empty_catalog_then_export_equals_the_file(
     database = db_path
     source = write(tmp_path, TEST_CATALOG)
     env = {"VMIMAGES_LOAD_DEFAULT_CATALOG": "false"}
+    result = runner.invoke(main, ["init", "--database", database], env=env)
+    assert result.exit_code == 0, result.output
     result = runner.invoke(main, ["images", "import", str(source), "--database", database], env=env)
     assert result.exit_code == 0, result.output
     result = runner.invoke(main, ["images", "export", "--database", database], env=env)

@@ -28,7 +28,7 @@ def admin_work(database: str, work: Any) -> Any:
     settings = settings_for(database)
 
     async def run() -> Any:
-        async with admin.opened_store(settings) as store:
+        async with admin.opened_store(settings, create=True) as store:
             return await work(store, admin.server_vault(settings))
 
     return asyncio.run(run())

@@ -18,20 +18,22 @@ from vmimages.vault import Vault, VaultError, load_vault, new_key_text
 FIRST_ACCOUNT = "default"
 
 
-def sql_store(settings: Settings) -> SqlStore:
+def sql_store(settings: Settings, *, create: bool = True) -> SqlStore:
     """The SQL store of the database the settings name; a new database gets the shipped catalog
-    unless the settings say not to."""
+    unless the settings say not to. With create=False, a database that holds no vmimages
+    catalog is refused (catalog.NoDatabase) instead of made."""
     return open_store(
         settings.database,
         initial_catalog=default_catalog() if settings.load_default_catalog else None,
+        create=create,
         pool_size=settings.db_pool_size,
         timeout=settings.db_timeout,
     )
 
 
 @asynccontextmanager
-async def opened_store(settings: Settings) -> AsyncIterator[OperatorStore]:
-    store = sql_store(settings)
+async def opened_store(settings: Settings, *, create: bool) -> AsyncIterator[OperatorStore]:
+    store = sql_store(settings, create=create)
     await store.open()
     try:
         yield store

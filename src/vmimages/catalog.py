@@ -211,6 +211,11 @@ class QuotaExceeded(DomainError):
         self.limit = limit
 
 
+class NoDatabase(Exception):
+    """An operator's command named a database that holds no vmimages catalog (only `serve` and
+    `init` make one)."""
+
+
 class StoreUnavailable(DomainError):
     """The database cannot be reached right now; the request may be retried."""
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -44,7 +46,19 @@ class Settings:
     # The server key that seals access-key passwords: base64 of 32 bytes in the environment,
     # else a key file (made on first start), by default beside the SQLite file.
     secret_key: str | None = None
+    previous_secret_keys: str | None = None  # older server keys, comma-separated (rotation)
     key_file: str | None = None
+
+    @property
+    def database_shown(self) -> str:
+        """The database as it may be printed or logged: a URL's password masked."""
+        return masked_database(self.database)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What no output may hold: the database's password, the server keys (logs.hide)."""
+        found = [self.secret_key, self.previous_secret_keys, *database_passwords(self.database)]
+        return tuple(value for text in found if text for value in text.split(",") if value)
 
     @property
     def key_path(self) -> str:
@@ -95,3 +109,24 @@ def _convert(name: str, kind: Any, raw: str) -> Any:
         except ValueError:
             raise ValueError(f"VMIMAGES_{name.upper()} must be an integer, got {raw!r}") from None
     return raw
+
+
+# A DSN's password: in a URL's user info (`user:PASSWORD@`), or a `password=` keyword in its
+# query string or in a libpq keyword string.
+URL_PASSWORD = re.compile(r"(?P<head>://[^:/@]*:)(?P<secret>[^@]*)(?P<tail>@)")
+KEYWORD_PASSWORD = re.compile(r"(?P<head>\bpassword=)(?P<secret>[^&\s]*)", re.IGNORECASE)
+MASK = "***"
+
+
+def database_passwords(database: str) -> list[str]:
+    """The passwords a database setting holds, as written and as decoded."""
+    found = [m["secret"] for pattern in (URL_PASSWORD, KEYWORD_PASSWORD)
+             for m in pattern.finditer(database)]  # fmt: skip
+    return [form for secret in found for form in {secret, urllib.parse.unquote(secret)} if form]
+
+
+def masked_database(database: str) -> str:
+    """The database setting with every password in it replaced by ***."""
+    for pattern in (URL_PASSWORD, KEYWORD_PASSWORD):
+        database = pattern.sub(lambda m: m["head"] + MASK + m.groupdict().get("tail", ""), database)
+    return database

@@ -109,7 +109,7 @@ class ServerProcess:
         settings = Settings(database=str(self.database), key_file=str(self.key_file))
 
         async def prepare() -> tuple[str, str, str]:
-            async with admin.opened_store(settings) as store:
+            async with admin.opened_store(settings, create=True) as store:
                 vault = await admin.check_server_key(store, settings)
                 await store.create_account(ACCOUNT)
                 key_id, password = await admin.create_access_key(store, vault, ACCOUNT)

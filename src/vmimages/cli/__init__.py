@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 import click
 
 from vmimages import __version__, admin
-from vmimages.catalog import DomainError
+from vmimages.catalog import DomainError, NoDatabase
 from vmimages.catalogfile import CatalogFileError
-from vmimages.config import Settings
+from vmimages.config import MASK, Settings
 from vmimages.store import OperatorStore
 from vmimages.vault import VaultError
 
@@ -61,19 +61,35 @@ def settings_from(**options: Any) -> Settings:
         raise click.UsageError(str(exc)) from exc
 
 
-def with_store(settings: Settings, work: Callable[[OperatorStore], Awaitable[T]]) -> T:
-    """Run one piece of admin work on an open store; domain errors become clean CLI errors."""
+def with_store(
+    settings: Settings, work: Callable[[OperatorStore], Awaitable[T]], *, create: bool = False
+) -> T:
+    """Run one piece of admin work on an open store; domain errors become clean CLI errors.
+    Only `serve` and `init` make a database (create=True); other commands refuse a path or URL
+    that holds none, so a typo makes nothing."""
 
     async def run() -> T:
-        async with admin.opened_store(settings) as store:
+        async with admin.opened_store(settings, create=create) as store:
             return await work(store)
 
     try:
         return asyncio.run(run())
     except CatalogFileError as exc:
         raise not_imported(exc) from exc
+    except NoDatabase as exc:
+        raise click.ClickException(
+            f"{exc}: check --database (or VMIMAGES_DATABASE); `vmimages init` or"
+            " `vmimages serve` makes one"
+        ) from exc
     except (DomainError, VaultError, admin.ServerKeyError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(hidden(str(exc), settings)) from exc
+
+
+def hidden(text: str, settings: Settings) -> str:
+    """Text with the settings' secrets (a database password, server keys) masked."""
+    for secret in settings.secrets:
+        text = text.replace(secret, MASK)
+    return text
 
 
 def not_imported(exc: CatalogFileError) -> click.ClickException:

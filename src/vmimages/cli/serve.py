@@ -150,7 +150,7 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
         return await admin.bootstrap(store, vault)
 
     try:
-        first = with_store(settings, prepare)
+        first = with_store(settings, prepare, create=True)
     except click.ClickException as exc:
         if not json_logs:
             raise
@@ -169,7 +169,7 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
         )  # fmt: skip
     log.info(
         "vmimages %s: serving the Zenlayer VM image API on %s/api/v2/vm from %s",
-        __version__, url, settings.database,
+        __version__, url, settings.database_shown,
     )  # fmt: skip
     if settings.dev:
         log.warning("--dev: control endpoints for tests are on under %s%s", url, dev.PREFIX)
@@ -201,6 +201,38 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
     uvicorn.run("vmimages.app:from_environment", factory=True, workers=settings.workers, **common)
 
 
+@main.command()
+@database_option
+@key_file_option
+@click.option(
+    "--no-default-catalog",
+    "no_catalog",
+    is_flag=True,
+    default=None,
+    help="Leave a new database empty instead of loading the shipped catalog.",
+)
+def init(no_catalog: bool | None, **options: Any) -> None:
+    """Make the database DATABASE (and its server key) without serving it.
+
+    Only this and `serve` make a database; every other command refuses one that does not exist.
+    On a database that exists already it applies pending migrations and checks the server key.
+    No account is made: `vmimages accounts create`, or the first `serve`, makes one.
+    """
+    settings = settings_from(
+        **options, load_default_catalog=None if no_catalog is None else not no_catalog
+    )
+
+    async def prepare(store: OperatorStore) -> str:
+        vault = await admin.check_server_key(store, settings)
+        return vault.fingerprint
+
+    fingerprint = with_store(settings, prepare, create=True)
+    click.echo(
+        f"{settings.database_shown} is a vmimages database; its server key ({fingerprint}) is"
+        f" in {admin.key_source(settings)}"
+    )
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -214,7 +246,7 @@ def same_database(settings: Settings) -> str:
     """The options that make a pasted command use this server's database and key."""
     where = ""
     if settings.database != DEFAULT_DATABASE:
-        where += f" --database {shlex.quote(settings.database)}"
+        where += f" --database {shlex.quote(settings.database_shown)}"
     if settings.key_file and not settings.secret_key:
         where += f" --key-file {shlex.quote(settings.key_file)}"
     return where

@@ -200,6 +200,7 @@ def open_store(
     database: str,
     *,
     initial_catalog: CatalogFile | None = None,
+    create: bool = True,
     pool_size: int = 10,
     timeout: float = 5.0,
 ) -> SqlStore:
@@ -208,8 +209,9 @@ def open_store(
         from vmimages.store.postgres import PostgresStore
 
         return PostgresStore(
-            database, initial_catalog=initial_catalog, pool_size=pool_size, timeout=timeout,
+            database, initial_catalog=initial_catalog, create=create, pool_size=pool_size,
+            timeout=timeout,
         )  # fmt: skip
     from vmimages.store.sqlite import SqliteStore
 
-    return SqliteStore(database, initial_catalog=initial_catalog)
+    return SqliteStore(database, initial_catalog=initial_catalog, create=create)

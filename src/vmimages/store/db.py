@@ -42,7 +42,12 @@ class Database(Connection, Protocol):
     kind: str  # "sqlite" or "postgres": names the migrations folder
     flavor: SqlFlavor
 
-    async def connect(self) -> None: ...
+    shown: str  # the database as it may be printed: a URL's password masked
+
+    async def connect(self, create: bool = True) -> None:
+        """Connect; with create=False, a SQLite file that does not exist is NoDatabase."""
+
+    async def has_table(self, name: str) -> bool: ...
 
     async def close(self) -> None: ...
 

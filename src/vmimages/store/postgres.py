@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 
 from vmimages.catalog import CatalogFile, StoreUnavailable
+from vmimages.config import masked_database
 from vmimages.metrics import DB_CONNECTIONS
 from vmimages.store.db import Args, Connection, IntegrityError, Row, numbered
 from vmimages.store.query import POSTGRES
@@ -93,11 +94,13 @@ class PostgresDatabase:
 
     def __init__(self, dsn: str, *, pool_size: int = 10, timeout: float = 5.0) -> None:
         self.dsn = dsn
+        self.shown = masked_database(dsn)
         self.pool_size = pool_size
         self.timeout = timeout
         self._pool: asyncpg.Pool | None = None
 
-    async def connect(self) -> None:
+    async def connect(self, create: bool = True) -> None:
+        """Connect (PostgreSQL databases are made with `createdb`, never here)."""
         with translated():
             self._pool = await asyncpg.create_pool(
                 self.dsn,
@@ -108,6 +111,9 @@ class PostgresDatabase:
                 max_inactive_connection_lifetime=60,
                 reset=keep_session,
             )
+
+    async def has_table(self, name: str) -> bool:
+        return bool(await self.fetchone("SELECT to_regclass(?) IS NOT NULL", (name,)) == (True,))
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -163,6 +169,13 @@ class PostgresStore(SqlStore):
     """The store on a PostgreSQL database (URL `postgresql://...`)."""
 
     def __init__(
-        self, dsn: str, *, initial_catalog: CatalogFile | None = None, **options: Any
+        self,
+        dsn: str,
+        *,
+        initial_catalog: CatalogFile | None = None,
+        create: bool = True,
+        **options: Any,
     ) -> None:
-        super().__init__(PostgresDatabase(dsn, **options), initial_catalog=initial_catalog)
+        super().__init__(
+            PostgresDatabase(dsn, **options), initial_catalog=initial_catalog, create=create
+        )

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
-from vmimages.catalog import CatalogFile, StoreUnavailable
+from vmimages.catalog import CatalogFile, NoDatabase, StoreUnavailable
 from vmimages.metrics import DB_CONNECTIONS
 from vmimages.store.db import Args, Connection, IntegrityError, Row
 from vmimages.store.query import SQLITE
@@ -78,7 +78,7 @@ class SqliteDatabase:
     flavor = SQLITE
 
     def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
+        self.path = self.shown = str(path)
         self._db: sqlite3.Connection | None = None
         self._tx_lock = asyncio.Lock()
 
@@ -88,7 +88,9 @@ class SqliteDatabase:
             raise StoreUnavailable("the store is not open")
         return self._db
 
-    async def connect(self) -> None:
+    async def connect(self, create: bool = True) -> None:
+        if not create and self.path != ":memory:" and not os.path.isfile(self.path):
+            raise NoDatabase(f"{self.path} holds no vmimages database: there is no such file")
         try:
             private_file(self.path)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -99,6 +101,10 @@ class SqliteDatabase:
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self._db = db
+
+    async def has_table(self, name: str) -> bool:
+        found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return await self.fetchone(found, (name,)) is not None
 
     async def close(self) -> None:
         if self._db is not None:
@@ -147,5 +153,7 @@ class SqliteDatabase:
 class SqliteStore(SqlStore):
     """The store on a SQLite file."""
 
-    def __init__(self, path: str | Path, *, initial_catalog: CatalogFile | None = None) -> None:
-        super().__init__(SqliteDatabase(path), initial_catalog=initial_catalog)
+    def __init__(
+        self, path: str | Path, *, initial_catalog: CatalogFile | None = None, create: bool = True
+    ) -> None:
+        super().__init__(SqliteDatabase(path), initial_catalog=initial_catalog, create=create)

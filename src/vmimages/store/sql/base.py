@@ -6,7 +6,7 @@ from importlib import resources
 from sys import intern
 from typing import Any
 
-from vmimages.catalog import CatalogFile, Image, Location, now_text
+from vmimages.catalog import CatalogFile, Image, Location, NoDatabase, now_text
 from vmimages.store.db import Connection, Database
 from vmimages.store.sql.publish import write_catalog
 
@@ -57,9 +57,12 @@ def row_to_location(row: tuple[Any, ...]) -> Location:
 
 
 class SqlBase:
-    def __init__(self, db: Database, *, initial_catalog: CatalogFile | None = None) -> None:
+    def __init__(
+        self, db: Database, *, initial_catalog: CatalogFile | None = None, create: bool = True
+    ) -> None:
         self.db = db
         self.initial_catalog = initial_catalog  # written into a new database; None: left empty
+        self.create = create  # False: a database that holds no vmimages catalog is refused
 
     async def refresh(self) -> None:
         """Nothing to catch up with: every read asks the database."""
@@ -108,7 +111,10 @@ class SqlBase:
         return [(int(scope), int(number)) for scope, number in rows]
 
     async def open(self) -> None:
-        await self.db.connect()
+        await self.db.connect(create=self.create)
+        if not self.create and not await self.db.has_table("schema_migrations"):
+            await self.db.close()
+            raise NoDatabase(f"{self.db.shown} holds no vmimages database")
         await self.migrate()
 
     async def close(self) -> None:
