@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from tests.asgi import AsgiClient, Credentials
-from tests.conftest import assert_error, assert_ok, key_file, sql, sqlite_only
+from tests.conftest import (
+    assert_error,
+    assert_ok,
+    key_file,
+    run_sync,
+    settings_for,
+    sql,
+    sqlite_only,
+)
 from vmimages import admin
 from vmimages.app import create_app
 from vmimages.auth import (
@@ -232,7 +240,7 @@ def test_a_copy_of_the_database_alone_cannot_sign(
         right.open(sealed, key_id)
         == creds.keys[next(a for a in creds.keys if creds.keys[a][0] == key_id)][1]
     )
-    other = Vault(b"\x01" * 32)
+    other = Vault([b"\x01" * 32])
     with pytest.raises(VaultError):
         other.open(sealed, key_id)
     # Nor does a sealed password moved to another key's row open.
@@ -240,16 +248,29 @@ def test_a_copy_of_the_database_alone_cannot_sign(
         right.open(sealed, other_id)
 
 
-def test_a_server_with_the_wrong_key_refuses_without_leaking(
+def test_a_server_without_the_databases_key_is_unavailable_not_broken(
     test_db: str, creds: Credentials, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """503 with what is wrong in general terms (the log names the access key), and /readyz
+    says not ready; never a 500."""
+
+    async def record_the_key() -> None:  # as `serve` does at start
+        async with admin.opened_store(settings_for(test_db), create=False) as store:
+            await admin.check_server_key(store, settings_for(test_db))
+
+    run_sync(record_the_key())
     app = create_app(Settings(database=test_db, key_file=str(tmp_path / "other.key")))
     c = AsgiClient(app, creds)
     try:
-        doc = assert_error(c.call("DescribeRegions", signed=True), 500, "INTERNAL_SERVER_ERROR")
-        assert "key" not in doc["message"].lower().replace("requestid", "")
-        assert any("does not open" in r.getMessage() for r in caplog.records)
+        doc = assert_error(
+            c.call("DescribeRegions", signed=True), 503, "SERVICE_TEMPORARY_UNAVAILABLE",
+            "does not hold the server key",
+        )  # fmt: skip
+        assert creds.keys["alice"][0] not in doc["message"]
+        assert any("opens under none" in r.getMessage() for r in caplog.records)
         assert_ok(c.call("DescribeRegions"))  # tokens need no server key
+        ready = c.request_raw(method="GET", path="/readyz", headers=[])
+        assert_error(ready, 503, "SERVICE_TEMPORARY_UNAVAILABLE", "which this server does not")
     finally:
         c.close()
 

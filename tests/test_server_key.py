@@ -9,14 +9,21 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from zenlayercloud.common.credential import Credential
+from zenlayercloud.common.excpetion.zenlayer_cloud_sdk_exception import ZenlayerCloudSdkException
 from zenlayercloud.vm.v20260401 import models
 from zenlayercloud.vm.v20260401.vm_client import VmClient
 
+from tests.asgi import Credentials
 from tests.conftest import ON_POSTGRES, POSTGRES_URL, add_accounts, key_file
 from tests.test_sdk import config
 
@@ -105,37 +112,90 @@ def test_a_missing_postgres_database_is_one_line(tmp_path: Path) -> None:
     one_line_error(done, "no_such_database_here", "does not exist", "createdb")
 
 
-def test_rotating_the_key_keeps_every_access_key(
-    server_factory: Any, db_path: str, tmp_path: Path
-) -> None:
+def rotate(database: str, key: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vmimages", "keys", "rotate-server-key", "--database", database,
+         "--key-file", key],
+        capture_output=True, text=True, timeout=60, env={**os.environ, **env},
+    )  # fmt: skip
+
+
+def test_rotating_the_key_file_in_place(server_factory: Any, db_path: str, tmp_path: Path) -> None:
+    """A new key goes first in the key file and the old one stays after it; a server reading
+    the file follows by itself; a key file with only the old key no longer starts."""
     creds = add_accounts(db_path)
     server = server_factory(db_path, creds=creds)
     assert "FRA-A" in zones(server, creds.keys["alice"])
-    server.stop()
-    new_key = tmp_path / "new.key"
-    done = subprocess.run(
-        [sys.executable, "-m", "vmimages", "keys", "rotate-server-key", "--new-key-file",
-         str(new_key), "--database", db_path, "--key-file", key_file(db_path)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    key = Path(key_file(db_path))
+    old = key.read_text()
+    done = rotate(db_path, str(key))
+    assert done.returncode == 0, done.stderr
+    assert "sealed 2 access-key passwords under the server key" in done.stdout
+    assert key.read_text().endswith(old) and len(key.read_text().split()) == 2
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    for account in ("alice", "bob"):  # the running server, then a new one
+        assert "FRA-A" in zones(server, creds.keys[account])
+    started = server_factory(db_path, creds=creds)
+    assert "FRA-A" in zones(started, creds.keys["alice"])
+    only_old = tmp_path / "old.key"
+    only_old.write_text(old)
+    one_line_error(serve_once(db_path, str(only_old)), "is not the one")
+
+
+def signed_calls(server: Any, creds: Credentials, stop: threading.Event) -> Counter[str]:
+    """Signed DescribeZones over and over until `stop`: how many of each outcome (OK or the
+    error's code)."""
+    outcomes: Counter[str] = Counter()
+    client = VmClient(Credential(*creds.keys["alice"]), config(server))
+    while not stop.is_set():
+        try:
+            client.DescribeZones(models.DescribeZonesRequest())
+            outcomes["OK"] += 1
+        except ZenlayerCloudSdkException as exc:
+            outcomes[str(exc.code)] += 1
+    return outcomes
+
+
+@pytest.mark.parametrize("source", ["key file", "environment"])
+def test_a_fleet_rotates_under_load_with_no_error(
+    server_factory: Any, db_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    source: str,
+) -> None:  # fmt: skip
+    """docs/deploy.md's order: every server is given the new key first (in front of the old),
+    then the passwords are sealed anew once, while two servers answer signed calls."""
+    creds = add_accounts(db_path)
+    key = Path(key_file(db_path))
+    old = key.read_text().strip()
+    new = base64.b64encode(os.urandom(32)).decode()
+    server_factory(db_path, creds=creds).stop()  # the database records the old key
+    if source == "key file":
+        key.write_text(f"{new}\n{old}\n")
+    else:
+        monkeypatch.setenv("VMIMAGES_SECRET_KEY", new)
+        monkeypatch.setenv("VMIMAGES_PREVIOUS_SECRET_KEYS", old)
+    servers = [server_factory(db_path, creds=creds) for _ in range(2)]
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        loads = [pool.submit(signed_calls, servers[n % 2], creds, stop) for n in range(4)]
+        time.sleep(0.5)
+        done = rotate(db_path, str(key))
+        time.sleep(0.5)
+        stop.set()
+        statuses = sum((load.result() for load in loads), Counter())
     assert done.returncode == 0, done.stderr
     assert "sealed 2 access-key passwords" in done.stdout
-    assert oct(new_key.stat().st_mode & 0o777) == "0o600"
-    one_line_error(serve_once(db_path, key_file(db_path)), "is not the one")  # the old key
-    rotated = server_factory(db_path, "--key-file", str(new_key), creds=creds)
-    for account in ("alice", "bob"):
-        assert "FRA-A" in zones(rotated, creds.keys[account])
+    assert set(statuses) == {"OK"} and statuses["OK"] > 20, statuses
+    for server in servers:
+        assert b"ready" in urllib.request.urlopen(server.url + "/readyz", timeout=5).read()
+    # The old key alone no longer starts a server; the new one alone does.
+    monkeypatch.delenv("VMIMAGES_PREVIOUS_SECRET_KEYS", raising=False)
+    one_line_error(serve_once(db_path, str(key), VMIMAGES_SECRET_KEY=old), "is not the one")
+    monkeypatch.setenv("VMIMAGES_SECRET_KEY", new)
+    assert "FRA-A" in zones(server_factory(db_path, creds=creds), creds.keys["bob"])
 
 
-def test_rotation_never_overwrites_a_file(db_path: str, tmp_path: Path) -> None:
-    from click.testing import CliRunner
-
-    from vmimages.cli import main
-
+def test_rotating_with_one_key_in_the_environment_says_what_to_do(db_path: str) -> None:
     add_accounts(db_path)
-    taken = tmp_path / "taken.key"
-    taken.write_text("keep me\n")
-    args = ["--new-key-file", str(taken), "--database", db_path, "--key-file", key_file(db_path)]
-    done = CliRunner().invoke(main, ["keys", "rotate-server-key", *args])
-    assert done.exit_code != 0 and "exists already" in done.output
-    assert taken.read_text() == "keep me\n"
+    secret = Path(key_file(db_path)).read_text().strip()
+    done = rotate(db_path, "unused.key", VMIMAGES_SECRET_KEY=secret)
+    assert done.returncode == 1 and "VMIMAGES_PREVIOUS_SECRET_KEYS" in done.stderr, done.stderr

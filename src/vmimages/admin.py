@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,7 +12,7 @@ from vmimages.catalogfile import default_catalog
 from vmimages.config import Settings
 from vmimages.store import OperatorStore, open_store
 from vmimages.store.sql import SqlStore
-from vmimages.vault import Vault, VaultError, load_vault, new_key_text
+from vmimages.vault import Vault, VaultError, add_new_key, load_vault
 
 FIRST_ACCOUNT = "default"
 
@@ -42,7 +41,12 @@ async def opened_store(settings: Settings, *, create: bool) -> AsyncIterator[Ope
 
 
 def server_vault(settings: Settings) -> Vault:
-    return load_vault(settings.secret_key, settings.key_path, create=True)
+    return load_vault(
+        settings.secret_key,
+        settings.key_path,
+        create=True,
+        previous_keys=settings.previous_secret_keys,
+    )
 
 
 class ServerKeyError(Exception):
@@ -54,8 +58,9 @@ def key_source(settings: Settings) -> str:
 
 
 async def check_server_key(store: OperatorStore, settings: Settings) -> Vault:
-    """The server key to serve with, checked against the database: the key whose fingerprint
-    the database records, never a new one while passwords are sealed (docs/deploy.md)."""
+    """The server keys to serve with, checked against the database: one of them must be the
+    key whose fingerprint the database records, and it seals from now on; never a new key
+    while passwords are sealed (docs/deploy.md)."""
     recorded = await store.server_key_fingerprint()
     sealed = await store.a_sealed_password()
     missing = not settings.secret_key and not Path(settings.key_path).exists()
@@ -78,30 +83,41 @@ async def check_server_key(store: OperatorStore, settings: Settings) -> Vault:
                     " access keys: give the key they were sealed under."
                 ) from None
         await store.record_server_key(vault.fingerprint)
-    elif recorded != vault.fingerprint:
+    elif not vault.holds(recorded):
         raise ServerKeyError(
-            f"the server key in {key_source(settings)} (fingerprint {vault.fingerprint}) is not"
-            f" the one this database's access keys are sealed under (fingerprint {recorded}):"
-            " give that key, or change keys with `vmimages keys rotate-server-key`."
+            f"the server key in {key_source(settings)} (fingerprint"
+            f" {', '.join(vault.fingerprints)}) is not the one this database's access keys are"
+            f" sealed under (fingerprint {recorded}): give that key, or change keys with"
+            " `vmimages keys rotate-server-key`."
         )
+    else:
+        vault.use(recorded)
     return vault
 
 
-async def rotate_server_key(store: OperatorStore, settings: Settings, new_key_file: Path) -> int:
-    """Seal every access-key password under a new server key, written to `new_key_file`
-    (mode 0600), in one transaction; how many passwords. The old key must be the current one."""
-    old = await check_server_key(store, settings)
-    text = new_key_text()
-    new_key_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(new_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(text)
-    new = load_vault(None, str(new_key_file), create=False)
+async def rotate_server_key(store: OperatorStore, settings: Settings) -> tuple[int, str]:
+    """Seal every access-key password under the newest server key, in one transaction, and
+    record it as the database's key: (how many passwords, its fingerprint). The newest key is
+    the first of the key source when that is not the database's key already (a fleet's
+    rotation, docs/deploy.md); otherwise a new key is put first in the key file."""
+    vault = await check_server_key(store, settings)
+    if vault.fingerprints[0] == vault.fingerprint:  # no newer key given: make one
+        if settings.secret_key:
+            raise ServerKeyError(
+                "no newer server key is given: put the new key in VMIMAGES_SECRET_KEY and the"
+                " current one in VMIMAGES_PREVIOUS_SECRET_KEYS, then run this again"
+                " (docs/deploy.md, The server key)."
+            )
+        add_new_key(settings.key_path)
+        current = vault.fingerprint
+        vault = server_vault(settings)
+        vault.use(current)
+    new = vault.fingerprints[0]
 
     def reseal(key_id: str, sealed: bytes) -> bytes:
-        return new.seal(old.open(sealed, key_id), key_id)
+        return vault.seal(vault.open(sealed, key_id), key_id, new)
 
-    return await store.reseal_passwords(reseal, new.fingerprint)
+    return await store.reseal_passwords(reseal, new), new
 
 
 async def create_access_key(store: OperatorStore, vault: Vault, account: str) -> tuple[str, str]:

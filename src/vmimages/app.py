@@ -33,7 +33,6 @@ from vmimages.store.memory import MemoryStore
 from vmimages.store.sql import SqlStore
 from vmimages.transport import Limits
 from vmimages.validation import validate
-from vmimages.vault import load_vault
 
 log = logging.getLogger("vmimages")
 
@@ -55,7 +54,7 @@ class App:
     def __init__(self, settings: Settings, store: RequestStore | None = None) -> None:
         self.settings = settings
         self.store = store or request_store(settings)
-        vault = load_vault(settings.secret_key, settings.key_path, create=True)
+        self.vault = vault = admin.server_vault(settings)
         self.limiter = RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
         self.authenticate = Authenticator(self.store, vault, limiter=self.limiter)
         self.replays = ReplayGuard(self.store, require_signed_action=settings.require_signed_action)
@@ -124,7 +123,11 @@ class App:
         request_id = protocol.new_request_id()
         status, body = 200, orjson.dumps({"status": "ok"})
         if path == "/readyz":
-            problem = "the server is shutting down" if self.draining else await self.store.ready()
+            problem = (
+                "the server is shutting down"
+                if self.draining
+                else (await self.store.ready() or await self.key_problem())
+            )
             if problem is not None:
                 error = ApiError(Code.SERVICE_TEMPORARY_UNAVAILABLE, f"Not ready: {problem}.")
                 status, body = error.status, protocol.failure(request_id, error)
@@ -137,6 +140,17 @@ class App:
             (b"cache-control", b"no-store"),
         ]
         await respond(send, status, headers, body)
+
+    async def key_problem(self) -> str | None:
+        """What stops this process from opening the database's access keys, if anything: a
+        rotation to a server key it does not hold (docs/deploy.md, The server key)."""
+        recorded = await self.store.server_key_fingerprint()
+        if recorded is None or self.vault.holds(recorded):
+            return None
+        return (
+            f"the access keys are sealed under server key {recorded}, which this server does"
+            f" not hold (it holds {', '.join(self.vault.fingerprints)})"
+        )
 
     async def serve_metrics(self, send: Send) -> None:
         """GET /metrics: Prometheus text (metrics.py), with the database's image counts as of

@@ -166,8 +166,15 @@ class Authenticator:
         try:
             password = self.vault.open(sealed, key_id)
         except VaultError:
-            log.error("access key %s does not open under this server key", key_id)
-            raise
+            log.error(
+                "access key %s opens under none of this server's keys: give it the key the"
+                " database records (docs/deploy.md, The server key)", key_id,
+            )  # fmt: skip
+            raise ApiError(
+                Code.SERVICE_TEMPORARY_UNAVAILABLE,
+                "This server cannot check access-key signatures now: it does not hold the"
+                " server key they are sealed under. Retry later, or on another server.",
+            ) from None
         expected = signature(password, timestamp, headers, signed, body)
         # compare_digest takes str when it is ASCII; the expected value is ASCII hex.
         if not (sent.isascii() and hmac.compare_digest(expected, sent.lower())):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import click
@@ -105,28 +104,22 @@ def keys_create(account: str, as_json: bool, **options: Any) -> None:
 
 
 @keys.command("rotate-server-key")
-@click.option(
-    "--new-key-file",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write the new server key (a new file, mode 0600).",
-)
 @database_option
 @key_file_option
-def keys_rotate_server_key(new_key_file: Path, **options: Any) -> None:
-    """Seal every access-key password under a new server key, in one transaction.
+def keys_rotate_server_key(**options: Any) -> None:
+    """Seal every access-key password under a newer server key, in one transaction.
 
-    The current key (VMIMAGES_SECRET_KEY or --key-file) must be the one the database records.
-    Afterwards every server must run with the new key: docs/deploy.md gives the procedure."""
-    if new_key_file.exists():
-        raise click.BadParameter(f"{new_key_file} exists already", param_hint="--new-key-file")
+    The newer key is the first of the key source when the database records another one (put
+    it there on every node first: docs/deploy.md gives the order for a fleet); otherwise a new
+    key is made and put first in the key file, the old one kept after it. Servers reading that
+    file follow by themselves; others need the new key before this runs."""
     settings = settings_from(**options)
-    count = with_store(
-        settings, lambda store: admin.rotate_server_key(store, settings, new_key_file)
+    count, fingerprint = with_store(
+        settings, lambda store: admin.rotate_server_key(store, settings)
     )
     click.echo(
-        f"sealed {count} access-key passwords under the new server key in {new_key_file};"
-        " run every server with it now (--key-file, or VMIMAGES_SECRET_KEY with its contents)."
+        f"sealed {count} access-key passwords under the server key {fingerprint}, first in"
+        f" {admin.key_source(settings)}."
     )
 
 

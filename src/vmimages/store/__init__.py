@@ -44,6 +44,9 @@ class RequestStore(Protocol):
     async def ready(self) -> str | None:
         """None when the database answers and its migrations are current; else the problem."""
 
+    async def server_key_fingerprint(self) -> str | None:
+        """The fingerprint of the key the passwords are sealed under, if recorded."""
+
     async def find_location(
         self, *, region_id: str | None = None, zone_id: str | None = None
     ) -> Location:

@@ -318,6 +318,9 @@ class MemoryStore:
     async def count_images(self) -> list[tuple[str, str, int]]:
         return await self.store.count_images()
 
+    async def server_key_fingerprint(self) -> str | None:
+        return await self.store.server_key_fingerprint()
+
     async def image_quotas(
         self, owner: int, locations: Sequence[Location] | None, default_quota: int
     ) -> list[Quota]:
