@@ -16,15 +16,17 @@ each the median of 7 rounds, for vmimages and for the ceiling's fixed app.
     python bench/inprocess.py --database D --key-file K --workload W
     python bench/inprocess.py --database D --key-file K --key ID --password P --settings-costs
 
-With --settings-costs: the same q20 through three apps, as shipped (metrics on, request log
-off), with --no-metrics, and with the request log on (text, to /dev/null), their rounds taken
-in turn so the machine's drift falls on all three alike. Prints microseconds per request, each
-the median of the rounds.
+With --settings-costs: the same q20 through four apps, as shipped (serve's defaults: metrics
+on, the request log on in text, to /dev/null), with --no-metrics, with --no-access-log, and
+with --log-format json, their rounds taken in turn so the machine's drift falls on all four
+alike; the log is written out inside each round, so its writes count. Prints
+microseconds per request, each the median of the rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import statistics
@@ -161,19 +163,20 @@ async def first_sight(args: argparse.Namespace) -> None:
 async def settings_costs(args: argparse.Namespace) -> None:
     import logging.config
 
-    from vmimages.logs import log_config
+    from vmimages import logs
 
-    config = log_config("text", "info")
-    config["handlers"]["main"]["stream"] = open(os.devnull, "w")  # noqa: SIM115
-    logging.config.dictConfig(config)
-    base = Settings(database=args.database, key_file=args.key_file, access_log=False)
+    logging.config.dictConfig(logs.log_config("text", "info"))
+    logs.WRITER.stream = open(os.devnull, "w")  # noqa: SIM115
+    shipped = Settings(database=args.database, key_file=args.key_file)  # serve's defaults
     apps = {
-        "shipped": create_app(base),
-        "no_metrics": create_app(replace(base, metrics=False)),
-        "access_log": create_app(replace(base, access_log=True)),
+        "shipped": create_app(shipped),
+        "no_metrics": create_app(replace(shipped, metrics=False)),
+        "no_access_log": create_app(replace(shipped, access_log=False)),
+        "json_log": create_app(replace(shipped, log_format="json")),
     }
     for app in apps.values():
         await app.store.open()
+    logs.WRITER.attach(asyncio.get_running_loop())  # as serve's lifespan does
     request = scope(args.key, args.password)
 
     async def receive() -> dict[str, Any]:
@@ -185,9 +188,11 @@ async def settings_costs(args: argparse.Namespace) -> None:
     spent: dict[str, list[float]] = {name: [] for name in apps}
     for round_ in range(ROUNDS + 1):
         for name, app in apps.items():
+            logs.WRITER.flush()  # each round's lines are written in its own time
             started = time.process_time()
             for _ in range(PER_ROUND):
                 await app(dict(request), receive, send)
+            logs.WRITER.flush()
             if round_:  # the first round warms up
                 spent[name].append((time.process_time() - started) / PER_ROUND)
     for app in apps.values():

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import socket
+import subprocess
+import sys
+import time
 import urllib.request
 from typing import Any
 
@@ -11,9 +16,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.asgi import AsgiClient, Credentials
-from tests.conftest import assert_error, settings_for, sql
+from tests.conftest import assert_error, key_file, settings_for, sql
 from tests.test_lifecycle import add_instances
 from vmimages.app import create_app
+from vmimages.testing import free_port
+
+JSON = {"Content-Type": "application/json"}
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -239,3 +247,58 @@ def test_text_logs_have_one_format(server_factory: Any, test_db: str, creds: Cre
     # A value the client chose is quoted: it cannot pass for another field.
     assert 'sdkLang="Go status=500 code=\\"OK\\""' in line
     assert creds.tokens["alice"] not in "\n".join(lines)
+
+
+@pytest.mark.socket
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_no_request_line_is_lost_when_the_server_stops(
+    server_factory: Any, test_db: str, creds: Credentials, stop: signal.Signals
+) -> None:
+    """Lines wait a moment before they are written (logs.LineWriter); stopping the server
+    right after the last answer writes every one."""
+    server = server_factory(test_db, creds=creds)
+    sent = []
+    for _ in range(300):
+        status, headers, _ = server.post(b"{}", {"X-ZC-Action": "DescribeRegions", **JSON}, "/")
+        assert status == 200
+        sent.append(headers["x-zc-request-id"])
+    server.proc.send_signal(stop)
+    assert server.proc.wait(timeout=15) in (0, -stop)  # (uvicorn raises the signal again)
+    logged = re.findall(r"requestId=(\S+)", server.log.read_text())
+    assert logged == sent
+
+
+@pytest.mark.socket
+def test_a_reader_that_does_not_read_never_stalls_the_server(
+    test_db: str, creds: Credentials, tmp_path: Any
+) -> None:
+    """The server's output is a pipe nobody reads: the pipe fills after a few hundred lines,
+    and requests are still answered at once; the lines come out once the pipe is read."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vmimages", "serve", "--port", str(port), "--database", test_db,
+         "--key-file", key_file(test_db)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        headers = {"X-ZC-Action": "DescribeRegions", **JSON, **creds.bearer("alice")}
+        sent = []
+        for _ in range(2000):  # about 500 KB of log lines, several times the pipe's buffer
+            request = urllib.request.Request(url, b"{}", headers, method="POST")
+            with urllib.request.urlopen(request, timeout=5) as response:
+                sent.append(response.headers["x-zc-request-id"])
+        proc.terminate()
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    logged = re.findall(r"requestId=(\S+)", output.decode())
+    assert logged == sent

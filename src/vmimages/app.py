@@ -17,13 +17,13 @@ from typing import Any
 
 import orjson
 
-from vmimages import actions, admin, console, dev, errors, metrics, protocol
+from vmimages import actions, admin, console, dev, errors, logs, metrics, protocol
 from vmimages.auth import Authenticator
 from vmimages.builder import BuildWorker, TimedBuilder
 from vmimages.catalog import DomainError
 from vmimages.config import Settings
 from vmimages.errors import ApiError, Code
-from vmimages.logs import RequestRecord, dialect, log_request
+from vmimages.logs import RequestLog, RequestRecord, dialect
 from vmimages.loop import InFlight
 from vmimages.ratelimit import RateLimiter
 from vmimages.replay import ReplayGuard
@@ -53,6 +53,8 @@ Dispatch = Callable[[Scope, Receive, "RequestRecord"], Awaitable[bytes]]
 class App:
     def __init__(self, settings: Settings, store: RequestStore | None = None) -> None:
         self.settings = settings
+        logs.hide(settings.secrets)
+        self.request_log = RequestLog(settings.log_format) if settings.access_log else None
         self.store = store or request_store(settings)
         self.vault = vault = admin.server_vault(settings)
         self.limiter = RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
@@ -108,11 +110,13 @@ class App:
                 if self.dev is not None:
                     await self.dev.open()
                 self.worker.start()
+                logs.WRITER.attach(asyncio.get_running_loop())
                 self.watch_for_shutdown()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.worker.stop()
                 await self.store.close()
+                logs.WRITER.detach()  # every request's line is out before the process ends
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -238,12 +242,12 @@ class App:
 
     def done(self, record: RequestRecord) -> None:
         """Count the request (metrics.py) and write its log line (logs.py), each if turned on."""
+        seconds = time.perf_counter() - record.started
         if self.settings.metrics:
             action = record.action if record.action in self.action_names else metrics.OTHER
-            seconds = time.perf_counter() - record.started
             metrics.count_request(action, record.code, dialect(record.version), seconds)
-        if self.settings.access_log:
-            log_request(record)
+        if self.request_log is not None:
+            self.request_log(record, seconds)
 
     async def dispatch(self, scope: Scope, receive: Receive, record: RequestRecord) -> bytes:
         protocol.check_endpoint(scope["path"], scope["method"])

@@ -141,6 +141,7 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
         raise click.UsageError(f"VMIMAGES_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
     log_config = logs.log_config(settings.log_format, settings.log_level)
     logging.config.dictConfig(log_config)
+    logs.hide(settings.secrets)
     json_logs = settings.log_format == "json"
 
     async def prepare(store: OperatorStore) -> admin.FirstCredentials | str | None:
@@ -155,9 +156,11 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
         if not json_logs:
             raise
         log.error("%s", exc.format_message())
+        logs.WRITER.flush()
         sys.exit(exc.exit_code)
     url = f"{'https' if settings.tls_cert else 'http'}://{settings.host}:{settings.port}"
     where = same_database(settings)
+    logs.WRITER.flush()  # the lines so far, before what is printed directly
     if isinstance(first, admin.FirstCredentials):
         click.echo(first_run_message(first, url, where), err=True)
     elif first is not None:
