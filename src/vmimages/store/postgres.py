@@ -8,6 +8,7 @@ reconnects by itself when the database is back.
 from __future__ import annotations
 
 import asyncio
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -101,6 +102,12 @@ class PostgresDatabase:
 
     async def connect(self, create: bool = True) -> None:
         """Connect (PostgreSQL databases are made with `createdb`, never here)."""
+        try:
+            urllib.parse.urlsplit(self.dsn).port  # asyncpg reads the URL only when it connects
+        except ValueError as exc:
+            raise StoreUnavailable(
+                f"PostgreSQL: the database URL {self.shown} is not valid: {exc}"
+            ) from None
         with translated():
             self._pool = await asyncpg.create_pool(
                 self.dsn,
