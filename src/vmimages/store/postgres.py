@@ -103,7 +103,7 @@ class PostgresDatabase:
     async def connect(self, create: bool = True) -> None:
         """Connect (PostgreSQL databases are made with `createdb`, never here)."""
         try:
-            urllib.parse.urlsplit(self.dsn).port  # asyncpg reads the URL only when it connects
+            urllib.parse.urlsplit(self.dsn).port  # noqa: B018 (asyncpg reads it only when it connects)
         except ValueError as exc:
             raise StoreUnavailable(
                 f"PostgreSQL: the database URL {self.shown} is not valid: {exc}"
