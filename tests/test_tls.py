@@ -4,7 +4,10 @@ serves with them; the official Python SDK, with its default https scheme, trusts
 from __future__ import annotations
 
 import os
+import socket
+import ssl
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +48,37 @@ def test_the_sdk_speaks_https_to_a_dev_certificate(
     untrusted = VmClient(Credential(*creds.keys["alice"]), Config(domain=domain))
     with pytest.raises((ZenlayerCloudSdkException, OSError)):
         untrusted.DescribeZones(models.DescribeZonesRequest())
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["https", "http"])
+def test_a_stopped_server_exits_within_the_drain_whatever_its_clients_do(
+    server_factory: Any, db_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tls: bool
+) -> None:
+    """After SIGTERM: the drain (1 s here), then at most SHUTDOWN_GRACE (3 s) more, with an
+    idle kept-alive client, one that sent half a body and one that sent half a head."""
+    out = tmp_path / "certs"
+    assert CliRunner().invoke(main, ["certs", "create", "--out", str(out)]).exit_code == 0
+    monkeypatch.setenv("VMIMAGES_DRAIN_SECONDS", "1")
+    extra = ["--tls-cert", str(out / "server.pem"), "--tls-key", str(out / "server-key.pem")]
+    server = server_factory(db_path, *(extra if tls else []))
+
+    def connect() -> socket.socket:
+        plain = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        if not tls:
+            return plain
+        context = ssl.create_default_context(cafile=str(out / "ca.pem"))
+        return context.wrap_socket(plain, server_hostname="127.0.0.1")
+
+    idle = connect()
+    idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert idle.recv(100).startswith(b"HTTP/1.1 200")
+    half_body, half_head = connect(), connect()
+    half_body.sendall(b"POST /api/v2/vm HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    half_head.sendall(b"POST /api/v2/vm HTTP/1.1\r\nHost: x\r\n")
+    time.sleep(0.3)
+    started = time.monotonic()
+    server.proc.terminate()
+    server.proc.wait(timeout=30)
+    assert time.monotonic() - started < 1 + 5
+    for client in (idle, half_body, half_head):
+        client.close()

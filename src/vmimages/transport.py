@@ -25,6 +25,7 @@ from vmimages.errors import ApiError, Code
 DEFAULT_MAX_HEADER_BYTES = 16 * 1024
 DEFAULT_RECEIVE_TIMEOUT = 10.0
 DEFAULT_MAX_CONNECTIONS = 4096
+SHUTDOWN_GRACE = 3.0  # seconds a request in flight has to finish once the server stops
 
 
 class Limits:
@@ -96,6 +97,23 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 )
             )
 
+    def shutdown(self) -> None:
+        """The server stops (after SIGTERM's drain): a connection between requests, or with a
+        request whose head is not whole, is dropped at once (over TLS too: no wait for the
+        client's close_notify); a request whose body is still arriving has a second less than
+        SHUTDOWN_GRACE left to arrive (then 408); one being answered is answered, and the
+        connection then closes. Half a second before SHUTDOWN_GRACE, any connection still open
+        is dropped; uvicorn then ends what is left (cli/serve.py)."""
+        if self.cycle is None or self.cycle.response_complete:
+            self._stop_deadline()
+            self.transport.abort()
+            return
+        self.cycle.keep_alive = False
+        if self._receiving and self._deadline is not None:
+            self._stop_deadline()
+            self._deadline = self.loop.call_later(SHUTDOWN_GRACE - 1, self._too_slow)
+        self.loop.call_later(SHUTDOWN_GRACE - 0.5, self.transport.abort)
+
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to bytes that are not HTTP (a control character in a header, a
         broken request line), in the API's envelope instead of plain text."""
@@ -145,3 +163,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self.transport.write(refusal(error))
             self.transport.close()
+        if self.cycle is not None and not self.cycle.response_complete:
+            # The app may be waiting for the rest of the body: it is not coming. (A TLS
+            # connection is lost only once the client answers the close, if ever.)
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()

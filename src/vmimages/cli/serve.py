@@ -125,7 +125,7 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
     import uvicorn
 
     from vmimages.app import create_app
-    from vmimages.transport import BoundedHttpToolsProtocol
+    from vmimages.transport import SHUTDOWN_GRACE, BoundedHttpToolsProtocol
 
     settings = settings_from(
         **options, load_default_catalog=None if no_catalog is None else not no_catalog
@@ -188,6 +188,9 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
         "server_header": False,
         "date_header": False,
         "proxy_headers": False,  # the app reads no client address
+        # Past the grace, uvicorn ends what is left: the process exits within the drain and
+        # about 4 s after SIGTERM, whatever its clients do (docs/deploy.md, "Shutdown").
+        "timeout_graceful_shutdown": SHUTDOWN_GRACE,
         "ssl_certfile": settings.tls_cert,
         "ssl_keyfile": settings.tls_key,
     }
