@@ -1,9 +1,10 @@
 """A small in-process client: drives the real ASGI app (lifespan included) on one event loop.
 
 Not httpx's ASGITransport, although httpx is a test dependency: that transport never runs the
-app's lifespan (the store would not open nor the build worker start), sends a body in one
-message only (the limits tests send it in chunks, and a disconnect halfway), and fixes the
-client address for the whole transport (the replay tests need a connection per call).
+app's lifespan (the store would not open nor the build worker start), never sends
+`http.disconnect` while a body is still arriving (the limits tests have a client leave halfway
+through its body), and fixes the client address for the whole transport (calls here name the
+connection they come on, as the abuse tests do).
 """
 
 from __future__ import annotations

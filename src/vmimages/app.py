@@ -1,8 +1,9 @@
 """The ASGI application: `create_app(settings)` and the one request pipeline.
 
 Pipeline: endpoint → body (bounded) → action header → dialect → freshness → caller → action →
-rate limit → content type → JSON object → parameters → replay check → handler → envelope.
-Every exception becomes an error envelope in `handle`, the only place that builds one.
+rate limit → content type → JSON object → parameters → strict mode's replay check → handler →
+envelope. Every exception becomes an error envelope in `handle`, the only place in the app that
+builds one (transport.py answers the limits before the app runs, in the same envelope).
 """
 
 from __future__ import annotations

@@ -96,8 +96,9 @@ log = logging.getLogger("vmimages")
     "--require-signed-action",
     is_flag=True,
     default=None,
-    help="Refuse CreateImage, ModifyImagesAttributes and DeleteImages unless signed with"
-    " x-zc-action among the SignedHeaders.",
+    help="Strict mode, for clients that sign their action (the official SDKs do not): refuse"
+    " signed CreateImage, ModifyImagesAttributes and DeleteImages unless x-zc-action is among"
+    " the SignedHeaders, and carry out an identical one once (docs/auth.md, Replays).",
 )
 @click.option(
     "--console/--no-console",
