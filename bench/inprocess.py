@@ -15,6 +15,7 @@ each the median of 7 rounds, for vmimages and for the ceiling's fixed app.
     python bench/inprocess.py --database D --key-file K --key ID --password P
     python bench/inprocess.py --database D --key-file K --workload W
     python bench/inprocess.py --database D --key-file K --key ID --password P --settings-costs
+    python bench/inprocess.py --database D --key-file K --scrape
 
 With --settings-costs: the same q20 through four apps, as shipped (serve's defaults: metrics
 on, the request log on in text, to /dev/null), with --no-metrics, with --no-access-log, and
@@ -200,7 +201,39 @@ async def settings_costs(args: argparse.Namespace) -> None:
     print(json.dumps({name: 1e6 * statistics.median(times) for name, times in spent.items()}))
 
 
+async def scrape(args: argparse.Namespace) -> None:
+    """What a GET /metrics costs the event loop, in-process: the app's answer to 50 scrapes,
+    wall time each (the loop is busy for all of it), after the database's images were counted
+    once as the background task counts them. Prints milliseconds."""
+    app = create_app(Settings(database=args.database, key_file=args.key_file))
+    await app.store.open()
+    started = time.perf_counter()
+    from vmimages import metrics
+
+    metrics.record_images(await app.store.count_images())
+    count_s = time.perf_counter() - started
+    request = {"type": "http", "method": "GET", "path": "/metrics", "headers": []}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    spent = []
+    for _ in range(50):
+        started = time.perf_counter()
+        await app(dict(request), receive, send)
+        spent.append(time.perf_counter() - started)
+    await app.store.close()
+    print(json.dumps({"scrape_ms_median": 1000 * statistics.median(spent),
+                      "scrape_ms_max": 1000 * max(spent), "count_s": count_s}))  # fmt: skip
+
+
 async def main(args: argparse.Namespace) -> None:
+    if args.scrape:
+        await scrape(args)
+        return
     if args.workload:
         await first_sight(args)
         return
@@ -228,4 +261,5 @@ if __name__ == "__main__":
     for name in ("--key", "--password", "--workload"):
         parser.add_argument(name)
     parser.add_argument("--settings-costs", action="store_true")
+    parser.add_argument("--scrape", action="store_true")
     uvloop.run(main(parser.parse_args()))

@@ -307,6 +307,15 @@ def settings_costs(runs: list[dict[str, Any]]) -> list[str]:
 
 def settings_targets(runs: list[dict[str, Any]]) -> list[str]:
     out = []
+    for r in runs:
+        if "scrape" in r:
+            cost = r["scrape"]["scrape_ms_median"]
+            out.append(
+                f"- A `/metrics` scrape at {_size(r['size'])} images ({r['store']}) costs the"
+                f" event loop under 5 ms: {cost:.2f} ms median, {r['scrape']['scrape_ms_max']:.2f}"
+                f" ms at most over 50 (`bench/inprocess.py --scrape`; the images are counted"
+                f" apart, every 15 s, in {r['scrape']['count_s']:.2f} s) — {_verdict(cost < 5)}."
+            )
     costs = next((r["settings_costs"] for r in runs if "settings_costs" in r), None)
     if costs is not None:
         for label, key in (("text", "shipped"), ("JSON", "json_log")):

@@ -315,6 +315,12 @@ def bench_catalog(store: str, size: int) -> dict[str, Any]:
         result["settings_costs"] = json.loads(measured.stdout)
     if size == max(SIZES):
         result["mixed"] = mixed_runs(store, database, key_file, workload)
+        measured = subprocess.run(  # what a /metrics scrape costs the event loop
+            [PY, str(HERE / "inprocess.py"), "--database", database, "--key-file", key_file,
+             "--scrape"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        result["scrape"] = json.loads(measured.stdout)
         if store == "sqlite":  # DescribeImages answered for the first time, in-process
             measured = subprocess.run(
                 [PY, str(HERE / "inprocess.py"), "--database", database, "--key-file", key_file,

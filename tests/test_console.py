@@ -165,7 +165,10 @@ def customs(server: Server) -> int:
 
 def complete_build(server: Server, image_id: str) -> None:
     status, _, answer = server.post(
-        json.dumps({"imageId": image_id}).encode(), {}, "/_vmimages/builds", as_=None
+        json.dumps({"imageId": image_id}).encode(),
+        {"Content-Type": "application/json"},
+        "/_vmimages/builds",
+        as_=None,
     )
     assert status == 200 and answer["response"]["imageStatus"] == "AVAILABLE", answer
 
@@ -345,3 +348,72 @@ def test_security_headers_and_no_script_inline(served: Any) -> None:
         if path == "/console":
             assert "<script src=" in body and not re.search(r"<script>|\son\w+=", body)
             assert "http://" not in body and "https://" not in body  # nothing from elsewhere
+
+
+def test_without_javascript_the_token_never_reaches_a_url(browser: Any, served: Any) -> None:
+    server, creds = served
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(server.url + "/console")
+        field = page.get_by_label("Personal access token")
+        field.fill(creds.tokens["alice"])
+        field.press("Enter")
+        page.wait_for_timeout(500)
+        assert creds.tokens["alice"] not in page.url
+        assert not [url for url in requested if creds.tokens["alice"] in url]
+    finally:
+        context.close()
+
+
+CROSS_SITE_PAGE = """<!doctype html><title>another site</title><script>
+const target = "{target}";
+const done = [];
+for (const [type, body] of [["text/plain", "{{}}"],
+                            ["application/x-www-form-urlencoded", "a=b"],
+                            ["application/json", "{{}}"]]) {{
+  done.push(fetch(target + "/_vmimages/reset", {{method: "POST", mode: "no-cors",
+    headers: {{"Content-Type": type}}, body}}).catch(() => null));
+  done.push(fetch(target + "/_vmimages/reset", {{method: "POST",
+    headers: {{"Content-Type": type}}, body}}).catch(() => null));
+}}
+Promise.all(done).then(() => {{ document.title = "sent"; }});
+</script><form id="f" method="post" action="{target}/_vmimages/reset"
+  enctype="text/plain"><input name="x" value="y"></form>"""
+
+
+def test_another_site_in_the_browser_cannot_reach_the_dev_endpoints(
+    browser: Any, served: Any, tmp_path: Any
+) -> None:
+    """A page on another origin, in the developer's own browser, tries every request a page
+    can make to `serve --dev`'s reset, with and without CORS, and a form post: the custom image
+    the reset would remove is still there."""
+    import http.server
+    import threading
+
+    server, _ = served
+    assert [i["imageId"] for i in api(server, "DescribeImages", {}, as_="bob")["images"]
+            if i["imageType"] == "CUSTOM_IMAGE"] == ["img-bobsecret"]  # fmt: skip
+    (tmp_path / "index.html").write_text(CROSS_SITE_PAGE.format(target=server.url))
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731
+    other = http.server.ThreadingHTTPServer(("127.0.0.2", 0), handler)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"http://127.0.0.2:{other.server_address[1]}/index.html")
+        page.wait_for_function("document.title === 'sent'")
+        with page.expect_navigation():
+            page.evaluate("document.getElementById('f').submit()")
+    finally:
+        context.close()
+        other.shutdown()
+    customs = [i["imageId"] for i in api(server, "DescribeImages", {}, as_="bob")["images"]
+               if i["imageType"] == "CUSTOM_IMAGE"]  # fmt: skip
+    assert customs == ["img-bobsecret"]
+    # The same reset, as a test suite sends it, still works.
+    status, _, _ = server.post(b"{}", {"Content-Type": "application/json"}, "/_vmimages/reset",
+                               as_=None)  # fmt: skip
+    assert status == 200

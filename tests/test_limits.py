@@ -4,9 +4,13 @@ attack costs is measured by bench/attack.py, not here."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import ssl
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -135,3 +139,200 @@ def test_an_answer_before_the_body_is_not_followed_by_a_408(
             data += chunk
     assert data.startswith(b"HTTP/1.1 413")
     assert data.count(b"HTTP/1.1 ") == 1, data
+
+
+# Second pass (docs/deploy.md, "Limits"): limits however the bytes arrive. ------------------
+
+
+def exchange(server: Server, data: bytes) -> tuple[int, dict[str, Any]]:
+    """Send `data` in one write and read the one answer."""
+    with connect(server) as sock:
+        sock.sendall(data)
+        return read_answer(sock)
+
+
+def test_a_head_past_the_cap_is_431_even_in_one_write(limited_server: tuple[Server, Any]) -> None:
+    server, creds = limited_server
+    auth = f"Authorization: Bearer {creds.tokens['alice']}\r\n".encode()
+    big = b"X-Long: " + b"a" * 20_000 + b"\r\n"
+    many = b"".join(b"X-%d: v\r\n" % n for n in range(20_000))
+    for extra in (big, many):
+        tail = b"X-ZC-Action: DescribeRegions\r\nContent-Length: 2\r\n\r\n{}"
+        status, doc = exchange(server, b"POST / HTTP/1.1\r\nHost: x\r\n" + auth + extra + tail)
+        assert (status, doc["code"]) == (431, "REQUEST_HEADER_FIELDS_TOO_LARGE"), doc
+
+
+@pytest.mark.parametrize("hosts", [b"", b"Host: a\r\nHost: b\r\n"], ids=["none", "two"])
+def test_an_http11_request_needs_exactly_one_host(
+    limited_server: tuple[Server, Any], hosts: bytes
+) -> None:
+    server, creds = limited_server
+    auth = f"Authorization: Bearer {creds.tokens['alice']}\r\n".encode()
+    tail = b"X-ZC-Action: DescribeRegions\r\nContent-Length: 2\r\n\r\n{}"
+    status, doc = exchange(server, b"POST / HTTP/1.1\r\n" + hosts + auth + tail)
+    assert (status, doc["code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert "exactly one Host" in doc["message"]
+
+
+def chunked(action_in_trailer: bytes, creds: Any) -> bytes:
+    return (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {creds.tokens['alice']}\r\n".encode()
+            + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n" + action_in_trailer
+            + b"\r\n")  # fmt: skip
+
+
+@pytest.mark.parametrize("header", [b"X-ZC-Action", b"X-TC-Action"])
+def test_an_action_in_a_chunked_trailer_is_ignored(
+    limited_server: tuple[Server, Any], header: bytes
+) -> None:
+    server, creds = limited_server
+    status, doc = exchange(server, chunked(header + b": DeleteImages\r\n", creds))
+    assert (status, doc["code"]) == (400, "MISSING_PARAMETER")  # no action in the head
+
+
+def test_chunk_framing_larger_than_a_body_may_be_is_400(
+    limited_server: tuple[Server, Any],
+) -> None:
+    server, creds = limited_server
+    with connect(server) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nX-ZC-Action: DescribeRegions\r\n"
+                     + f"Authorization: Bearer {creds.tokens['alice']}\r\n".encode()
+                     + b"Transfer-Encoding: chunked\r\n\r\n2;ext=")  # fmt: skip
+        with contextlib.suppress(OSError):  # the server stops reading, answers and closes
+            for _ in range(64):
+                sock.sendall(b"e" * 65536)
+        status, doc = read_answer(sock)
+    assert (status, doc["code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert "chunk framing" in doc["message"]
+
+
+def test_a_pipelined_request_carried_out_is_answered_before_a_bad_one(
+    limited_server: tuple[Server, Any],
+) -> None:
+    server, creds = limited_server
+    good = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {creds.tokens['alice']}\r\n".encode()
+            + b"X-ZC-Action: DescribeRegions\r\nContent-Length: 2\r\n\r\n{}")  # fmt: skip
+    with connect(server) as sock:
+        sock.sendall(good + b"POST / HTTP/1.1\r\nHost: x\r\nBad\x01Header: y\r\n\r\n" + good)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    answers = data.split(b"HTTP/1.1 ")[1:]
+    assert [answer[:3] for answer in answers] == [b"200", b"400"], data
+
+
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    line = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def test_bodies_without_credentials_cost_the_server_no_memory(test_db: str) -> None:
+    """600 connections with no Authorization, each sending a body just under the limit and
+    then stalling: the body is never read (401 from the head, and the connection closes)."""
+    server = Server(test_db)
+    try:
+        before = rss_mb(server.proc.pid)
+        head = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"X-ZC-Action: DescribeImages\r\nExpect: 100-continue\r\n"
+                b"Content-Length: 1048575\r\n\r\n")  # fmt: skip
+        chunk = b"x" * 65536
+        sockets, peak, continued = [], before, 0
+        for n in range(600):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(head)
+            sock.setblocking(False)
+            with contextlib.suppress(OSError):  # until the kernel's buffers are full
+                for _ in range(16):
+                    sock.send(chunk)
+            sockets.append(sock)
+            if n % 100 == 99:
+                peak = max(peak, rss_mb(server.proc.pid))
+        time.sleep(1)
+        peak = max(peak, rss_mb(server.proc.pid))
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                continued += b"100 Continue" in sock.recv(65536)
+            sock.close()
+        time.sleep(1)
+        after = rss_mb(server.proc.pid)
+    finally:
+        server.stop()
+    assert peak - before <= 100, (before, peak, after)
+    assert after - before <= 50, (before, peak, after)
+    assert continued == 0  # no caller without credentials is invited to send its body
+
+
+def signed_head(creds: Any, body: bytes) -> bytes:
+    headers = {"content-type": "application/json", "host": "x", "x-zc-action": "DescribeRegions"}
+    headers |= creds.signed("alice", headers, body) | {"content-length": str(len(body))}
+    return b"POST / HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode()
+
+
+def test_signed_bodies_are_read_within_a_budget(
+    test_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bodies whose signature is not checked yet share VMIMAGES_MAX_PENDING_BODY_BYTES: past
+    it a new one is refused with 503 before it is read; once one is done, there is room."""
+    monkeypatch.setenv("VMIMAGES_MAX_PENDING_BODY_BYTES", "100000")
+    creds = add_accounts(test_db)
+    server = Server(test_db, creds=creds)
+    try:
+        body = b"{}" + b" " * 59_998
+        head = signed_head(creds, body) + b"\r\n"
+        with connect(server) as first:
+            first.sendall(head + body[:1000])  # its body arrives slowly: 60 kB reserved
+            time.sleep(0.3)
+            status, doc = exchange(server, head + body)
+            assert (status, doc["code"]) == (503, "SERVICE_TEMPORARY_UNAVAILABLE")
+            assert "too many request bodies" in doc["message"]
+            first.sendall(body[1000:])
+            assert first.recv(100).startswith(b"HTTP/1.1 200")
+        with connect(server) as again:
+            again.sendall(head + body)
+            assert again.recv(100).startswith(b"HTTP/1.1 200")
+    finally:
+        server.stop()
+
+
+def test_tls_handshakes_count_and_have_a_deadline(
+    test_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connections that never start their TLS handshake count against the cap (past it closed
+    at once) and are closed at the receive deadline, like any other."""
+    from click.testing import CliRunner
+
+    from vmimages.cli import main
+
+    out = tmp_path / "certs"
+    assert CliRunner().invoke(main, ["certs", "create", "--out", str(out)]).exit_code == 0
+    monkeypatch.setenv("VMIMAGES_RECEIVE_TIMEOUT", "2")
+    monkeypatch.setenv("VMIMAGES_MAX_CONNECTIONS", "32")
+    server = Server(test_db, "--tls-cert", str(out / "server.pem"), "--tls-key",
+                    str(out / "server-key.pem"))  # fmt: skip
+    try:
+        stalled = [connect(server) for _ in range(60)]
+        time.sleep(0.5)
+
+        def closed(sock: socket.socket) -> bool:
+            sock.setblocking(False)
+            try:
+                return sock.recv(1) == b""
+            except BlockingIOError:
+                return False
+            except OSError:
+                return True
+
+        assert sum(closed(sock) for sock in stalled) >= 60 - 32
+        time.sleep(2.5)
+        assert all(closed(sock) for sock in stalled)
+        for sock in stalled:
+            sock.close()
+        # A client that does its handshake is still served.
+        context = ssl.create_default_context(cafile=str(out / "ca.pem"))
+        with context.wrap_socket(connect(server), server_hostname="127.0.0.1") as tls:
+            tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert tls.recv(100).startswith(b"HTTP/1.1 200")
+    finally:
+        server.stop()

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -127,7 +128,8 @@ def test_rate_limited_requests_are_counted(test_db: str, creds: Credentials) -> 
 
 def test_builds_in_progress_and_connections(test_db: str, creds: Credentials) -> None:
     add_instances(test_db)
-    client = AsgiClient(create_app(settings_for(test_db, image_build_seconds=0.5)), creds)
+    settings = settings_for(test_db, image_build_seconds=0.5, metrics_count_seconds=0.05)
+    client = AsgiClient(create_app(settings), creds)
     try:
         created = client.call("CreateImage", {"instanceId": "ins-alice-fra", "imageName": "b1"})
         assert created.status == 200
@@ -207,7 +209,10 @@ def test_json_logs_and_metrics_of_two_workers(
         assert requests_of(samples, "DescribeImages", "AUTHFAILURE_INVALID_AUTHORIZATION",
                            "seed") == 1  # fmt: skip
 
-    lines = log_lines(server, refused_headers["x-zc-request-id"])
+    # Each worker writes its lines in its own batches: wait for every request's line.
+    awaited = [*ids, refused_headers["x-zc-request-id"]]
+    text = server.log_when(lambda text: all(request_id in text for request_id in awaited))
+    lines = [line for line in text.splitlines() if line]
     parsed = [json.loads(line) for line in lines]  # every line is one JSON object
     assert all(isinstance(p, dict) and {"time", "level", "logger", "message"} <= p.keys()
                for p in parsed)  # fmt: skip
@@ -246,6 +251,12 @@ def test_text_logs_have_one_format(server_factory: Any, test_db: str, creds: Cre
     assert " vmimages.request: requestId=" in line and " status=200 code=OK " in line
     # A value the client chose is quoted: it cannot pass for another field.
     assert 'sdkLang="Go status=500 code=\\"OK\\""' in line
+    # Nor for another line: a C1 control (NEL, U+0085) is escaped like any non-ASCII character.
+    forged = {**hostile, "x-zc-sdk-lang": "Go\x85 2026-01-01 00:00:00,000 INFO vmimages.request:"}
+    status, headers, _ = server.post(b"{}", forged, "/")
+    lines = log_lines(server, headers["x-zc-request-id"])
+    (line,) = [line for line in lines if headers["x-zc-request-id"] in line]
+    assert "\x85" not in line and '"Go\\u0085 2026-01-01' in line
     assert creds.tokens["alice"] not in "\n".join(lines)
 
 
@@ -302,3 +313,21 @@ def test_a_reader_that_does_not_read_never_stalls_the_server(
             proc.kill()
     logged = re.findall(r"requestId=(\S+)", output.decode())
     assert logged == sent
+
+
+@pytest.mark.socket
+def test_metrics_on_a_port_of_their_own(
+    server_factory: Any, test_db: str, creds: Credentials
+) -> None:
+    """--metrics-port: /metrics is served there (with the database's image counts, made in
+    the background) and no longer on the API's port."""
+    port = free_port()
+    server = server_factory(test_db, "--metrics-port", str(port), creds=creds)
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        get(server.url + "/metrics")  # no longer on the API's port
+    samples = parse(get(f"http://127.0.0.1:{port}/metrics"))
+    public = value(samples, "vmimages_images", type="PUBLIC_IMAGE", status="AVAILABLE")
+    counted = "SELECT count(*) FROM images WHERE owner = 0 AND status = 'AVAILABLE'"
+    assert public == sql(test_db, counted)[0][0] > 0
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        get(f"http://127.0.0.1:{port}/other")

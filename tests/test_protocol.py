@@ -347,8 +347,11 @@ def test_a_client_gone_before_its_body_gets_no_answer(client: AsgiClient) -> Non
     async def send(message: Any) -> None:
         sent.append(message)
 
+    token = client.creds.tokens["alice"]
     scope = {"type": "http", "method": "POST", "path": "/api/v2/vm",
-             "headers": [(b"content-type", b"application/json")]}  # fmt: skip
+             "headers": [(b"content-type", b"application/json"),
+                         (b"x-zc-action", b"DescribeRegions"),
+                         (b"authorization", f"Bearer {token}".encode())]}  # fmt: skip
     client.loop.run_until_complete(client.app(scope, receive, send))
     assert sent == []
     assert_ok(client.call("DescribeRegions"))  # and the app serves the next one

@@ -101,7 +101,8 @@ def test_every_test_starts_from_the_default_catalog(
 def post(server: VmimagesServer, path: str, body: bytes, method: str = "POST") -> Any:
     """(status, the answer); an error answer is checked to be the API's whole error envelope,
     its requestId the one in the header."""
-    request = urllib.request.Request(server.endpoint + path, data=body, method=method)
+    request = urllib.request.Request(server.endpoint + path, data=body, method=method,
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
@@ -148,6 +149,19 @@ def test_control_endpoints_refuse_what_they_cannot_do(vmimages_server: VmimagesS
     assert status == 400 and "Did you mean `imageId`?" in answer["message"]
     status, answer = post(vmimages_server, "/_vmimages/reset", b"", method="GET")
     assert status == 405 and answer["code"] == "UNSUPPORTED_HTTP_METHOD"
+    # What a web page could send is refused (docs/testing.md): another content type, a Host
+    # that is not loopback, an Origin that is not the server's own.
+    for headers, code in (({"Content-Type": "text/plain"}, "UNSUPPORTED_MEDIA_TYPE"),
+                          ({"Host": "rebound.example"}, "AUTHFAILURE_UNAUTHORIZED_OPERATION"),
+                          ({"Origin": "http://evil.example"},
+                           "AUTHFAILURE_UNAUTHORIZED_OPERATION")):  # fmt: skip
+        request = urllib.request.Request(
+            vmimages_server.endpoint + "/_vmimages/reset", data=b"{}", method="POST",
+            headers={"Content-Type": "application/json", **headers},
+        )  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert json.loads(refused.value.read())["code"] == code
 
 
 def test_without_dev_the_control_paths_are_not_there(test_db: str, creds: Credentials) -> None:
@@ -172,7 +186,8 @@ def test_reset_keeps_accounts_and_restores_the_public_catalog(
                      (PUBLIC_OWNER,))  # fmt: skip
         sql(test_db, "UPDATE images SET name = 'changed' WHERE owner = ?", (PUBLIC_OWNER,))
         sql(test_db, "INSERT INTO used_signatures (signature, valid_until) VALUES ('s', 9e9)")
-        response = client.request("POST", "/_vmimages/reset", body=b"")
+        control = {"content-type": "application/json", "host": "127.0.0.1:8080"}
+        response = client.request("POST", "/_vmimages/reset", body=b"", headers=control)
         assert response.status == 200 and response.json()["response"]["images"] == len(before)
         after = sql(test_db, "SELECT image_id, name FROM images WHERE owner = ? ORDER BY 1",
                     (PUBLIC_OWNER,))  # fmt: skip

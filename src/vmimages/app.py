@@ -9,6 +9,7 @@ builds one (transport.py answers the limits before the app runs, in the same env
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import threading
@@ -19,7 +20,7 @@ from typing import Any
 import orjson
 
 from vmimages import actions, admin, console, dev, errors, logs, metrics, protocol
-from vmimages.auth import Authenticator
+from vmimages.auth import Authenticator, SignedHead
 from vmimages.builder import BuildWorker, TimedBuilder
 from vmimages.catalog import DomainError
 from vmimages.config import Settings
@@ -28,7 +29,7 @@ from vmimages.logs import RequestLog, RequestRecord, dialect
 from vmimages.loop import InFlight
 from vmimages.ratelimit import RateLimiter
 from vmimages.replay import ReplayGuard
-from vmimages.requestbody import ClientGone, read_body
+from vmimages.requestbody import BodyBudget, ClientGone, read_body
 from vmimages.store import OperatorStore, RequestStore
 from vmimages.store.memory import MemoryStore
 from vmimages.store.sql import SqlStore
@@ -38,7 +39,7 @@ from vmimages.validation import validate
 log = logging.getLogger("vmimages")
 
 PROBES = frozenset({"/healthz", "/readyz"})  # GET only; anything else is the API's
-METRICS = "/metrics"  # GET only, unless turned off (serve --no-metrics)
+METRICS = "/metrics"  # GET only, unless turned off (serve --no-metrics) or served apart
 
 # Answers wait one turn of the event loop before they are written (App.handle); bench/ablate.py
 # turns this off to measure what it saves.
@@ -60,12 +61,15 @@ class App:
         self.vault = vault = admin.server_vault(settings)
         self.limiter = RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
         self.authenticate = Authenticator(self.store, vault, limiter=self.limiter)
+        self.bodies = BodyBudget(settings.max_pending_body_bytes, settings.max_body_bytes)
         self.replays = ReplayGuard(self.store, require_signed_action=settings.require_signed_action)
         self.worker = BuildWorker(
             self.store, TimedBuilder(self.store, settings.image_build_seconds)
         )
         self.in_flight = InFlight(settings.request_timeout)
         self.draining = False  # set on SIGTERM: /readyz answers 503
+        self.counting: asyncio.Task[None] | None = None  # count_images, while serving
+        self.metrics_server: asyncio.Server | None = None  # serve_metrics_apart
         self.action_names = frozenset(name for _, name in actions.ACTIONS)  # metrics' labels
         self.console = console.Console() if settings.console else None
         self.dev = (
@@ -74,14 +78,23 @@ class App:
             else None
         )
         Limits.configure(
-            settings.max_header_bytes, settings.receive_timeout, settings.max_connections
+            settings.max_header_bytes,
+            settings.receive_timeout,
+            settings.max_connections,
+            settings.max_body_bytes,
         )
+        Limits.serve_tls(settings.tls_cert, settings.tls_key)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             if scope["method"] == "GET" and scope["path"] in PROBES:
                 await self.probe(scope["path"], send)
-            elif scope["method"] == "GET" and scope["path"] == METRICS and self.settings.metrics:
+            elif (
+                scope["method"] == "GET"
+                and scope["path"] == METRICS
+                and self.settings.metrics
+                and not self.settings.metrics_port  # else served apart (serve_metrics_apart)
+            ):
                 await self.serve_metrics(send)
             elif (
                 self.console is not None
@@ -110,11 +123,22 @@ class App:
                     return
                 if self.dev is not None:
                     await self.dev.open()
+                if self.settings.metrics:
+                    self.counting = asyncio.create_task(self.count_images())
+                    if self.settings.metrics_port:
+                        self.metrics_server = await asyncio.start_server(
+                            self.serve_metrics_apart, self.settings.metrics_host,
+                            self.settings.metrics_port, limit=8192, reuse_port=True,
+                        )  # fmt: skip
                 self.worker.start()
                 logs.WRITER.attach(asyncio.get_running_loop())
                 self.watch_for_shutdown()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self.counting is not None:
+                    self.counting.cancel()
+                if self.metrics_server is not None:
+                    self.metrics_server.close()
                 await self.worker.stop()
                 await self.store.close()
                 logs.WRITER.detach()  # every request's line is out before the process ends
@@ -158,12 +182,8 @@ class App:
         )
 
     async def serve_metrics(self, send: Send) -> None:
-        """GET /metrics: Prometheus text (metrics.py), with the database's image counts as of
-        now; without them if the database does not answer (the rest still says why)."""
-        try:
-            metrics.record_images(await self.store.count_images())
-        except DomainError as exc:
-            log.warning("/metrics: cannot count images: %s", exc)
+        """GET /metrics: Prometheus text (metrics.py). It runs no query: the database's image
+        counts are the last ones `count_images` made."""
         body = metrics.exposition()
         headers = [
             (b"content-type", metrics.CONTENT_TYPE),
@@ -171,6 +191,43 @@ class App:
             (b"cache-control", b"no-store"),
         ]
         await respond(send, 200, headers, body)
+
+    async def count_images(self) -> None:
+        """The images gauge, counted in the database every `metrics_count_seconds` off the
+        request path (a SQLite count runs in a thread); when the database does not answer, the
+        last counts stay."""
+        while True:
+            try:
+                metrics.record_images(await self.store.count_images())
+            except DomainError as exc:
+                log.warning("/metrics: cannot count images: %s", exc)
+            await asyncio.sleep(self.settings.metrics_count_seconds)
+
+    async def serve_metrics_apart(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """The metrics listener of `--metrics-port`: GET /metrics, one request a connection;
+        anything else 404 (or nothing, for a head not whole within 5 s or over 8 KiB)."""
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+            writer.close()
+            return
+        if head.startswith(b"GET /metrics "):
+            status, content_type, body = 200, metrics.CONTENT_TYPE, metrics.exposition()
+        else:
+            error = ApiError(Code.OPERATION_FAILED_RESOURCE_NOT_FOUND, "Only GET /metrics here.")
+            content_type = b"application/json"
+            status, body = error.status, protocol.failure(protocol.new_request_id(), error)
+        writer.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n"
+            % (status, b"OK" if status == 200 else b"Not Found", content_type, len(body))
+            + body
+        )
+        with contextlib.suppress(OSError):
+            await writer.drain()
+        writer.close()
 
     def watch_for_shutdown(self) -> None:
         """On SIGTERM, /readyz answers 503 at once; the server's own handling (uvicorn's: stop
@@ -213,6 +270,10 @@ class App:
             status, body, extra = await self.failed(record, exc)
         finally:
             self.in_flight.finish(task)
+        if not record.body_read and status != 200:
+            # Answered from the head (a caller without valid credentials, a wrong path): the
+            # connection closes, so nothing of a body it may still send is kept.
+            extra = (*extra, (b"connection", b"close"))
         headers = [
             *protocol.JSON_HEADERS,
             (b"content-length", str(len(body)).encode()),
@@ -253,13 +314,24 @@ class App:
     async def dispatch(self, scope: Scope, receive: Receive, record: RequestRecord) -> bytes:
         protocol.check_endpoint(scope["path"], scope["method"])
         record.headers = headers = protocol.headers_of(scope["headers"])
-        body = await read_body(receive, headers, self.settings.max_body_bytes)
+        protocol.check_declared_length(headers, self.settings.max_body_bytes)  # reads nothing
         record.action = name = protocol.action_of(scope["headers"])
         record.version = version = protocol.version_of(headers)
         await self.store.refresh()  # every write committed before this request is seen
-        # Who is calling, before anything is made of the body: a caller without valid
-        # credentials learns nothing about how it is parsed.
-        caller = await self.authenticate(headers, body, name)
+        # Who is calling, from the head, before the body is read: a caller without valid
+        # credentials costs no body (nor an `Expect: 100-continue`), and learns nothing about
+        # how one is parsed. A signature covers the body: that body is read within the
+        # budget of bodies being checked (requestbody.BodyBudget), then the signature.
+        who = await self.authenticate(headers, name)
+        if isinstance(who, SignedHead):
+            with self.bodies.reserve(headers):
+                body = await read_body(receive, headers, self.settings.max_body_bytes)
+                record.body_read = True
+                caller = self.authenticate.verify(who, headers, body)
+        else:
+            caller = who
+            body = await read_body(receive, headers, self.settings.max_body_bytes)
+            record.body_read = True
         record.account = caller.account
         action = actions.find_action(version, name)
         if self.limiter is not None:
@@ -284,7 +356,11 @@ class App:
         if scope["method"] != "POST":
             raise ApiError(Code.UNSUPPORTED_HTTP_METHOD, "The control endpoints take POST only.")
         headers = protocol.headers_of(scope["headers"])
+        dev.check_caller(
+            headers, scope.get("scheme", "http"), self.settings.host, self.settings.dev_allow_remote
+        )
         body = await read_body(receive, headers, self.settings.max_body_bytes)
+        record.body_read = True
         params = protocol.parse_body(body)
         return protocol.success(record.request_id, await self.dev.handle(scope["path"], params))
 

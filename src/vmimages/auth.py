@@ -98,7 +98,23 @@ class Caller(NamedTuple):
     valid_until: float = 0.0
 
 
+class SignedHead(NamedTuple):
+    """A signed request whose head checks out (its key exists, its timestamp holds, its account
+    is within its rate limit): only the signature over the body is left to check (`verify`)."""
+
+    account: int
+    key_id: str
+    sealed: bytes
+    timestamp: str
+    signed_headers: list[str]
+    sent: str
+
+
 class Authenticator:
+    """Checks a request's credentials from its head first (`__call__`), so that nothing is
+    read or kept for a caller whose head does not check out; a signed request's signature,
+    which covers the body, is checked once the body is read (`verify`)."""
+
     def __init__(
         self,
         store: RequestStore,
@@ -112,10 +128,11 @@ class Authenticator:
         self.limiter = limiter
 
     def __call__(
-        self, headers: dict[str, str], body: bytes, action: str = ""
-    ) -> Coroutine[Any, Any, Caller]:
-        """Who calls (the coroutine of the scheme's check, handed back as it is). `headers` are
-        the request's, by lowercase name; `action` as named, for the rate limit's early look."""
+        self, headers: dict[str, str], action: str = ""
+    ) -> Coroutine[Any, Any, Caller | SignedHead]:
+        """Who calls, from the head: a Caller for a bearer token, a SignedHead for a signature
+        (the coroutine of the scheme's check, handed back as it is). `headers` are the
+        request's, by lowercase name; `action` as named, for the rate limit's early look."""
         value = headers.get("authorization", "").strip()
         if not value:
             raise _invalid("The Authorization header is missing.")
@@ -123,7 +140,7 @@ class Authenticator:
         if scheme.lower() == "bearer":
             return self.bearer(value[len(scheme) :].strip(), action)
         if scheme == ALGORITHM:
-            return self.signed(headers, body, value, action)
+            return self.signed(headers, value, action)
         raise _invalid(
             f"The Authorization scheme `{shown(scheme)}` is not supported;"
             f" use {ALGORITHM} or Bearer."
@@ -137,7 +154,7 @@ class Authenticator:
             self.limiter.check(account, action)
         return Caller(account)
 
-    async def signed(self, headers: dict[str, str], body: bytes, value: str, action: str) -> Caller:
+    async def signed(self, headers: dict[str, str], value: str, action: str) -> SignedHead:
         method = headers.get("x-zc-signature-method")
         if method != ALGORITHM:
             raise _invalid(f"The X-ZC-Signature-Method header must be {ALGORITHM}.")
@@ -163,19 +180,24 @@ class Authenticator:
         account, sealed = found
         if self.limiter is not None:  # past the limit: refused before the costly checks
             self.limiter.check(account, action)
+        return SignedHead(account, key_id, sealed, timestamp, signed, sent)
+
+    def verify(self, head: SignedHead, headers: dict[str, str], body: bytes) -> Caller:
+        """The signature over the body: the caller, or 401 AUTHFAILURE_SIGNATURE_FAILURE."""
         try:
-            password = self.vault.open(sealed, key_id)
+            password = self.vault.open(head.sealed, head.key_id)
         except VaultError:
             log.error(
                 "access key %s opens under none of this server's keys: give it the key the"
-                " database records (docs/deploy.md, The server key)", key_id,
+                " database records (docs/deploy.md, The server key)", head.key_id,
             )  # fmt: skip
             raise ApiError(
                 Code.SERVICE_TEMPORARY_UNAVAILABLE,
                 "This server cannot check access-key signatures now: it does not hold the"
                 " server key they are sealed under. Retry later, or on another server.",
             ) from None
-        expected = signature(password, timestamp, headers, signed, body)
+        expected = signature(password, head.timestamp, headers, head.signed_headers, body)
+        sent = head.sent
         # compare_digest takes str when it is ASCII; the expected value is ASCII hex.
         if not (sent.isascii() and hmac.compare_digest(expected, sent.lower())):
             raise ApiError(
@@ -183,4 +205,7 @@ class Authenticator:
                 "The signature does not match: check the access key password, and sign the"
                 " body, Content-Type and Host exactly as sent.",
             )
-        return Caller(account, sent.lower(), tuple(signed), int(timestamp) + MAX_SKEW_SECONDS)
+        return Caller(
+            head.account, sent.lower(), tuple(head.signed_headers),
+            int(head.timestamp) + MAX_SKEW_SECONDS,
+        )  # fmt: skip

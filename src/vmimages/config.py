@@ -21,6 +21,9 @@ class Settings:
     database: str = DEFAULT_DATABASE  # a SQLite file path, or a postgresql:// URL
     load_default_catalog: bool = True  # fill a new database with the shipped catalog
     max_body_bytes: int = 1 << 20
+    # Bytes of bodies held at once for signed requests whose signature is not checked yet;
+    # past it 503 (requestbody.BodyBudget).
+    max_pending_body_bytes: int = 64 << 20
     max_header_bytes: int = 16 * 1024  # request line and headers; past it 431
     receive_timeout: float = 10.0  # seconds to receive a whole request; past it 408
     max_connections: int = 4096  # open connections per process; past it 503
@@ -36,6 +39,9 @@ class Settings:
     log_format: str = "text"  # or "json": one JSON object per line (logs.py)
     access_log: bool = True  # one line per request (logs.py)
     metrics: bool = True  # GET /metrics, and counting requests for it (metrics.py)
+    metrics_port: int = 0  # serve /metrics on this port instead of the API's (0: the API's)
+    metrics_host: str = "127.0.0.1"  # ... listening on this address
+    metrics_count_seconds: float = 15.0  # how often the database's images are counted
     console: bool = True  # the web console at GET /console (console/)
     tls_cert: str | None = None  # serve https with this certificate chain (PEM) ...
     tls_key: str | None = None  # ... and its private key (PEM)

@@ -9,17 +9,62 @@ server listens on loopback unless told otherwise.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import Any
 
 from vmimages.catalog import AVAILABLE, CREATING, UNAVAILABLE, ImageNotFound, InvalidImageStatus
 from vmimages.catalogfile import CatalogFile
-from vmimages.errors import ApiError, Code
+from vmimages.errors import ApiError, Code, shown
+from vmimages.protocol import check_content_type
 from vmimages.store import OperatorStore, RequestStore
 from vmimages.validation import BOOLEAN, INTEGER, STRING, Param, spec, validate
 
 PREFIX = "/_vmimages/"
 DEFAULT_ZONE = "FRA-A"
+LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
+
+
+def check_caller(headers: dict[str, str], scheme: str, listen_host: str, remote: bool) -> None:
+    """Refuse what a web page in the developer's browser could send: a control request must
+    be `Content-Type: application/json` (a page on another site cannot send that without the
+    browser asking first), name a loopback Host (a name that resolves to this machine by DNS
+    rebinding is refused; with `--dev-allow-remote`, also an address, or the --host given),
+    and carry no Origin but the server's own."""
+    check_content_type(headers.get("content-type"), body_expected=True)
+    host = headers.get("host", "")
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]").lower()
+    if not (is_loopback(name) or (remote and (is_address(name) or name == listen_host))):
+        raise ApiError(
+            Code.AUTHFAILURE_UNAUTHORIZED_OPERATION,
+            f"The control endpoints answer a loopback Host only, not `{shown(host)}`.",
+        )
+    origin = headers.get("origin")
+    if origin is not None and origin != f"{scheme}://{host}":
+        raise ApiError(
+            Code.AUTHFAILURE_UNAUTHORIZED_OPERATION,
+            f"The control endpoints answer no other site: the Origin `{shown(origin)}` is not"
+            " this server.",
+        )
+
+
+def is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def is_loopback(name: str) -> bool:
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
 
 INSTANCE = spec(
     Param("instanceId", STRING, required=True, min_length=1, max_length=64),

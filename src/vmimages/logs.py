@@ -242,6 +242,7 @@ class RequestRecord:
     account: int | None = None  # once authenticated
     status: int = 200
     code: str = "OK"
+    body_read: bool = False  # whether the request's body was read (app.py closes if not)
 
 
 DIALECTS = {None: "unknown", "": "seed"}  # any other version (a valid one) is published's

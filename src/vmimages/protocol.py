@@ -85,6 +85,13 @@ def check_content_type(content_type: str | None, body_expected: bool) -> None:
             )
 
 
+def check_declared_length(headers: dict[str, str], limit: int) -> None:
+    """A body declared (Content-Length) larger than the limit: 413 before any of it is read."""
+    declared = headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise body_too_large(limit)
+
+
 def body_too_large(limit: int) -> ApiError:
     return ApiError(
         Code.REQUEST_ENTITY_TOO_LARGE, f"The request body is larger than {limit} bytes."

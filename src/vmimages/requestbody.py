@@ -3,10 +3,12 @@ when the client leaves. The app's pipeline calls `read_body` and gets bytes or a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Any
 
 from vmimages import protocol
+from vmimages.errors import ApiError, Code
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -55,3 +57,32 @@ async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> by
                 raise protocol.body_too_large(limit)
             return b"".join(chunks)
         message = await receive()
+
+
+class BodyBudget:
+    """The bytes of request bodies this process holds at once for callers not authenticated
+    yet (a signed request's body is read before its signature can be checked). Each such
+    body reserves its declared length, or the largest body allowed when it declares none;
+    past `limit`, a new one is refused with 503 before any of it is read."""
+
+    def __init__(self, limit: int, max_body: int) -> None:
+        self.limit = limit
+        self.max_body = max_body
+        self.used = 0
+
+    @contextmanager
+    def reserve(self, headers: dict[str, str]) -> Iterator[None]:
+        declared = headers.get("content-length", "")
+        size = self.max_body
+        if declared.isascii() and declared.isdigit():
+            size = min(int(declared), self.max_body)
+        if self.used + size > self.limit:
+            raise ApiError(
+                Code.SERVICE_TEMPORARY_UNAVAILABLE,
+                "The server is receiving too many request bodies at once. Retry later.",
+            )
+        self.used += size
+        try:
+            yield
+        finally:
+            self.used -= size

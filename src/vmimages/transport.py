@@ -15,6 +15,8 @@ Each answer is the API's JSON error envelope, as is the answer to bytes that are
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
+import ssl
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -25,6 +27,8 @@ from vmimages.errors import ApiError, Code
 DEFAULT_MAX_HEADER_BYTES = 16 * 1024
 DEFAULT_RECEIVE_TIMEOUT = 10.0
 DEFAULT_MAX_CONNECTIONS = 4096
+MAX_HEADER_FIELDS = 100  # header fields in one request head; past it 431
+LINGER_SECONDS = 1.0  # after a refusal, how long what the client still sends is read and dropped
 SHUTDOWN_GRACE = 3.0  # seconds a request in flight has to finish once the server stops
 
 
@@ -35,12 +39,31 @@ class Limits:
     max_header_bytes = DEFAULT_MAX_HEADER_BYTES
     receive_timeout = DEFAULT_RECEIVE_TIMEOUT
     max_connections = DEFAULT_MAX_CONNECTIONS
+    max_body_bytes = 1 << 20
+    tls: ssl.SSLContext | None = None  # serve https (done by the protocol, from the accept on)
 
     @classmethod
-    def configure(cls, max_header_bytes: int, receive_timeout: float, max_connections: int) -> None:
+    def configure(
+        cls,
+        max_header_bytes: int,
+        receive_timeout: float,
+        max_connections: int,
+        max_body_bytes: int,
+    ) -> None:
         cls.max_header_bytes = max_header_bytes
         cls.receive_timeout = receive_timeout
         cls.max_connections = max_connections
+        cls.max_body_bytes = max_body_bytes
+
+    @classmethod
+    def serve_tls(cls, cert: str | None, key: str | None) -> None:
+        """Serve https with this certificate chain and key (PEM), or plain http (None)."""
+        if cert is None or key is None:
+            cls.tls = None
+            return
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        cls.tls = context
 
 
 def refusal(error: ApiError) -> bytes:
@@ -57,15 +80,69 @@ def refusal(error: ApiError) -> bytes:
     return head.encode("latin-1") + body
 
 
+class Refused(Exception):
+    """Raised in a parser callback to stop parsing; the refusal is answered (send_400_response)."""
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._head_bytes = 0  # bytes of the current request's line and headers so far
+        self._head_bytes = 0  # bytes received while the current request's head is incomplete
+        self._head_parsed = 0  # bytes of its request line and header fields, as parsed
+        self._fields = 0  # its header fields
+        self._wire_bytes = 0  # bytes of the current request on the wire, framing included
         self._in_head = True  # between requests, or inside a head
         self._receiving = True  # a request (or the first one) is being received
         self._deadline: asyncio.TimerHandle | None = None
+        self._refusal: ApiError | None = None  # why a parser callback stopped the parser
+        self._raw: asyncio.Transport | None = None  # the TCP connection, under TLS
+        self._handshaking: asyncio.sslproto.SSLProtocol | None = None  # TLS, until it is up
+        self._http = False  # whether the connection speaks HTTP yet (after TLS, if any)
+        self._deferred: ApiError | None = None  # a refusal sent once the answers before it are
+        self._lingering = False  # refused: what arrives is dropped until the close
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """A TCP connection is accepted: it counts against the connection cap and its receive
+        deadline runs from now, TLS handshake included. TLS is done here, not by uvicorn, which
+        would hand the connection over only once the handshake is over: asyncio's TLS layer
+        goes between the socket and this protocol at once, and calls this method again with
+        the secure transport when the handshake is done."""
+        if self._handshaking is not None:  # the handshake is done: HTTP from now on
+            self._handshaking = None
+            self._connected(transport)
+            return
+        self.connections.add(self)
+        if Limits.tls is None:
+            self._connected(transport)
+            return
+        self._raw = transport
+        if len(self.connections) > Limits.max_connections:
+            transport.abort()  # no TLS yet: nothing can be said to it
+            self.connections.discard(self)
+            return
+        self._start_deadline()  # the first request's deadline, from the accept
+        done = self.loop.create_future()
+        done.add_done_callback(self._handshake_ended)
+        self._handshaking = asyncio.sslproto.SSLProtocol(
+            self.loop, self, Limits.tls, done, server_side=True, call_connection_made=True
+        )
+        transport.set_protocol(self._handshaking)
+        self._handshaking.connection_made(transport)
+
+    def _handshake_ended(self, done: asyncio.Future[None]) -> None:
+        if done.cancelled() or done.exception() is not None:  # a failed or given-up handshake
+            self._drop_handshake()
+
+    def _drop_handshake(self) -> None:
+        """Give up a TLS handshake in progress: the connection is dropped and no longer counts."""
+        self._handshaking = None
+        self._stop_deadline()
+        if self._raw is not None:
+            self._raw.abort()
+        self.connections.discard(self)
+
+    def _connected(self, transport: asyncio.Transport) -> None:
+        self._http = True
         super().connection_made(transport)
         if len(self.connections) > Limits.max_connections:
             self._refuse(
@@ -75,27 +152,89 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 )
             )
             return
-        self._start_deadline()
+        if self._deadline is None:
+            self._start_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_deadline()
+        if not self._http:  # lost before TLS was up (or refused at the cap)
+            self._drop_handshake()
+            return
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._deferred is not None or self._lingering:
+            return  # refused (or a refusal waits for the answers before it): dropped
         if not self._receiving:  # the first byte of the next request on this connection
             self._receiving = True
             self._start_deadline()
         if self._in_head:
             self._head_bytes += len(data)
-        super().data_received(data)
-        if self._in_head and self._head_bytes > Limits.max_header_bytes:
+        self._wire_bytes += len(data)
+        if self._wire_bytes > Limits.max_header_bytes + 2 * Limits.max_body_bytes:
             self._refuse(
                 ApiError(
-                    Code.REQUEST_HEADER_FIELDS_TOO_LARGE,
-                    f"The request line and headers are larger than {Limits.max_header_bytes}"
-                    " bytes.",
+                    Code.INVALID_PARAMETER_VALUE,
+                    "The request is larger on the wire than its head and body may be: its"
+                    " chunk framing (chunk sizes, extensions, trailers) is too large.",
                 )
             )
+            return
+        super().data_received(data)
+        if self._in_head and self._head_bytes > Limits.max_header_bytes:  # a head dribbling in
+            self._refuse(self._head_too_large())
+
+    # The request head, counted as the parser reads it, however it arrives.
+
+    def on_url(self, url: bytes) -> None:
+        self._head_parsed += len(url)
+        if self._head_parsed > Limits.max_header_bytes:
+            self._stop_parsing(self._head_too_large())
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._in_head:
+            return  # a chunked body's trailer field: ignored (never an action or a version)
+        self._head_parsed += len(name) + len(value) + 4
+        self._fields += 1
+        if self._head_parsed > Limits.max_header_bytes or self._fields > MAX_HEADER_FIELDS:
+            self._stop_parsing(self._head_too_large())
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        if self.parser.get_http_version() == "1.1":
+            hosts = sum(1 for name, _ in self.headers if name == b"host")
+            if hosts != 1:
+                self._stop_parsing(
+                    ApiError(
+                        Code.INVALID_PARAMETER_VALUE,
+                        f"An HTTP/1.1 request carries exactly one Host header (RFC 9112"
+                        f" section 3.2); this one has {hosts}.",
+                    )
+                )
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._stop_deadline()
+        self._receiving = False
+        self._in_head = True
+        self._head_bytes = self._head_parsed = self._fields = self._wire_bytes = 0
+        super().on_message_complete()
+
+    def _head_too_large(self) -> ApiError:
+        if self._fields > MAX_HEADER_FIELDS:
+            message = f"The request has more than {MAX_HEADER_FIELDS} header fields."
+        else:
+            message = (
+                f"The request line and headers are larger than {Limits.max_header_bytes} bytes."
+            )
+        return ApiError(Code.REQUEST_HEADER_FIELDS_TOO_LARGE, message)
+
+    def _stop_parsing(self, error: ApiError) -> None:
+        """From a parser callback: stop here; uvicorn then calls send_400_response."""
+        self._refusal = error
+        raise Refused(error.message)
 
     def shutdown(self) -> None:
         """The server stops (after SIGTERM's drain): a connection between requests, or with a
@@ -104,6 +243,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         SHUTDOWN_GRACE left to arrive (then 408); one being answered is answered, and the
         connection then closes. Half a second before SHUTDOWN_GRACE, any connection still open
         is dropped; uvicorn then ends what is left (cli/serve.py)."""
+        if self._handshaking is not None:
+            self._drop_handshake()
+            return
         if self.cycle is None or self.cycle.response_complete:
             self._stop_deadline()
             self.transport.abort()
@@ -115,22 +257,22 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.loop.call_later(SHUTDOWN_GRACE - 0.5, self.transport.abort)
 
     def send_400_response(self, msg: str) -> None:
-        """uvicorn's answer to bytes that are not HTTP (a control character in a header, a
-        broken request line), in the API's envelope instead of plain text."""
+        """uvicorn's answer when the parser stops: for a limit of ours (_stop_parsing), or for
+        bytes that are not HTTP (a control character in a header, a broken request line), in
+        the API's envelope instead of plain text."""
+        error, self._refusal = self._refusal, None
         self._refuse(
-            ApiError(Code.INVALID_PARAMETER_VALUE, f"The request is not valid HTTP/1.1: {msg}")
+            error
+            or ApiError(Code.INVALID_PARAMETER_VALUE, f"The request is not valid HTTP/1.1: {msg}")
         )
 
-    def on_headers_complete(self) -> None:
-        self._in_head = False
-        super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        self._stop_deadline()
-        self._receiving = False
-        self._in_head = True
-        self._head_bytes = 0
-        super().on_message_complete()
+    def on_response_complete(self) -> None:
+        if self._deferred is not None and not self.pipeline:
+            error, self._deferred = self._deferred, None
+            self.server_state.total_requests += 1
+            self._refuse(error)
+            return
+        super().on_response_complete()
 
     def _start_deadline(self) -> None:
         self._stop_deadline()
@@ -143,6 +285,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _too_slow(self) -> None:
         self._deadline = None
+        if self._handshaking is not None:  # still in the TLS handshake: nothing can be said to it
+            self._drop_handshake()
+            return
         if self.transport.is_closing():
             return
         if self._receiving and self._head_bytes == 0 and not self.cycle:
@@ -159,12 +304,34 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         )
 
     def _refuse(self, error: ApiError) -> None:
+        """Answer `error` and close. Requests received whole before this one are answered
+        first (pipelining: good, malformed, good gets its first answer, then the refusal); a
+        request answered before its body arrived (a 413) is only closed."""
         self._stop_deadline()
-        if not self.transport.is_closing():
-            self.transport.write(refusal(error))
-            self.transport.close()
-        if self.cycle is not None and not self.cycle.response_complete:
-            # The app may be waiting for the rest of the body: it is not coming. (A TLS
-            # connection is lost only once the client answers the close, if ever.)
-            self.cycle.disconnected = True
-            self.cycle.message_event.set()
+        if self.transport.is_closing() or self._lingering:
+            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if not cycle.more_body or self.pipeline:  # an earlier request is being answered
+                self._deferred = error
+                self.flow.pause_reading()
+                return
+            if not cycle.response_started:
+                self.transport.write(refusal(error))
+            self._close_after_answer()
+            # The app may be waiting for the rest of the body: it is not coming.
+            cycle.disconnected = True
+            cycle.message_event.set()
+            return
+        self.transport.write(refusal(error))
+        self._close_after_answer()
+
+    def _close_after_answer(self) -> None:
+        """Close once the client has had LINGER_SECONDS to read the answer, reading and
+        dropping what it still sends meanwhile: a socket closed with bytes unread resets the
+        connection, and the client would lose the answer."""
+        self._lingering = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.flow.resume_reading()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)

@@ -99,11 +99,13 @@ class Vault:
         return opened
 
     def _try_open(self, sealed: bytes, context: str) -> str | None:
+        """The sealing key first (it opens every password but during a rotation), then the
+        others."""
         nonce, ciphertext = sealed[1 : 1 + NONCE_BYTES], sealed[1 + NONCE_BYTES :]
-        first = self._keys[self.fingerprint]
-        for aead in (first, *(a for a in self._keys.values() if a is not first)):
+        associated = context.encode()
+        for fingerprint in (self.fingerprint, *self._keys):
             try:
-                return aead.decrypt(nonce, ciphertext, context.encode()).decode()
+                return self._keys[fingerprint].decrypt(nonce, ciphertext, associated).decode()
             except InvalidTag:
                 continue
         return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import ipaddress
 import logging
 import logging.config
 import os
@@ -80,6 +79,15 @@ log = logging.getLogger("vmimages")
     help="Serve Prometheus metrics at GET /metrics (docs/deploy.md, Metrics).  [default: on]",
 )
 @click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    help="Serve GET /metrics on this port instead of the API's (0: the API's).  [default: 0]",
+)
+@click.option(
+    "--metrics-host",
+    help="The address the --metrics-port listener binds.  [default: 127.0.0.1]",
+)
+@click.option(
     "--tls-cert",
     type=click.Path(exists=True, dir_okay=False),
     help="Serve https with this certificate (PEM; `vmimages certs create` makes one).",
@@ -133,7 +141,7 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
     )
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise click.UsageError("give --tls-cert and --tls-key together")
-    if settings.dev and not settings.dev_allow_remote and not is_loopback(settings.host):
+    if settings.dev and not settings.dev_allow_remote and not dev.is_loopback(settings.host):
         raise click.UsageError(
             f"--dev serves unauthenticated control endpoints; it listens on loopback only, not"
             f" on {settings.host}, unless --dev-allow-remote is given too"
@@ -192,8 +200,7 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
         # Past the grace, uvicorn ends what is left: the process exits within the drain and
         # about 4 s after SIGTERM, whatever its clients do (docs/deploy.md, "Shutdown").
         "timeout_graceful_shutdown": SHUTDOWN_GRACE,
-        "ssl_certfile": settings.tls_cert,
-        "ssl_keyfile": settings.tls_key,
+        # TLS is the protocol's (transport.py), so the limits hold from the TCP accept on.
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **common)
@@ -238,15 +245,6 @@ def init(no_catalog: bool | None, **options: Any) -> None:
         f"{settings.database_shown} is a vmimages database; its server key ({fingerprint}) is"
         f" in {admin.key_source(settings)}"
     )
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def same_database(settings: Settings) -> str:

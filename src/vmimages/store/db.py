@@ -49,6 +49,10 @@ class Database(Connection, Protocol):
 
     async def has_table(self, name: str) -> bool: ...
 
+    async def fetchall_aside(self, sql: str, args: Args = ()) -> list[Row]:
+        """A long read that must not hold up the event loop (the metrics' counts): SQLite
+        runs it in a thread on a connection of its own; PostgreSQL does the work anyway."""
+
     async def close(self) -> None: ...
 
     def transaction(self, write: bool = True) -> AbstractAsyncContextManager[Connection]:

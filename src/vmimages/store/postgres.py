@@ -119,6 +119,9 @@ class PostgresDatabase:
                 reset=keep_session,
             )
 
+    async def fetchall_aside(self, sql: str, args: Args = ()) -> list[Row]:
+        return await self.fetchall(sql, args)
+
     async def has_table(self, name: str) -> bool:
         return bool(await self.fetchone("SELECT to_regclass(?) IS NOT NULL", (name,)) == (True,))
 

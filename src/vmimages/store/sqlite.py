@@ -102,6 +102,22 @@ class SqliteDatabase:
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
         self._db = db
 
+    async def fetchall_aside(self, sql: str, args: Args = ()) -> list[Row]:
+        if self.path == ":memory:":  # no other connection sees it: read it here
+            return await self.fetchall(sql, args)
+
+        def read() -> list[Row]:
+            db = sqlite3.connect(Path(self.path).absolute().as_uri() + "?mode=ro", uri=True)
+            try:
+                db.execute("PRAGMA busy_timeout = 10000")
+                rows: list[Row] = db.execute(sql, tuple(args)).fetchall()
+                return rows
+            finally:
+                db.close()
+
+        with translated():
+            return await asyncio.to_thread(read)
+
     async def has_table(self, name: str) -> bool:
         found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
         return await self.fetchone(found, (name,)) is not None

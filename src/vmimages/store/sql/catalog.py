@@ -187,7 +187,7 @@ class SqlCatalog(SqlBase):
     # What a process keeps in memory (store/memory.py) ------------------------------------------
 
     async def count_images(self) -> list[tuple[str, str, int]]:
-        rows = await self.db.fetchall(
+        rows = await self.db.fetchall_aside(
             "SELECT owner = ?, status, count(*) FROM images GROUP BY 1, 2", (PUBLIC_OWNER,)
         )
         return [(PUBLIC_IMAGE if public else CUSTOM_IMAGE, str(s), int(n)) for public, s, n in rows]
