@@ -257,6 +257,14 @@ def test_text_logs_have_one_format(server_factory: Any, test_db: str, creds: Cre
     lines = log_lines(server, headers["x-zc-request-id"])
     (line,) = [line for line in lines if headers["x-zc-request-id"] in line]
     assert "\x85" not in line and '"Go\\u0085 2026-01-01' in line
+    # A long value is cut at 64 characters, whichever header it came in.
+    cut = (("x-zc-sdk-version", "sdkVersion"), ("x-zc-request-client", "requestClient"),
+           ("X-ZC-Action", "action"))  # fmt: skip
+    for header, key in cut:
+        status, headers, _ = server.post(b"{}", {**hostile, header: "v" * 100}, "/")
+        lines = log_lines(server, headers["x-zc-request-id"])
+        (line,) = [line for line in lines if headers["x-zc-request-id"] in line]
+        assert f" {key}={'v' * 64}..." in line, line
     assert creds.tokens["alice"] not in "\n".join(lines)
 
 

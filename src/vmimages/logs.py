@@ -286,12 +286,19 @@ class RequestLog:
     def __call__(self, record: RequestRecord, seconds: float) -> None:
         """Take the values of a request's line; `seconds` is how long it took."""
         headers = record.headers or {}
-        values = (
-            time.time(), seconds, record.request_id,
-            bounded(record.action), record.version, record.account, record.status, record.code,
-            record.client, bounded(headers.get("x-zc-sdk-lang")),
-            bounded(headers.get("x-zc-sdk-version")), bounded(headers.get("x-zc-request-client")),
+        lang, sdk_version, client_name, action = (
+            headers.get("x-zc-sdk-lang"), headers.get("x-zc-sdk-version"),
+            headers.get("x-zc-request-client"), record.action,
         )  # fmt: skip
+        # Bounded only when long: the usual values are short, and a call for each would be a
+        # tenth of what the line costs.
+        if (lang and len(lang) > 64) or (sdk_version and len(sdk_version) > 64):
+            lang, sdk_version = bounded(lang), bounded(sdk_version)
+        if (client_name and len(client_name) > 64) or (action and len(action) > 64):
+            client_name, action = bounded(client_name), bounded(action)
+        values = (time.time(), seconds, record.request_id, action, record.version,
+                  record.account, record.status, record.code, record.client, lang, sdk_version,
+                  client_name)  # fmt: skip
         self.writer.write((self.format, values))
 
     def stamp(self, now: float, utc: bool) -> str:
