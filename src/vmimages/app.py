@@ -334,6 +334,8 @@ class App:
             record.body_read = True
         record.account = caller.account
         action = actions.find_action(version, name)
+        if self.dev is not None:  # serve --dev's injected faults (dev.py), for tests only
+            await self.dev.inject(action.name, caller.account)
         if self.limiter is not None:
             self.limiter.take(caller.account, action.name)
         protocol.check_content_type(headers.get("content-type"), body_expected=bool(body.strip()))

@@ -5,17 +5,25 @@ server listens on loopback unless told otherwise.
     POST /_vmimages/reset      {}                          back to the state at start
     POST /_vmimages/instances  {"instanceId", "account", "location"?, "diskSize"?, "imageId"?}
     POST /_vmimages/builds     {"imageId", "ok"?}          finish a build now (ok: AVAILABLE)
+    POST /_vmimages/faults     {"action"?, "account"?, "code"?, "delayMs"?, "times"?,
+                                "probability"?} or {"clear": true}
+                                                           answer some API calls with an error
+                                                           or late; cleared by a reset
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from vmimages.accounts import AccountNotFound
 from vmimages.catalog import AVAILABLE, CREATING, UNAVAILABLE, ImageNotFound, InvalidImageStatus
 from vmimages.catalogfile import CatalogFile
-from vmimages.errors import ApiError, Code, shown
+from vmimages.errors import ApiError, Code, json_type, shown
 from vmimages.protocol import check_content_type
 from vmimages.store import OperatorStore, RequestStore
 from vmimages.validation import BOOLEAN, INTEGER, STRING, Param, spec, validate
@@ -77,6 +85,35 @@ BUILD = spec(
     Param("imageId", STRING, required=True, min_length=1, max_length=64),
     Param("ok", BOOLEAN, default=True),
 )
+FAULT = spec(
+    Param("action", STRING, min_length=1, max_length=64),
+    Param("account", STRING, min_length=1, max_length=64),
+    Param("code", STRING, min_length=1, max_length=64),
+    Param("delayMs", INTEGER, minimum=0, maximum=60_000),
+    Param("times", INTEGER, minimum=1, maximum=1_000_000),
+    Param("clear", BOOLEAN, default=False),
+)
+RETRY_AFTER = {Code.REQUEST_LIMIT_EXCEEDED, Code.SERVICE_TEMPORARY_UNAVAILABLE}
+
+
+@dataclass(slots=True)
+class Fault:
+    """A rule of /_vmimages/faults: calls of `action` (None: every action) by `account` (None:
+    every account) are answered with `code`, and/or `delay` seconds late; each with
+    `probability`, for the next `times` matching calls (None: until cleared)."""
+
+    action: str | None
+    account: int | None
+    code: Code | None
+    delay: float
+    times: int | None
+    probability: float
+
+    def document(self, account_name: str | None) -> dict[str, Any]:
+        return {"action": self.action, "account": account_name,
+                "code": None if self.code is None else self.code.name,
+                "delayMs": round(self.delay * 1000), "times": self.times,
+                "probability": self.probability}  # fmt: skip
 
 
 class DevControl:
@@ -91,6 +128,8 @@ class DevControl:
         self.builds = builds  # the build worker's store: records a build's outcome
         self.forget = forget  # drops what this process remembers per caller (rate limits)
         self.start: CatalogFile | None = None
+        self.faults: list[tuple[Fault, str | None]] = []  # with the account's name, as given
+        self.draw = random.random
 
     async def open(self) -> None:
         self.start = await self.store.export_catalog()
@@ -104,15 +143,82 @@ class DevControl:
             return await self.add_instance(validate(params, INSTANCE, "instances"))
         if name == "builds":
             return await self.complete_build(validate(params, BUILD, "builds"))
+        if name == "faults":  # (a fraction: checked apart, the specs know integers only)
+            fraction = params.pop("probability", None)
+            return await self.set_faults(validate(params, FAULT, "faults"), fraction)
         raise ApiError(
             Code.OPERATION_FAILED_RESOURCE_NOT_FOUND,
-            f"No control endpoint `{path}`; there are {PREFIX}reset, {PREFIX}instances and"
-            f" {PREFIX}builds.",
+            f"No control endpoint `{path}`; there are {PREFIX}reset, {PREFIX}instances,"
+            f" {PREFIX}builds and {PREFIX}faults.",
         )
+
+    async def set_faults(self, params: dict[str, Any], probability: Any) -> dict[str, Any]:
+        """Add a rule (or clear them all, with `clear`); the rules now in force."""
+        if params["clear"]:
+            self.faults.clear()
+        elif params["code"] is None and params["delayMs"] is None:
+            raise ApiError(
+                Code.MISSING_PARAMETER,
+                "A fault needs `code` (an error code of the API) or `delayMs`, or `clear`.",
+            )
+        else:
+            self.faults.append((await self.fault(params, probability), params["account"]))
+        return {"faults": [fault.document(name) for fault, name in self.faults]}
+
+    async def fault(self, params: dict[str, Any], probability: Any) -> Fault:
+        code = None
+        if params["code"] is not None:
+            code = Code.__members__.get(params["code"])
+            if code is None or code.status < 400:
+                raise ApiError(
+                    Code.INVALID_PARAMETER_VALUE,
+                    f"The code `{shown(params['code'])}` is not an error code of the API.",
+                )
+        if probability is None:
+            probability = 1.0
+        elif isinstance(probability, bool) or not isinstance(probability, int | float):
+            raise ApiError(
+                Code.INVALID_PARAMETER_TYPE,
+                f"The parameter `probability` must be a number, got a {json_type(probability)}.",
+            )
+        elif not 0 < probability <= 1:
+            raise ApiError(
+                Code.INVALID_PARAMETER_VALUE,
+                f"The parameter `probability` must be above 0 and at most 1, got {probability}.",
+            )
+        account = None
+        if params["account"] is not None:
+            found = {a.name: a.id for a in await self.store.list_accounts()}
+            if params["account"] not in found:
+                raise AccountNotFound(params["account"])
+            account = found[params["account"]]
+        delay = (params["delayMs"] or 0) / 1000
+        return Fault(params["action"], account, code, delay, params["times"], float(probability))
+
+    async def inject(self, action: str, account: int) -> None:
+        """Before an API call is carried out: what the first matching rule says, if any."""
+        for fault, _ in self.faults:
+            if fault.action not in (None, action) or fault.account not in (None, account):
+                continue
+            if fault.times == 0 or self.draw() >= fault.probability:
+                continue
+            if fault.times is not None:
+                fault.times -= 1
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.code is not None:
+                headers = ((b"retry-after", b"1"),) if fault.code in RETRY_AFTER else ()
+                raise ApiError(
+                    fault.code,
+                    f"Injected by {PREFIX}faults: {action} answers {fault.code.name}.",
+                    headers=headers,
+                )
+            return
 
     async def reset(self) -> dict[str, Any]:
         assert self.start is not None, "open() runs at start-up"
         await self.store.reset(self.start)
+        self.faults.clear()
         self.forget()
         return {"locations": len(self.start.locations), "images": len(self.start.images)}
 

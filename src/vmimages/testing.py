@@ -76,9 +76,23 @@ class VmimagesServer:
         return self.control("builds", {"imageId": image_id, "ok": ok})
 
     def reset(self) -> None:
-        """Back to the start: the default catalog, no custom images, instances or used
-        signatures; the account and its credentials stay."""
+        """Back to the start: the default catalog, no custom images, instances, used
+        signatures or faults; the account and its credentials stay."""
         self.control("reset", {})
+
+    def fail(
+        self, action: str | None, code: str, times: int | None = 1, probability: float | None = None
+    ) -> dict[str, Any]:
+        """Answer the next `times` calls of `action` (None: any action; times None: until the
+        reset) with the API error `code`, each with `probability` (default: always)."""
+        return self.control(
+            "faults", {"action": action, "code": code, "times": times, "probability": probability}
+        )
+
+    def delay(self, action: str | None, ms: int, times: int | None = None) -> dict[str, Any]:
+        """Answer calls of `action` `ms` milliseconds late (the next `times`, or until the
+        reset)."""
+        return self.control("faults", {"action": action, "delayMs": ms, "times": times})
 
     def control(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         data = json.dumps({k: v for k, v in body.items() if v is not None}).encode()
