@@ -86,7 +86,8 @@ def test_rules_by_account_and_chance_until_the_reset(vmimages_server: VmimagesSe
     [({"code": "NO_SUCH_CODE"}, "INVALID_PARAMETER_VALUE", "not an error code"),
      ({"code": "OK"}, "INVALID_PARAMETER_VALUE", "not an error code"),
      ({"action": "DescribeZones"}, "MISSING_PARAMETER", "`code`"),
-     ({"code": "INVALID_IMAGE_STATUS", "probability": 2}, "INVALID_PARAMETER_VALUE", "at most 1"),
+     ({"code": "INVALID_IMAGE_STATUS", "probability": 2}, "INVALID_PARAMETER_VALUE", "from 0 to 1"),
+     ({"code": "INVALID_IMAGE_STATUS", "probability": 0}, "INVALID_PARAMETER_VALUE", "above 0"),
      ({"code": "INVALID_IMAGE_STATUS", "probability": "x"}, "INVALID_PARAMETER_TYPE", "number"),
      ({"code": "INVALID_IMAGE_STATUS", "account": "nobody"},
       "OPERATION_FAILED_RESOURCE_NOT_FOUND", "nobody"),
@@ -98,3 +99,35 @@ def test_a_rule_that_makes_no_sense_is_refused(
     with pytest.raises(ControlError) as refused:
         vmimages_server.control("faults", body)
     assert refused.value.code == code and fragment in str(refused.value)
+
+
+def statuses(sdk: VmClient, image_ids: list[str]) -> list[str]:
+    find = models.DescribeImagesRequest()
+    find.zoneId, find.imageIds = "FRA-A", image_ids
+    return [image.imageStatus for image in sdk.DescribeImages(find).dataSet]
+
+
+def test_builds_take_what_the_test_says(vmimages_server: VmimagesServer) -> None:
+    """build_seconds(n) for code that polls a build, with no thread to end it; None: until
+    complete_build; the reset before the next test restores the session's setting."""
+    sdk = client(vmimages_server)
+    vmimages_server.add_instance("ins-polled")
+    create = models.CreateImageRequest()
+    create.instanceId = "ins-polled"
+    vmimages_server.build_seconds(0.2)
+    create.imageName = "polled"
+    first = sdk.CreateImage(create).imageId
+    deadline = time.monotonic() + 10
+    while statuses(sdk, [first]) != ["AVAILABLE"]:  # as code under test polls
+        assert time.monotonic() < deadline, "the build never ended"
+        time.sleep(0.05)
+    vmimages_server.build_seconds(None)
+    create.imageName = "waits"
+    second = sdk.CreateImage(create).imageId
+    time.sleep(0.5)
+    assert statuses(sdk, [second]) == ["CREATING"]
+    vmimages_server.complete_build(second)
+    assert statuses(sdk, [second]) == ["AVAILABLE"]
+    with pytest.raises(ControlError) as refused:
+        vmimages_server.control("build-seconds", {"seconds": -1})
+    assert refused.value.code == "INVALID_PARAMETER_VALUE"

@@ -63,9 +63,8 @@ class App:
         self.authenticate = Authenticator(self.store, vault, limiter=self.limiter)
         self.bodies = BodyBudget(settings.max_pending_body_bytes, settings.max_body_bytes)
         self.replays = ReplayGuard(self.store, require_signed_action=settings.require_signed_action)
-        self.worker = BuildWorker(
-            self.store, TimedBuilder(self.store, settings.image_build_seconds)
-        )
+        self.builder = TimedBuilder(self.store, settings.image_build_seconds)
+        self.worker = BuildWorker(self.store, self.builder)
         self.in_flight = InFlight(settings.request_timeout)
         self.draining = False  # set on SIGTERM: /readyz answers 503
         self.counting: asyncio.Task[None] | None = None  # count_images, while serving
@@ -73,7 +72,9 @@ class App:
         self.action_names = frozenset(name for _, name in actions.ACTIONS)  # metrics' labels
         self.console = console.Console() if settings.console else None
         self.dev = (
-            dev.DevControl(operator_store(self.store), self.store, self.forget_callers)
+            dev.DevControl(
+                operator_store(self.store), self.store, self.forget_callers, self.builder
+            )
             if settings.dev
             else None
         )

@@ -9,18 +9,22 @@ server listens on loopback unless told otherwise.
                                 "probability"?} or {"clear": true}
                                                            answer some API calls with an error
                                                            or late; cleared by a reset
+    POST /_vmimages/build-seconds {"seconds"}              how long the next builds take
+                                                           (null: until /builds ends them)
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from vmimages.accounts import AccountNotFound
+from vmimages.builder import TimedBuilder
 from vmimages.catalog import AVAILABLE, CREATING, UNAVAILABLE, ImageNotFound, InvalidImageStatus
 from vmimages.catalogfile import CatalogFile
 from vmimages.errors import ApiError, Code, json_type, shown
@@ -55,6 +59,21 @@ def check_caller(headers: dict[str, str], scheme: str, listen_host: str, remote:
             f"The control endpoints answer no other site: the Origin `{shown(origin)}` is not"
             " this server.",
         )
+
+
+def number(value: Any, name: str, low: float, high: float) -> float:
+    """A JSON number from low to high (the declared specs know integers only)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ApiError(
+            Code.INVALID_PARAMETER_TYPE,
+            f"The parameter `{name}` must be a number, got a {json_type(value)}.",
+        )
+    if not low <= value <= high:
+        raise ApiError(
+            Code.INVALID_PARAMETER_VALUE,
+            f"The parameter `{name}` must be from {low:g} to {high:g}, got {value}.",
+        )
+    return float(value)
 
 
 def is_address(name: str) -> bool:
@@ -122,8 +141,14 @@ class DevControl:
     Accounts and their credentials stay."""
 
     def __init__(
-        self, store: OperatorStore, builds: RequestStore, forget: Callable[[], None]
+        self,
+        store: OperatorStore,
+        builds: RequestStore,
+        forget: Callable[[], None],
+        builder: TimedBuilder,
     ) -> None:
+        self.builder = builder  # its `seconds`: how long a build takes
+        self.start_build_seconds = builder.seconds
         self.store = store
         self.builds = builds  # the build worker's store: records a build's outcome
         self.forget = forget  # drops what this process remembers per caller (rate limits)
@@ -143,13 +168,21 @@ class DevControl:
             return await self.add_instance(validate(params, INSTANCE, "instances"))
         if name == "builds":
             return await self.complete_build(validate(params, BUILD, "builds"))
+        if name == "build-seconds":  # (a number: checked apart, the specs know integers only)
+            seconds = params.pop("seconds", None)
+            validate(params, {}, "build-seconds")
+            if seconds is None:
+                self.builder.seconds = math.inf
+            else:
+                self.builder.seconds = number(seconds, "seconds", 0, 86_400)
+            return {"seconds": None if self.builder.seconds == math.inf else seconds}
         if name == "faults":  # (a fraction: checked apart, the specs know integers only)
             fraction = params.pop("probability", None)
             return await self.set_faults(validate(params, FAULT, "faults"), fraction)
         raise ApiError(
             Code.OPERATION_FAILED_RESOURCE_NOT_FOUND,
             f"No control endpoint `{path}`; there are {PREFIX}reset, {PREFIX}instances,"
-            f" {PREFIX}builds and {PREFIX}faults.",
+            f" {PREFIX}builds, {PREFIX}build-seconds and {PREFIX}faults.",
         )
 
     async def set_faults(self, params: dict[str, Any], probability: Any) -> dict[str, Any]:
@@ -174,17 +207,10 @@ class DevControl:
                     Code.INVALID_PARAMETER_VALUE,
                     f"The code `{shown(params['code'])}` is not an error code of the API.",
                 )
-        if probability is None:
-            probability = 1.0
-        elif isinstance(probability, bool) or not isinstance(probability, int | float):
+        chance = 1.0 if probability is None else number(probability, "probability", 0, 1)
+        if chance == 0:
             raise ApiError(
-                Code.INVALID_PARAMETER_TYPE,
-                f"The parameter `probability` must be a number, got a {json_type(probability)}.",
-            )
-        elif not 0 < probability <= 1:
-            raise ApiError(
-                Code.INVALID_PARAMETER_VALUE,
-                f"The parameter `probability` must be above 0 and at most 1, got {probability}.",
+                Code.INVALID_PARAMETER_VALUE, "The parameter `probability` must be above 0."
             )
         account = None
         if params["account"] is not None:
@@ -193,7 +219,7 @@ class DevControl:
                 raise AccountNotFound(params["account"])
             account = found[params["account"]]
         delay = (params["delayMs"] or 0) / 1000
-        return Fault(params["action"], account, code, delay, params["times"], float(probability))
+        return Fault(params["action"], account, code, delay, params["times"], chance)
 
     async def inject(self, action: str, account: int) -> None:
         """Before an API call is carried out: what the first matching rule says, if any."""
@@ -219,6 +245,7 @@ class DevControl:
         assert self.start is not None, "open() runs at start-up"
         await self.store.reset(self.start)
         self.faults.clear()
+        self.builder.seconds = self.start_build_seconds
         self.forget()
         return {"locations": len(self.start.locations), "images": len(self.start.images)}
 

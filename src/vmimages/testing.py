@@ -80,6 +80,11 @@ class VmimagesServer:
         signatures or faults; the account and its credentials stay."""
         self.control("reset", {})
 
+    def build_seconds(self, seconds: float | None) -> None:
+        """How long the next builds take (None: until `complete_build` ends them), until the
+        reset before the next test."""
+        self.control("build-seconds", {"seconds": seconds})
+
     def fail(
         self, action: str | None, code: str, times: int | None = 1, probability: float | None = None
     ) -> dict[str, Any]:
