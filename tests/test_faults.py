@@ -4,12 +4,15 @@ gets through once the injected failures are spent."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from typing import Any
 
 import pytest
 from zenlayercloud.common.config import Config
-from zenlayercloud.common.credential import Credential
+from zenlayercloud.common.credential import Credential, TokenCredential
 from zenlayercloud.common.excpetion.zenlayer_cloud_sdk_exception import ZenlayerCloudSdkException
 from zenlayercloud.vm.v20260401 import models
 from zenlayercloud.vm.v20260401.vm_client import VmClient
@@ -131,3 +134,32 @@ def test_builds_take_what_the_test_says(vmimages_server: VmimagesServer) -> None
     with pytest.raises(ControlError) as refused:
         vmimages_server.control("build-seconds", {"seconds": -1})
     assert refused.value.code == "INVALID_PARAMETER_VALUE"
+
+
+def test_any_credentials_when_asked(server_factory: Any, db_path: str) -> None:
+    """serve --dev --accept-any-credentials: any access key id (its signature unchecked) or
+    token is the account of that name, made on first use; each sees only its own images; a
+    known key is still checked."""
+    from tests.conftest import add_accounts
+
+    creds = add_accounts(db_path)
+    server = server_factory(db_path, "--dev", "--accept-any-credentials", "--image-build-seconds",
+                            "0", creds=creds)  # fmt: skip
+    config = Config(scheme="http", domain=f"127.0.0.1:{server.port}", rate_limit_max_retries=0)
+    testing = VmClient(Credential("testing", "any password"), config)
+    assert zones(testing) == "OK"
+    status, _, _ = server.post(json.dumps({"instanceId": "ins-any", "account": "testing"}).encode(),
+                               {"Content-Type": "application/json"}, "/_vmimages/instances",
+                               as_=None)  # fmt: skip
+    assert status == 200
+    create = models.CreateImageRequest()
+    create.instanceId, create.imageName = "ins-any", "mine"
+    image_id = testing.CreateImage(create).imageId
+    other = VmClient(TokenCredential("another-token"), config)
+    assert statuses(testing, [image_id]) != [] and statuses(other, [image_id]) == []
+    known = VmClient(Credential(creds.keys["alice"][0], "not alice's password"), config)
+    assert zones(known) == "AUTHFAILURE_SIGNATURE_FAILURE"
+    command = [sys.executable, "-m", "vmimages", "serve", "--accept-any-credentials",
+               "--database", db_path]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "for --dev servers only" in done.stderr

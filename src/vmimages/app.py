@@ -78,6 +78,8 @@ class App:
             if settings.dev
             else None
         )
+        if self.dev is not None and settings.accept_any_credentials:
+            self.authenticate.accept_any = self.dev.any_account
         Limits.configure(
             settings.max_header_bytes,
             settings.receive_timeout,

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, NamedTuple
 
 from vmimages.accounts import token_hash
@@ -121,11 +121,15 @@ class Authenticator:
         vault: Vault,
         clock: Callable[[], float] = time.time,
         limiter: RateLimiter | None = None,
+        accept_any: Callable[[str], Awaitable[int]] | None = None,
     ) -> None:
         self.store = store
         self.vault = vault
         self.clock = clock
         self.limiter = limiter
+        # serve --dev --accept-any-credentials: an unknown key id or token is the account of
+        # that name (made on first use), its signature unchecked (dev.DevControl.any_account)
+        self.accept_any = accept_any
 
     def __call__(
         self, headers: dict[str, str], action: str = ""
@@ -148,13 +152,17 @@ class Authenticator:
 
     async def bearer(self, token: str, action: str) -> Caller:
         account = await self.store.find_token(token_hash(token)) if token else None
+        if account is None and token and self.accept_any is not None:
+            account = await self.accept_any(token)
         if account is None:
             raise _invalid("The token is not valid: it is unknown or has been revoked.")
         if self.limiter is not None:
             self.limiter.check(account, action)
         return Caller(account)
 
-    async def signed(self, headers: dict[str, str], value: str, action: str) -> SignedHead:
+    async def signed(
+        self, headers: dict[str, str], value: str, action: str
+    ) -> SignedHead | Caller:
         method = headers.get("x-zc-signature-method")
         if method != ALGORITHM:
             raise _invalid(f"The X-ZC-Signature-Method header must be {ALGORITHM}.")
@@ -173,6 +181,8 @@ class Authenticator:
                 f" at most {MAX_SKEW_SECONDS} s is allowed.",
             )
         found = await self.store.find_access_key(key_id)
+        if found is None and self.accept_any is not None:
+            return Caller(await self.accept_any(key_id))
         if found is None:
             raise _invalid(
                 f"The access key `{shown(key_id)}` is not valid: it is unknown or has been revoked."

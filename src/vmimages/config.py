@@ -49,6 +49,7 @@ class Settings:
     require_signed_action: bool = False  # mutating requests must sign x-zc-action
     dev: bool = False  # control endpoints for tests under /_vmimages/ (dev.py)
     dev_allow_remote: bool = False  # ... even when listening beyond loopback
+    accept_any_credentials: bool = False  # with dev: any key id or token is an account
     # The server key that seals access-key passwords: base64 of 32 bytes in the environment,
     # else a key file (made on first start), by default beside the SQLite file.
     secret_key: str | None = None

@@ -16,6 +16,8 @@ server listens on loopback unless told otherwise.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import ipaddress
 import math
 import random
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vmimages.accounts import AccountNotFound
+from vmimages.accounts import ACCOUNT_NAME, AccountExists, AccountNotFound
 from vmimages.builder import TimedBuilder
 from vmimages.catalog import AVAILABLE, CREATING, UNAVAILABLE, ImageNotFound, InvalidImageStatus
 from vmimages.catalogfile import CatalogFile
@@ -154,10 +156,26 @@ class DevControl:
         self.forget = forget  # drops what this process remembers per caller (rate limits)
         self.start: CatalogFile | None = None
         self.faults: list[tuple[Fault, str | None]] = []  # with the account's name, as given
+        self.any_accounts: dict[str, int] = {}  # --accept-any-credentials: name -> account id
         self.draw = random.random
 
     async def open(self) -> None:
         self.start = await self.store.export_catalog()
+
+    async def any_account(self, credential: str) -> int:
+        """--accept-any-credentials: the account an unknown access key id or token stands for,
+        named after it (made on first use); a name an account cannot have is hashed."""
+        name = credential
+        if not ACCOUNT_NAME.fullmatch(name):
+            name = "any-" + hashlib.sha256(credential.encode("utf-8", "replace")).hexdigest()[:16]
+        if name not in self.any_accounts:
+            found = {a.name: a.id for a in await self.store.list_accounts()}
+            if name not in found:
+                with contextlib.suppress(AccountExists):  # made meanwhile by another request
+                    await self.store.create_account(name)
+                found = {a.name: a.id for a in await self.store.list_accounts()}
+            self.any_accounts[name] = found[name]
+        return self.any_accounts[name]
 
     async def handle(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
         name = path.removeprefix(PREFIX)

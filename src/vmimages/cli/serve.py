@@ -120,6 +120,13 @@ log = logging.getLogger("vmimages")
     help="Turn on the control endpoints for tests under /_vmimages/ (docs/testing.md).",
 )
 @click.option(
+    "--accept-any-credentials",
+    is_flag=True,
+    default=None,
+    help="With --dev: answer any access key id (unchecked signature) or bearer token as the"
+    " account of that name, made on first use (as moto accepts `testing`).",
+)
+@click.option(
     "--dev-allow-remote",
     is_flag=True,
     default=None,
@@ -146,6 +153,8 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
             f"--dev serves unauthenticated control endpoints; it listens on loopback only, not"
             f" on {settings.host}, unless --dev-allow-remote is given too"
         )
+    if settings.accept_any_credentials and not settings.dev:
+        raise click.UsageError("--accept-any-credentials is for --dev servers only")
     if settings.log_format not in LOG_FORMATS:
         raise click.UsageError(f"VMIMAGES_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
     log_config = logs.log_config(settings.log_format, settings.log_level)
