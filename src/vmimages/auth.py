@@ -160,9 +160,7 @@ class Authenticator:
             self.limiter.check(account, action)
         return Caller(account)
 
-    async def signed(
-        self, headers: dict[str, str], value: str, action: str
-    ) -> SignedHead | Caller:
+    async def signed(self, headers: dict[str, str], value: str, action: str) -> SignedHead | Caller:
         method = headers.get("x-zc-signature-method")
         if method != ALGORITHM:
             raise _invalid(f"The X-ZC-Signature-Method header must be {ALGORITHM}.")
