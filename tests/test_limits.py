@@ -30,6 +30,15 @@ def limited_server(test_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tu
     server.stop()
 
 
+@pytest.fixture
+def default_server(test_db: str) -> Iterator[tuple[Server, Any]]:
+    """A server with `serve`'s defaults (and alice's credentials)."""
+    creds = add_accounts(test_db)
+    server = Server(test_db, creds=creds)
+    yield server, creds
+    server.stop()
+
+
 def connect(server: Server) -> socket.socket:
     return socket.create_connection(("127.0.0.1", server.port), timeout=10)
 
@@ -151,8 +160,8 @@ def exchange(server: Server, data: bytes) -> tuple[int, dict[str, Any]]:
         return read_answer(sock)
 
 
-def test_a_head_past_the_cap_is_431_even_in_one_write(limited_server: tuple[Server, Any]) -> None:
-    server, creds = limited_server
+def test_a_head_past_the_cap_is_431_even_in_one_write(default_server: tuple[Server, Any]) -> None:
+    server, creds = default_server
     auth = f"Authorization: Bearer {creds.tokens['alice']}\r\n".encode()
     big = b"X-Long: " + b"a" * 20_000 + b"\r\n"
     many = b"".join(b"X-%d: v\r\n" % n for n in range(20_000))
@@ -164,9 +173,9 @@ def test_a_head_past_the_cap_is_431_even_in_one_write(limited_server: tuple[Serv
 
 @pytest.mark.parametrize("hosts", [b"", b"Host: a\r\nHost: b\r\n"], ids=["none", "two"])
 def test_an_http11_request_needs_exactly_one_host(
-    limited_server: tuple[Server, Any], hosts: bytes
+    default_server: tuple[Server, Any], hosts: bytes
 ) -> None:
-    server, creds = limited_server
+    server, creds = default_server
     auth = f"Authorization: Bearer {creds.tokens['alice']}\r\n".encode()
     tail = b"X-ZC-Action: DescribeRegions\r\nContent-Length: 2\r\n\r\n{}"
     status, doc = exchange(server, b"POST / HTTP/1.1\r\n" + hosts + auth + tail)
@@ -183,17 +192,17 @@ def chunked(action_in_trailer: bytes, creds: Any) -> bytes:
 
 @pytest.mark.parametrize("header", [b"X-ZC-Action", b"X-TC-Action"])
 def test_an_action_in_a_chunked_trailer_is_ignored(
-    limited_server: tuple[Server, Any], header: bytes
+    default_server: tuple[Server, Any], header: bytes
 ) -> None:
-    server, creds = limited_server
+    server, creds = default_server
     status, doc = exchange(server, chunked(header + b": DeleteImages\r\n", creds))
     assert (status, doc["code"]) == (400, "MISSING_PARAMETER")  # no action in the head
 
 
 def test_chunk_framing_larger_than_a_body_may_be_is_400(
-    limited_server: tuple[Server, Any],
+    default_server: tuple[Server, Any],
 ) -> None:
-    server, creds = limited_server
+    server, creds = default_server
     with connect(server) as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nX-ZC-Action: DescribeRegions\r\n"
                      + f"Authorization: Bearer {creds.tokens['alice']}\r\n".encode()
@@ -207,9 +216,9 @@ def test_chunk_framing_larger_than_a_body_may_be_is_400(
 
 
 def test_a_pipelined_request_carried_out_is_answered_before_a_bad_one(
-    limited_server: tuple[Server, Any],
+    default_server: tuple[Server, Any],
 ) -> None:
-    server, creds = limited_server
+    server, creds = default_server
     good = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             + f"Authorization: Bearer {creds.tokens['alice']}\r\n".encode()
             + b"X-ZC-Action: DescribeRegions\r\nContent-Length: 2\r\n\r\n{}")  # fmt: skip
@@ -305,7 +314,10 @@ def test_signed_bodies_are_read_within_a_budget(
                     break
                 time.sleep(0.1)
             doc = json.loads(answer)
-            assert doc["code"] == "SERVICE_TEMPORARY_UNAVAILABLE", answer
+            assert set(doc) == {"requestId", "code", "message"} and REQUEST_ID.fullmatch(
+                doc["requestId"]
+            ), doc
+            assert (status, doc["code"]) == (503, "SERVICE_TEMPORARY_UNAVAILABLE"), answer
             assert "too many request bodies" in doc["message"]
             first.sendall(body[1000:])
             assert first.recv(100).startswith(b"HTTP/1.1 200")

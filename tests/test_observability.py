@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.asgi import AsgiClient, Credentials
-from tests.conftest import assert_error, key_file, settings_for, sql
+from tests.conftest import REQUEST_ID, assert_error, key_file, settings_for, sql
 from tests.test_lifecycle import add_instances
 from vmimages.app import create_app
 from vmimages.testing import free_port
@@ -337,5 +337,10 @@ def test_metrics_on_a_port_of_their_own(
     public = value(samples, "vmimages_images", type="PUBLIC_IMAGE", status="AVAILABLE")
     counted = "SELECT count(*) FROM images WHERE owner = 0 AND status = 'AVAILABLE'"
     assert public == sql(test_db, counted)[0][0] > 0
-    with pytest.raises(urllib.error.HTTPError, match="404"):
+    with pytest.raises(urllib.error.HTTPError, match="404") as other:
         get(f"http://127.0.0.1:{port}/other")
+    doc = json.loads(other.value.read())
+    assert set(doc) == {"requestId", "code", "message"}
+    assert doc["code"] == "OPERATION_FAILED_RESOURCE_NOT_FOUND" and REQUEST_ID.fullmatch(
+        doc["requestId"]
+    )

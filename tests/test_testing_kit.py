@@ -161,7 +161,10 @@ def test_control_endpoints_refuse_what_they_cannot_do(vmimages_server: VmimagesS
         )  # fmt: skip
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=10)
-        assert json.loads(refused.value.read())["code"] == code
+        doc = json.loads(refused.value.read())
+        assert set(doc) == {"requestId", "code", "message"} and doc["code"] == code
+        assert refused.value.headers["x-zc-request-id"] == doc["requestId"]
+        assert refused.value.code == (415 if code == "UNSUPPORTED_MEDIA_TYPE" else 401)
 
 
 def test_without_dev_the_control_paths_are_not_there(test_db: str, creds: Credentials) -> None:

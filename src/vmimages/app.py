@@ -328,13 +328,12 @@ class App:
         who = await self.authenticate(headers, name)
         if isinstance(who, SignedHead):
             with self.bodies.reserve(headers):
-                body = await read_body(receive, headers, self.settings.max_body_bytes)
-                record.body_read = True
-                caller = self.authenticate.verify(who, headers, body)
+                body = await read_body(receive, self.settings.max_body_bytes)
+            caller = self.authenticate.verify(who, headers, body)
         else:
+            body = await read_body(receive, self.settings.max_body_bytes)
             caller = who
-            body = await read_body(receive, headers, self.settings.max_body_bytes)
-            record.body_read = True
+        record.body_read = True
         record.account = caller.account
         action = actions.find_action(version, name)
         if self.dev is not None:  # serve --dev's injected faults (dev.py), for tests only
@@ -364,7 +363,8 @@ class App:
         dev.check_caller(
             headers, scope.get("scheme", "http"), self.settings.host, self.settings.dev_allow_remote
         )
-        body = await read_body(receive, headers, self.settings.max_body_bytes)
+        protocol.check_declared_length(headers, self.settings.max_body_bytes)
+        body = await read_body(receive, self.settings.max_body_bytes)
         record.body_read = True
         params = protocol.parse_body(body)
         return protocol.success(record.request_id, await self.dev.handle(scope["path"], params))

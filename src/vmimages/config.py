@@ -132,6 +132,13 @@ def database_passwords(database: str) -> list[str]:
     return [form for secret in found for form in {secret, urllib.parse.unquote(secret)} if form]
 
 
+def masked(text: str, secrets: tuple[str, ...]) -> str:
+    """Text with each of these secrets replaced by ***."""
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    return text
+
+
 def masked_database(database: str) -> str:
     """The database setting with every password in it replaced by ***."""
     for pattern in (URL_PASSWORD, KEYWORD_PASSWORD):

@@ -78,7 +78,10 @@ class ApiError(Exception):
 # Helpers for messages that quote what a caller sent.
 
 
-def shown(text: str, limit: int = 64) -> str:
+SHOWN = 64  # characters of a caller's text that a message or a log line quotes
+
+
+def shown(text: str, limit: int = SHOWN) -> str:
     """A caller's text as quoted in a message: bounded, so an error never echoes a huge value."""
     return text if len(text) <= limit else text[:limit] + "..."
 

@@ -33,14 +33,14 @@ from typing import Any, TextIO
 
 import orjson
 
-from vmimages.errors import shown
+from vmimages.config import masked
+from vmimages.errors import SHOWN, shown
 
 log = logging.getLogger("vmimages.logs")
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOG_FORMATS = ("text", "json")
 REQUEST_LOGGER = "vmimages.request"
-MASK = "***"
 
 # Headers the SDKs send (API.md §1: no meaning to the server), logged under these keys.
 SDK_HEADERS = (
@@ -170,19 +170,13 @@ def hide(secrets: tuple[str, ...]) -> None:
     _hidden = tuple(secret for secret in secrets if secret)
 
 
-def masked(text: str) -> str:
-    for secret in _hidden:
-        text = text.replace(secret, MASK)
-    return text
-
-
 class LineHandler(logging.Handler):
     """logging's handler for every logger of the server: the formatted line, secrets masked,
     to the process's LineWriter."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            WRITER.write(masked(self.format(record)))
+            WRITER.write(masked(self.format(record), _hidden))
         except Exception:
             self.handleError(record)
 
@@ -290,12 +284,14 @@ class RequestLog:
             headers.get("x-zc-sdk-lang"), headers.get("x-zc-sdk-version"),
             headers.get("x-zc-request-client"), record.action,
         )  # fmt: skip
-        # Bounded only when long: the usual values are short, and a call for each would be a
-        # tenth of what the line costs.
-        if (lang and len(lang) > 64) or (sdk_version and len(sdk_version) > 64):
-            lang, sdk_version = bounded(lang), bounded(sdk_version)
-        if (client_name and len(client_name) > 64) or (action and len(action) > 64):
-            client_name, action = bounded(client_name), bounded(action)
+        # Bounded only when one is long: the usual values are short, and a call for each would
+        # be a tenth of what the line costs.
+        longest = max(len(lang or ""), len(sdk_version or ""), len(client_name or ""),
+                      len(action or ""))  # fmt: skip
+        if longest > SHOWN:
+            action, lang, sdk_version, client_name = map(
+                bounded, (action, lang, sdk_version, client_name)
+            )
         values = (time.time(), seconds, record.request_id, action, record.version,
                   record.account, record.status, record.code, record.client, lang, sdk_version,
                   client_name)  # fmt: skip

@@ -13,8 +13,8 @@ from vmimages.errors import ApiError, Code
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 
-# How much of an oversized body is read (and dropped) before answering 413, as a multiple of
-# the limit; beyond it the 413 is sent at once and the connection closes.
+# How much of an oversized body without a declared length (chunked) is read and dropped before
+# answering 413, as a multiple of the limit; beyond it the 413 is sent at once.
 DRAIN_FACTOR = 16
 
 
@@ -22,19 +22,11 @@ class ClientGone(Exception):
     """The client disconnected before its body arrived; nothing is answered."""
 
 
-async def read_body(receive: Receive, headers: dict[str, str], limit: int) -> bytes:
-    """The whole body, at most `limit` bytes (else 413 REQUEST_ENTITY_TOO_LARGE). A body
-    declared larger than DRAIN_FACTOR times the limit is refused before any of it is read;
-    past the limit the rest is read and dropped (up to that much) so the client can read the
-    413 instead of a reset."""
-    declared = headers.get("content-length")
-    if (
-        declared
-        and declared.isascii()
-        and declared.isdigit()
-        and int(declared) > limit * DRAIN_FACTOR
-    ):
-        raise protocol.body_too_large(limit)
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole body, at most `limit` bytes (else 413 REQUEST_ENTITY_TOO_LARGE). A declared
+    length is the caller's to check first (protocol.check_declared_length, before anything is
+    read); a chunked body past the limit is read and dropped (up to DRAIN_FACTOR times it) so
+    the client can read the 413 instead of a reset."""
     message = await receive()
     body: bytes = message.get("body", b"")
     if not message.get("more_body", False) and message["type"] == "http.request":

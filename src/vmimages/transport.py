@@ -293,9 +293,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._receiving and self._head_bytes == 0 and not self.cycle:
             self.transport.close()  # a connection that never sent anything: nothing to answer
             return
-        if self.cycle is not None and self.cycle.response_started:
-            self.transport.close()  # answered already (a 413 before the body): just close
-            return
         self._refuse(
             ApiError(
                 Code.REQUEST_TIMEOUT,

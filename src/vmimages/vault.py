@@ -103,7 +103,7 @@ class Vault:
         others."""
         nonce, ciphertext = sealed[1 : 1 + NONCE_BYTES], sealed[1 + NONCE_BYTES :]
         associated = context.encode()
-        for fingerprint in (self.fingerprint, *self._keys):
+        for fingerprint in dict.fromkeys((self.fingerprint, *self._keys)):
             try:
                 return self._keys[fingerprint].decrypt(nonce, ciphertext, associated).decode()
             except InvalidTag:

@@ -17,7 +17,7 @@ import click
 from vmimages import __version__, admin
 from vmimages.catalog import DomainError, NoDatabase
 from vmimages.catalogfile import CatalogFileError
-from vmimages.config import MASK, Settings
+from vmimages.config import Settings, masked
 from vmimages.store import OperatorStore
 from vmimages.vault import VaultError
 
@@ -31,6 +31,13 @@ key_file_option = click.option(
     "--key-file",
     help="Server key file sealing access-key passwords (ignored when VMIMAGES_SECRET_KEY is"
     " set).  [default: DATABASE.key for a SQLite file, vmimages.key for PostgreSQL]",
+)
+no_catalog_option = click.option(
+    "--no-default-catalog",
+    "no_catalog",
+    is_flag=True,
+    default=None,
+    help="Leave a new database empty instead of loading the shipped catalog.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 quiet_option = click.option(
@@ -82,14 +89,7 @@ def with_store(
             " `vmimages serve` makes one"
         ) from exc
     except (DomainError, VaultError, admin.ServerKeyError) as exc:
-        raise click.ClickException(hidden(str(exc), settings)) from exc
-
-
-def hidden(text: str, settings: Settings) -> str:
-    """Text with the settings' secrets (a database password, server keys) masked."""
-    for secret in settings.secrets:
-        text = text.replace(secret, MASK)
-    return text
+        raise click.ClickException(masked(str(exc), settings.secrets)) from exc
 
 
 def not_imported(exc: CatalogFileError) -> click.ClickException:

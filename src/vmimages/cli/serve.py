@@ -19,6 +19,7 @@ from vmimages.cli import (
     database_option,
     key_file_option,
     main,
+    no_catalog_option,
     settings_from,
     with_store,
 )
@@ -35,13 +36,7 @@ log = logging.getLogger("vmimages")
 @click.option("--port", type=int, help="Port to listen on.  [default: 8080]")
 @database_option
 @key_file_option
-@click.option(
-    "--no-default-catalog",
-    "no_catalog",
-    is_flag=True,
-    default=None,
-    help="Leave a new database empty instead of loading the shipped catalog.",
-)
+@no_catalog_option
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -174,11 +169,9 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
         if not json_logs:
             raise
         log.error("%s", exc.format_message())
-        logs.WRITER.flush()
         sys.exit(exc.exit_code)
     url = f"{'https' if settings.tls_cert else 'http'}://{settings.host}:{settings.port}"
     where = same_database(settings)
-    logs.WRITER.flush()  # the lines so far, before what is printed directly
     if isinstance(first, admin.FirstCredentials):
         click.echo(first_run_message(first, url, where), err=True)
     elif first is not None:
@@ -227,13 +220,7 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
 @main.command()
 @database_option
 @key_file_option
-@click.option(
-    "--no-default-catalog",
-    "no_catalog",
-    is_flag=True,
-    default=None,
-    help="Leave a new database empty instead of loading the shipped catalog.",
-)
+@no_catalog_option
 def init(no_catalog: bool | None, **options: Any) -> None:
     """Make the database DATABASE (and its server key) without serving it.
 
