@@ -286,9 +286,12 @@ class RequestLog:
         )  # fmt: skip
         # Bounded only when one is long: the usual values are short, and a call for each would
         # be a tenth of what the line costs.
-        longest = max(len(lang or ""), len(sdk_version or ""), len(client_name or ""),
-                      len(action or ""))  # fmt: skip
-        if longest > SHOWN:
+        if (
+            len(action or "") > SHOWN
+            or len(lang or "") > SHOWN
+            or len(sdk_version or "") > SHOWN
+            or len(client_name or "") > SHOWN
+        ):
             action, lang, sdk_version, client_name = map(
                 bounded, (action, lang, sdk_version, client_name)
             )
