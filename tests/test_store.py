@@ -232,3 +232,37 @@ def _open_store(database: str) -> None:
         await store.close()
 
     asyncio.run(work())
+
+
+def test_a_seeded_state_reads_back_as_it_was_given_on_both_stores(store: SqlStore) -> None:
+    """serve --dev's seed (devstate.py): one transaction; a state read back seeds the same."""
+    from vmimages.devstate import parse_state, state_document
+
+    catalog = run(store.export_catalog())
+    zone = catalog.locations[0].zone_id
+    doc = {
+        "accounts": [{"name": "seeded", "imageQuota": 3}],
+        "instances": [{"instanceId": "ins-s", "account": "seeded", "location": zone,
+                       "diskSize": 30, "category": "Debian", "osType": "linux",
+                       "imageVersion": "12"}],
+        "images": [{"imageId": "img-s1", "account": "seeded", "instanceId": "ins-s",
+                    "imageName": "Seeded", "imageStatus": "CREATING",
+                    "createTime": "2026-01-01T00:00:00Z"}],
+    }  # fmt: skip
+    run(store.reset(catalog, parse_state(doc)))
+    state = run(store.dev_state())
+    assert state_document(state)["images"] == [
+        {"imageId": "img-s1", "account": "seeded", "instanceId": "ins-s", "imageName": "Seeded",
+         "location": zone, "category": "Debian", "osType": "linux", "imageVersion": "12",
+         "imageSize": 30, "imageStatus": "CREATING", "imageDescription": None,
+         "createTime": "2026-01-01T00:00:00Z"}
+    ]  # fmt: skip
+    assert [(a.name, a.image_quota) for a in state.accounts][-1] == ("seeded", 3)
+    run(store.reset(catalog, parse_state(state_document(state))))
+    assert run(store.dev_state()) == state
+    with pytest.raises(LocationNotFound):  # refused whole: the last state stays
+        run(store.reset(catalog, parse_state({**doc, "instances": [
+            {**doc["instances"][0], "location": "NOWHERE"}]})))  # fmt: skip
+    assert run(store.dev_state()) == state
+    run(store.reset(catalog))  # no state: no instances or custom images; accounts stay
+    assert (run(store.dev_state()).images, run(store.dev_state()).instances) == ([], [])

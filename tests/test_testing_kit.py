@@ -3,8 +3,10 @@ official Python SDK, the control endpoints of `serve --dev`, and the plugin unde
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -269,37 +271,138 @@ def test_the_documented_suite_passes(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=180)  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "2 passed" in run.stdout
+    assert "3 passed" in run.stdout
+
+
+def test_the_documented_control_script_runs(tmp_path: Path) -> None:
+    """docs/testing.md's curl script as written, against a `serve --dev` on a free port."""
+    from vmimages.testing import start_serve, stop_process
+
+    proc, port = start_serve(["--dev", "--database", str(tmp_path / "dev.db")],
+                             tmp_path / "server.log")  # fmt: skip
+    try:
+        (tmp_path / "control.sh").write_text(
+            docs_block("# control.sh: against `vmimages serve --dev --port $PORT`")
+        )
+        env = {**os.environ, "PORT": str(port)}
+        run = subprocess.run(["/bin/bash", "control.sh"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=60, env=env)  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr
+        state = json.loads((tmp_path / "state.json").read_text())["response"]["state"]
+        assert [(i["imageId"], i["imageStatus"]) for i in state["images"]] == [
+            ("img-AbCd1234", "UNAVAILABLE")]  # fmt: skip
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/_vmimages/state", data=b"{}", method="POST",
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10) as response:
+            after = json.loads(response.read())["response"]["state"]
+        assert [(i["imageId"], i["imageStatus"]) for i in after["images"]] == [
+            ("img-AbCd1234", "CREATING")]  # the reset went back to the seed  # fmt: skip
+        assert (
+            '"faults":[{"action":"DescribeImages","account":null,"code":"REQUEST_LIMIT_EX'
+            in run.stdout
+        )
+    finally:
+        stop_process(proc)
 
 
 CI_SUITE = """
 import json, os, urllib.request
 
-def test_through_the_token():
+def call(action, body):
     request = urllib.request.Request(
-        "http://" + os.environ["VMIMAGES_DOMAIN"] + "/api/v2/vm", data=b"{}", method="POST",
+        "http://" + os.environ["VMIMAGES_DOMAIN"] + "/api/v2/vm", data=json.dumps(body).encode(),
+        method="POST",
         headers={"Authorization": "Bearer " + os.environ["VMIMAGES_TOKEN"],
-                 "Content-Type": "application/json", "X-ZC-Action": "DescribeRegions"})
+                 "Content-Type": "application/json", "X-ZC-Action": action})
     with urllib.request.urlopen(request) as response:
-        assert json.loads(response.read())["response"]["regions"]
+        return json.loads(response.read())["response"]
+
+def test_the_seeded_instance_can_be_imaged():
+    assert call("DescribeRegions", {})["regions"]
+    image_id = call("CreateImage", {"instanceId": "ins-ci-1", "imageName": "ci"})["imageId"]
+    found = call("DescribeImages", {"imageIds": [image_id]})
+    assert found["images"][0]["imageStatus"] == "CREATING"
 """
+ROOT = Path(__file__).parent.parent
 
 
-def test_the_documented_ci_job_runs(tmp_path: Path) -> None:
-    """docs/testing.md's CI script as written, but for the install (this checkout is installed
-    already) and the port (a free one)."""
+def job_folder(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A project with the CI suite and docs' seed, and the environment of a fresh Python (as
+    setup-python gives a job) on a free port; vmimages installs from this checkout's path."""
     from vmimages.testing import free_port
 
-    script = docs_block("# ci.sh").replace("pip install vmimages\n", "")
-    script = script.replace("8080", str(free_port()))
+    text = DOCS.read_text()
+    shown = text[text.index("```json\n") + 8 :]
+    assert shown[: shown.index("```")] == (ROOT / "docs/ci/seed.json").read_text()
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_ci.py").write_text(CI_SUITE)
-    (tmp_path / "ci.sh").write_text(script)
-    bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
-    run = subprocess.run(["/bin/bash", "ci.sh"], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=180, env=env)  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
-    assert "1 passed" in run.stdout
-    lines = (tmp_path / "server.log").read_text().splitlines()
+    (tmp_path / "seed.json").write_text((ROOT / "docs/ci/seed.json").read_text())
+    fresh = tmp_path / "python"
+    subprocess.run([sys.executable, "-m", "venv", str(fresh)], check=True)
+    env = {**os.environ, "PATH": f"{fresh / 'bin'}{os.pathsep}{os.environ['PATH']}",
+           "PORT": str(free_port()), "VMIMAGES_SOURCE": str(ROOT)}  # fmt: skip
+    for name in ("VIRTUAL_ENV", "PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER"):
+        env.pop(name, None)
+    return tmp_path, env
+
+
+def check_job(folder: Path, output: str) -> None:
+    assert "1 passed" in output, output
+    lines = (folder / "server.log").read_text().splitlines()
     assert lines and all(json.loads(line) for line in lines)  # the JSON log, line by line
+    assert any('"CreateImage"' in line for line in lines)
+
+
+def test_the_documented_ci_script_runs(tmp_path: Path) -> None:
+    """docs/testing.md's CI script as written: a fresh venv installs this checkout by path."""
+    folder, env = job_folder(tmp_path)
+    (folder / "ci.sh").write_text(docs_block("# ci.sh"))
+    run = subprocess.run(["/bin/bash", "ci.sh"], cwd=folder, capture_output=True, text=True,
+                         timeout=300, env=env)  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    check_job(folder, run.stdout)
+
+
+def test_the_documented_github_workflow_runs(tmp_path: Path) -> None:
+    """docs/ci/github-actions.yml's `run:` steps in order, each in bash as the runner runs
+    them (-e, pipefail), with the job's env, `${{ vars.X }}` from the environment and
+    $GITHUB_ENV read back between steps; the `uses:` steps are the fresh Python's part."""
+    import signal
+
+    import yaml
+
+    workflow = yaml.safe_load((ROOT / "docs/ci/github-actions.yml").read_text())
+    (job,) = workflow["jobs"].values()
+    folder, env = job_folder(tmp_path)
+    for name, value in job["env"].items():
+        found = re.fullmatch(r"\$\{\{ vars\.(\w+) \}\}", value)
+        env[name] = env[found[1]] if found else value
+    github_env = folder / "github.env"
+    github_env.touch()
+    env["GITHUB_ENV"] = str(github_env)
+    sessions, output = [], ""
+    try:
+        for step in job["steps"]:
+            if "run" not in step:
+                assert step["uses"].startswith(("actions/checkout@", "actions/setup-python@"))
+                continue
+            proc = subprocess.Popen(
+                ["/bin/bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+                cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True, start_new_session=True,
+            )  # fmt: skip
+            sessions.append(proc.pid)  # a server it starts stays in its process group
+            out, _ = proc.communicate(timeout=300)
+            output += out
+            assert proc.returncode == 0, f"step {step.get('name')!r} failed:\n{output}"
+            for line in github_env.read_text().splitlines():
+                key, _, value = line.partition("=")
+                env[key] = value
+    finally:
+        for session in sessions:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(session, signal.SIGTERM)
+    check_job(folder, output)
+    assert "VMIMAGES_TOKEN=zlt_" in github_env.read_text()

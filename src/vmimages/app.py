@@ -73,7 +73,7 @@ class App:
         self.console = console.Console() if settings.console else None
         self.dev = (
             dev.DevControl(
-                operator_store(self.store), self.store, self.forget_callers, self.builder
+                operator_store(self.store), self.store, self.forget_callers, self.builder, vault
             )
             if settings.dev
             else None

@@ -39,7 +39,9 @@ NETWORK_TYPES = ("CLASSICS", "VPC")
 LINE_TYPES = ("BGP", "CN2", "Cogent")
 
 
-class _Checker:
+class Checker:
+    """Collects every problem of a document, each with the entry and field it is in."""
+
     def __init__(self) -> None:
         self.problems: list[str] = []
 
@@ -81,14 +83,14 @@ class _Checker:
 
 def parse_catalog(doc: Any) -> CatalogFile:
     """Check a parsed catalog document; CatalogFileError lists every problem found."""
-    check = _Checker()
+    check = Checker()
     if not isinstance(doc, dict):
         raise CatalogFileError(["the file must hold a JSON object with `locations` and `images`"])
     unknown = sorted(set(doc) - {"locations", "images"})
     if unknown:
         check.problems.append(f"unknown top-level keys {unknown}")
     locations: list[Location] = []
-    for i, entry in enumerate(_entries(check, doc, "locations")):
+    for i, entry in enumerate(entries(check, doc, "locations")):
         where = f"locations[{i}]"
         locations.append(
             Location(
@@ -126,7 +128,7 @@ def parse_catalog(doc: Any) -> CatalogFile:
             )
         )
     images: list[ImageEntry] = []
-    for i, entry in enumerate(_entries(check, doc, "images")):
+    for i, entry in enumerate(entries(check, doc, "images")):
         where = f"images[{i}]"
         if isinstance(entry.get("imageId"), str):
             where += f" ({entry['imageId']})"
@@ -148,15 +150,15 @@ def parse_catalog(doc: Any) -> CatalogFile:
         )
         if isinstance(entry.get("imageSize"), int) and not 1 <= entry["imageSize"] <= 65536:
             check.problems.append(f"{where}: `imageSize` must be 1 to 65536 (GB)")
-    _check_unique(check, "locations", [loc.region_id for loc in locations], "regionId")
-    _check_unique(check, "locations", [loc.zone_id for loc in locations], "zoneId")
-    _check_unique(check, "images", [img.image_id for img in images], "imageId")
+    check_unique(check, "locations", [loc.region_id for loc in locations], "regionId")
+    check_unique(check, "locations", [loc.zone_id for loc in locations], "zoneId")
+    check_unique(check, "images", [img.image_id for img in images], "imageId")
     if check.problems:
         raise CatalogFileError(check.problems)
     return CatalogFile(locations=locations, images=images)
 
 
-def _entries(check: _Checker, doc: dict[str, Any], key: str) -> list[dict[str, Any]]:
+def entries(check: Checker, doc: dict[str, Any], key: str) -> list[dict[str, Any]]:
     value = doc.get(key, [])
     if not isinstance(value, list):
         check.problems.append(f"`{key}` must be a list")
@@ -170,7 +172,7 @@ def _entries(check: _Checker, doc: dict[str, Any], key: str) -> list[dict[str, A
     return good
 
 
-def _check_unique(check: _Checker, key: str, values: list[str], field: str) -> None:
+def check_unique(check: Checker, key: str, values: list[str], field: str) -> None:
     seen: set[str] = set()
     for value in values:
         if value is not None and value in seen:

@@ -11,6 +11,12 @@ server listens on loopback unless told otherwise.
                                                            or late; cleared by a reset
     POST /_vmimages/build-seconds {"seconds"}              how long the next builds take
                                                            (null: until /builds ends them)
+    POST /_vmimages/state      {"catalog"?: true}          {"state": accounts, quotas,
+                                                           instances, custom images}, as
+                                                           /seed takes it
+    POST /_vmimages/seed       a state (devstate.py)       replace the state; the new start
+                                                           that /reset returns to
+    POST /_vmimages/accounts   {"name"}                    a new account and its credentials
 """
 
 from __future__ import annotations
@@ -25,14 +31,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vmimages.accounts import ACCOUNT_NAME, AccountExists, AccountNotFound
+from vmimages import admin
+from vmimages.accounts import ACCOUNT_NAME, AccountExists, AccountNotFound, check_account_name
 from vmimages.builder import TimedBuilder
-from vmimages.catalog import AVAILABLE, CREATING, UNAVAILABLE, ImageNotFound, InvalidImageStatus
-from vmimages.catalogfile import CatalogFile
+from vmimages.catalog import (
+    AVAILABLE,
+    CREATING,
+    UNAVAILABLE,
+    CatalogFileError,
+    ImageNotFound,
+    InvalidImageStatus,
+)
+from vmimages.catalogfile import CatalogFile, to_document
+from vmimages.devstate import DevState, parse_state, state_document
 from vmimages.errors import ApiError, Code, json_type, shown
 from vmimages.protocol import check_content_type
 from vmimages.store import OperatorStore, RequestStore
 from vmimages.validation import BOOLEAN, INTEGER, STRING, Param, spec, validate
+from vmimages.vault import Vault
 
 PREFIX = "/_vmimages/"
 DEFAULT_ZONE = "FRA-A"
@@ -114,6 +130,8 @@ FAULT = spec(
     Param("times", INTEGER, minimum=1, maximum=1_000_000),
     Param("clear", BOOLEAN, default=False),
 )
+STATE = spec(Param("catalog", BOOLEAN, default=False))
+ACCOUNT = spec(Param("name", STRING, required=True, min_length=1, max_length=64))
 RETRY_AFTER = {Code.REQUEST_LIMIT_EXCEEDED, Code.SERVICE_TEMPORARY_UNAVAILABLE}
 
 
@@ -138,9 +156,10 @@ class Fault:
 
 
 class DevControl:
-    """The state a test controls: what `reset` returns to is the public catalog (locations and
-    images) as the server started with it, and no instances, custom images or used signatures.
-    Accounts and their credentials stay."""
+    """The state a test controls: what `reset` returns to is the last seed (`seed`), or else
+    the public catalog (locations and images) as the server started with it and no instances
+    or custom images; no used signatures or faults either way. Accounts and their credentials
+    stay."""
 
     def __init__(
         self,
@@ -148,13 +167,16 @@ class DevControl:
         builds: RequestStore,
         forget: Callable[[], None],
         builder: TimedBuilder,
+        vault: Vault,
     ) -> None:
         self.builder = builder  # its `seconds`: how long a build takes
         self.start_build_seconds = builder.seconds
         self.store = store
         self.builds = builds  # the build worker's store: records a build's outcome
         self.forget = forget  # drops what this process remembers per caller (rate limits)
+        self.vault = vault  # seals the passwords of the access keys it makes
         self.start: CatalogFile | None = None
+        self.seeded: DevState | None = None  # the last seed: what `reset` returns to
         self.faults: list[tuple[Fault, str | None]] = []  # with the account's name, as given
         self.any_accounts: dict[str, int] = {}  # --accept-any-credentials: name -> account id
         self.draw = random.random
@@ -197,10 +219,17 @@ class DevControl:
         if name == "faults":  # (a fraction: checked apart, the specs know integers only)
             fraction = params.pop("probability", None)
             return await self.set_faults(validate(params, FAULT, "faults"), fraction)
+        if name == "state":
+            return await self.state(validate(params, STATE, "state")["catalog"])
+        if name == "seed":
+            return await self.seed(params)
+        if name == "accounts":
+            return await self.new_account(validate(params, ACCOUNT, "accounts")["name"])
         raise ApiError(
             Code.OPERATION_FAILED_RESOURCE_NOT_FOUND,
             f"No control endpoint `{path}`; there are {PREFIX}reset, {PREFIX}instances,"
-            f" {PREFIX}builds, {PREFIX}build-seconds and {PREFIX}faults.",
+            f" {PREFIX}builds, {PREFIX}build-seconds, {PREFIX}faults, {PREFIX}state,"
+            f" {PREFIX}seed and {PREFIX}accounts.",
         )
 
     async def set_faults(self, params: dict[str, Any], probability: Any) -> dict[str, Any]:
@@ -261,11 +290,54 @@ class DevControl:
 
     async def reset(self) -> dict[str, Any]:
         assert self.start is not None, "open() runs at start-up"
-        await self.store.reset(self.start)
+        catalog = self.start
+        if self.seeded is not None and self.seeded.catalog is not None:
+            catalog = self.seeded.catalog
+        await self.store.reset(catalog, self.seeded)
         self.faults.clear()
         self.builder.seconds = self.start_build_seconds
         self.forget()
-        return {"locations": len(self.start.locations), "images": len(self.start.images)}
+        return {"locations": len(catalog.locations), "images": len(catalog.images)}
+
+    async def state(self, with_catalog: bool) -> dict[str, Any]:
+        state = await self.store.dev_state()
+        doc = state_document(state)
+        if with_catalog:
+            doc["catalog"] = to_document(await self.store.export_catalog())
+        return {"state": doc}
+
+    async def seed(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """Replace the state with `doc` (and make it what `reset` returns to); the credentials
+        of the accounts it made, which existed nowhere before."""
+        try:
+            state = parse_state(doc)
+        except CatalogFileError as exc:
+            raise ApiError(
+                Code.INVALID_PARAMETER_VALUE,
+                "The seed has problems: "
+                + "; ".join(shown(p, 300) for p in exc.problems[:20])
+                + (f"; and {len(exc.problems) - 20} more" if len(exc.problems) > 20 else ""),
+            ) from None
+        before = {account.name for account in await self.store.list_accounts()}
+        previous, self.seeded = self.seeded, state
+        try:
+            counts = await self.reset()
+        except BaseException:
+            self.seeded = previous
+            raise
+        made = [a.name for a in state.accounts if a.name not in before]
+        return {**counts, "accounts": [await self.credentials(name) for name in made]}
+
+    async def new_account(self, name: str) -> dict[str, Any]:
+        await self.store.create_account(check_account_name(name))
+        return await self.credentials(name)
+
+    async def credentials(self, account: str) -> dict[str, Any]:
+        """A new access key and token of the account: their secrets are shown only here."""
+        key_id, password = await admin.create_access_key(self.store, self.vault, account)
+        token = await admin.create_token(self.store, account)
+        return {"name": account, "accessKeyId": key_id, "accessKeyPassword": password,
+                "token": token}  # fmt: skip
 
     async def add_instance(self, params: dict[str, Any]) -> dict[str, Any]:
         instance = await self.store.add_instance(

@@ -7,10 +7,11 @@ the package (entry point `pytest11`), documented in docs/testing.md.
                           Config(scheme="http", domain=vmimages_server.domain))
 
 One `vmimages serve --dev` process per test session (per worker under pytest-xdist), on a free
-loopback port and a SQLite file of its own; before each test the fixture resets it, so every
-test starts from the default catalog with no custom images or instances. Builds never finish by
-themselves: `complete_build` ends one, with success or failure (the ini option
-`vmimages_build_seconds` makes them finish after that many seconds instead).
+loopback port and a SQLite file of its own; before each test the fixture seeds it with the
+suite's starting state (the `vmimages_seed` marker, else the ini option of that name, else none:
+the default catalog with no custom images or instances). Builds never finish by themselves:
+`complete_build` ends one, with success or failure (the ini option `vmimages_build_seconds`
+makes them finish after that many seconds instead; `build_seconds` changes it for one test).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,8 @@ class VmimagesServer:
     token: str  # a personal access token (Authorization: Bearer)
     account: str
     log: Path  # the server's log file
+    # Every account whose credentials the session was given (its own, seeded, new_account).
+    accounts: dict[str, VmimagesServer] = field(default_factory=dict, compare=False, repr=False)
 
     def add_instance(
         self,
@@ -79,6 +82,35 @@ class VmimagesServer:
         """Back to the start: the default catalog, no custom images, instances, used
         signatures or faults; the account and its credentials stay."""
         self.control("reset", {})
+
+    def state(self, catalog: bool = False) -> dict[str, Any]:
+        """Accounts (with quotas), instances and custom images (and with `catalog`, the public
+        catalog), as `seed` takes them."""
+        state: dict[str, Any] = self.control("state", {"catalog": catalog})["state"]
+        return state
+
+    def seed(self, doc: dict[str, Any] | str | Path) -> dict[str, VmimagesServer]:
+        """Replace the state with `doc` (a dict, or a JSON or YAML file), until the next test;
+        `reset` returns to it. The accounts it names, each as a server of its own credentials
+        (those it made, and those the session knew)."""
+        loaded = load_seed(doc)
+        for made in self.control("seed", loaded)["accounts"]:
+            self.remember(made)
+        names = [a["name"] for a in loaded.get("accounts", []) if isinstance(a, dict)]
+        return {name: self.accounts[name] for name in names if name in self.accounts}
+
+    def new_account(self, name: str) -> VmimagesServer:
+        """A new account (it stays, as accounts do through resets) with its own access key and
+        token: the server as that account sees it."""
+        return self.remember(self.control("accounts", {"name": name}))
+
+    def remember(self, made: dict[str, Any]) -> VmimagesServer:
+        server = replace(
+            self, account=made["name"], access_key_id=made["accessKeyId"],
+            access_key_password=made["accessKeyPassword"], token=made["token"],
+        )  # fmt: skip
+        self.accounts[made["name"]] = server
+        return server
 
     def build_seconds(self, seconds: float | None) -> None:
         """How long the next builds take (None: until `complete_build` ends them), until the
@@ -137,6 +169,7 @@ class ServerProcess:
         import asyncio
 
         self.key_id, self.password, self.token = asyncio.run(prepare())
+        self.accounts: dict[str, VmimagesServer] = {}
         self.proc, self.port = start_serve(
             ["--dev", "--database", str(self.database), "--key-file", str(self.key_file),
              "--image-build-seconds", build_seconds],
@@ -144,7 +177,7 @@ class ServerProcess:
         )  # fmt: skip
 
     def server(self) -> VmimagesServer:
-        return VmimagesServer(
+        server = VmimagesServer(
             domain=f"127.0.0.1:{self.port}",
             endpoint=f"http://127.0.0.1:{self.port}",
             access_key_id=self.key_id,
@@ -152,7 +185,10 @@ class ServerProcess:
             token=self.token,
             account=ACCOUNT,
             log=self.log,
+            accounts=self.accounts,
         )
+        self.accounts[ACCOUNT] = server
+        return server
 
     def stop(self) -> None:
         stop_process(self.proc)
@@ -202,6 +238,22 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def load_seed(doc: dict[str, Any] | str | Path) -> dict[str, Any]:
+    """A seed document, or the JSON or YAML file holding one."""
+    if isinstance(doc, dict):
+        return doc
+    path = Path(doc)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    else:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: a seed is a JSON or YAML object")
+    return loaded
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "vmimages_build_seconds",
@@ -209,6 +261,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         " the test calls complete_build.",
         default="inf",
     )
+    parser.addini(
+        "vmimages_seed",
+        "A JSON or YAML file (relative to the ini file) with the state every test starts from"
+        " (POST /_vmimages/seed); the marker vmimages_seed overrides it for a test.",
+        default="",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "vmimages_seed(doc): the state (a dict, or a JSON or YAML file) this test starts from",
+    )
+
+
+def suite_seed(request: pytest.FixtureRequest) -> dict[str, Any] | str | Path:
+    """The test's marker, else the ini option's file, else the empty seed."""
+    marker = request.node.get_closest_marker("vmimages_seed")
+    if marker is not None:
+        doc: dict[str, Any] | str | Path = marker.args[0] if marker.args else marker.kwargs["doc"]
+        return doc
+    name = str(request.config.getini("vmimages_seed"))
+    if not name:
+        return {}
+    base = request.config.inipath.parent if request.config.inipath else request.config.rootpath
+    return base / name
 
 
 @pytest.fixture(scope="session")
@@ -223,8 +301,10 @@ def vmimages_process(
 
 
 @pytest.fixture
-def vmimages_server(vmimages_process: ServerProcess) -> VmimagesServer:
-    """A live vmimages server, reset for this test, and its account's credentials."""
+def vmimages_server(
+    vmimages_process: ServerProcess, request: pytest.FixtureRequest
+) -> VmimagesServer:
+    """A live vmimages server, seeded for this test, and its account's credentials."""
     server = vmimages_process.server()
-    server.reset()
+    server.seed(suite_seed(request))
     return server

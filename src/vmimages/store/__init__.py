@@ -26,6 +26,7 @@ from vmimages.catalog import (
     Progress,
     Quota,
 )
+from vmimages.devstate import DevState
 
 if TYPE_CHECKING:
     from vmimages.store.sql import SqlStore
@@ -190,10 +191,14 @@ class OperatorStore(Protocol):
     async def image_status(self, image_id: str) -> str | None:
         """The status of any image with that id, whoever owns it, or None."""
 
-    async def reset(self, catalog: CatalogFile) -> None:
-        """Back to a start (serve --dev, dev.py): no custom images, instances or used
-        signatures, and exactly the locations and public images of `catalog`; accounts and
-        credentials stay. One transaction; every process drops what it kept."""
+    async def reset(self, catalog: CatalogFile, state: DevState | None = None) -> None:
+        """Back to a start (serve --dev, dev.py): no used signatures, exactly the locations and
+        public images of `catalog`, and the instances and custom images of `state` (none
+        without one); a state also makes the accounts it names and sets every quota. Accounts
+        and credentials stay. One transaction; every process drops what it kept."""
+
+    async def dev_state(self) -> DevState:
+        """Accounts with their quotas, instances and custom images (serve --dev's state)."""
 
     async def set_image_quota(self, account: str, quota: int | None) -> None:
         """None returns the account to the server's default."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 from vmimages.store.sql.accounts import SqlAccounts
 from vmimages.store.sql.base import migrations
 from vmimages.store.sql.catalog import SqlCatalog
-from vmimages.store.sql.lifecycle import SqlLifecycle
+from vmimages.store.sql.devstate import SqlDevState
 
 __all__ = ["SqlStore", "migrations"]
 
 
-class SqlStore(SqlCatalog, SqlAccounts, SqlLifecycle):
+class SqlStore(SqlCatalog, SqlAccounts, SqlDevState):
     """Both interfaces over one database: RequestStore and OperatorStore (store/__init__.py)."""

@@ -76,16 +76,6 @@ class SqlCatalog(SqlBase):
             return done.report
         return report
 
-    async def reset(self, catalog: CatalogFile) -> None:
-        async with self.db.transaction() as tx:
-            await self.db.lock(tx, CATALOG_LOCK)
-            await tx.execute("DELETE FROM used_signatures")
-            await tx.execute("DELETE FROM instances")
-            await tx.execute("DELETE FROM images")
-            await tx.execute("DELETE FROM locations")
-            await write_catalog(tx, catalog)
-            await self.mark_changed(tx, CATALOG_SCOPE)
-
     async def _import_problems(
         self, tx: Connection, catalog: CatalogFile, current: CatalogFile
     ) -> list[str]:
