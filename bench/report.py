@@ -242,12 +242,14 @@ def write_report(
             f" {publishing['read_s']} s, imported into a new SQLite file {publishing['import_s']}"
             f" s, exported and written again {publishing['export_s']} s."
         )
-    per_test = kit["per_test_ms"]
+    empty, suite = kit["per_test_ms"]["empty_seed"], kit["per_test_ms"]["suite_seed"]
     lines.append(
-        f"- The testing kit's per-test overhead (the reset before each test) under 50 ms:"
-        f" {per_test['median']:.1f} ms median, {per_test['p95']:.1f} ms p95 over"
-        f" {kit['tests']} tests (`bench/fixture.py`; the server's start, once per session:"
-        f" {kit['startup_s']:.2f} s) — {_verdict(per_test['p95'] < 50)}."
+        f"- The testing kit's per-test overhead (the seed before each test) under 50 ms:"
+        f" {empty['median']:.1f} ms median, {empty['p95']:.1f} ms p95 with the empty seed (the"
+        f" default); {suite['median']:.1f} ms median, {suite['p95']:.1f} ms p95 with a suite's"
+        f" seed of 40 custom images; over {kit['tests']} tests each (`bench/fixture.py`; the"
+        f" server's start, once per session: {kit['startup_s']:.2f} s) —"
+        f" {_verdict(max(empty['p95'], suite['p95']) < 50)}."
     )
     path.write_text("\n".join(lines) + "\n")
 
