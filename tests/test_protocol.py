@@ -384,7 +384,7 @@ def test_a_forked_process_draws_other_request_ids() -> None:
 def test_every_domain_error_has_its_answer() -> None:
     """Each domain error a request can meet is in the one table (errors.DOMAIN_ERRORS), and is
     answered with a code other than 500; the table names the ones never answered."""
-    from vmimages import accounts, catalog
+    from vmimages import accounts, catalog, history
     from vmimages.errors import DOMAIN_ERRORS, INTERNAL_ONLY, to_api_error
 
     found, todo = set(), [catalog.DomainError]
@@ -399,7 +399,7 @@ def test_every_domain_error_has_its_answer() -> None:
         catalog.InstanceNotFound("ins-x"), catalog.InstanceExists("ins-x"),
         catalog.StoreUnavailable("down"), accounts.AccountNotFound("nobody"),
         accounts.AccountExists("alice"), accounts.CredentialNotFound("token", "zlt_x"),
-        accounts.InvalidAccountName("-x"),
+        accounts.InvalidAccountName("-x"), history.CursorExpired(3, 7),
     ]  # fmt: skip
     assert {type(e) for e in samples} | {catalog.QuotaExceeded} == set(DOMAIN_ERRORS)
     for error in samples:

@@ -116,9 +116,12 @@ def test_state_is_what_seed_takes_and_reset_returns_to_the_seed(
 ) -> None:
     vmimages_server.seed(SEED)
     first = vmimages_server.state()
-    assert [a["name"] for a in first["accounts"]] == ["tester", "alice", "bob"]
-    assert {a["name"]: a["imageQuota"] for a in first["accounts"]} == {
-        "tester": None, "alice": 1, "bob": None}  # fmt: skip
+    quotas = {a["name"]: a["imageQuota"] for a in first["accounts"]}
+    assert {name: quotas[name] for name in ("tester", "alice", "bob")} == {
+        "tester": None,
+        "alice": 1,
+        "bob": None,
+    }  # (the session's other accounts: no quota)
     assert [i["instanceId"] for i in first["instances"]] == ["ins-a", "ins-b"]
     assert "catalog" not in first
     # Changes through the API, then back: reset returns to the seed, not to the bare start.

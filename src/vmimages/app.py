@@ -19,12 +19,14 @@ from typing import Any
 
 import orjson
 
-from vmimages import actions, admin, console, dev, errors, logs, metrics, protocol
+from vmimages import actions, admin, console, dev, errors, history, logs, metrics, protocol
 from vmimages.auth import Authenticator, SignedHead
 from vmimages.builder import BuildWorker, TimedBuilder
 from vmimages.catalog import DomainError
 from vmimages.config import Settings
 from vmimages.errors import ApiError, Code
+from vmimages.feed import Feed
+from vmimages.history import Actor
 from vmimages.logs import RequestLog, RequestRecord, dialect
 from vmimages.loop import InFlight
 from vmimages.ratelimit import RateLimiter
@@ -44,6 +46,7 @@ METRICS = "/metrics"  # GET only, unless turned off (serve --no-metrics) or serv
 # Answers wait one turn of the event loop before they are written (App.handle); bench/ablate.py
 # turns this off to measure what it saves.
 WRITE_AFTER_THE_TURN = True
+COMPACT_EVERY = 3600.0  # seconds between compactions of the history
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -65,9 +68,11 @@ class App:
         self.replays = ReplayGuard(self.store, require_signed_action=settings.require_signed_action)
         self.builder = TimedBuilder(self.store, settings.image_build_seconds)
         self.worker = BuildWorker(self.store, self.builder)
+        self.feed = Feed(self.store, vault)
         self.in_flight = InFlight(settings.request_timeout)
         self.draining = False  # set on SIGTERM: /readyz answers 503
         self.counting: asyncio.Task[None] | None = None  # count_images, while serving
+        self.compacting: asyncio.Task[None] | None = None  # compact_history, while serving
         self.metrics_server: asyncio.Server | None = None  # serve_metrics_apart
         self.action_names = frozenset(name for _, name in actions.ACTIONS)  # metrics' labels
         self.console = console.Console() if settings.console else None
@@ -126,6 +131,7 @@ class App:
                     return
                 if self.dev is not None:
                     await self.dev.open()
+                self.compacting = asyncio.create_task(self.compact_history())
                 if self.settings.metrics:
                     self.counting = asyncio.create_task(self.count_images())
                     if self.settings.metrics_port:
@@ -138,11 +144,13 @@ class App:
                 self.watch_for_shutdown()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self.counting is not None:
-                    self.counting.cancel()
+                for task in (self.counting, self.compacting):
+                    if task is not None:
+                        task.cancel()
                 if self.metrics_server is not None:
                     self.metrics_server.close()
                 await self.worker.stop()
+                await self.feed.close()
                 await self.store.close()
                 logs.WRITER.detach()  # every request's line is out before the process ends
                 await send({"type": "lifespan.shutdown.complete"})
@@ -195,6 +203,21 @@ class App:
         ]
         await respond(send, 200, headers, body)
 
+    async def compact_history(self) -> None:
+        """Remove the history older than `history_retention_days`, now and every hour (every
+        process does; it is idempotent)."""
+        store = operator_store(self.store)
+        while True:
+            keep = self.settings.history_retention_days * 86400
+            older_than = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - keep))
+            try:
+                removed = await store.compact_history(older_than)
+                if removed:
+                    log.info("history: removed %d changes from before %s", removed, older_than)
+            except DomainError as exc:
+                log.warning("history: cannot compact: %s", exc)
+            await asyncio.sleep(COMPACT_EVERY)
+
     async def count_images(self) -> None:
         """The images gauge, counted in the database every `metrics_count_seconds` off the
         request path (a SQLite count runs in a thread); when the database does not answer, the
@@ -245,10 +268,11 @@ class App:
 
         def on_term(signum: int, frame: Any) -> None:
             self.draining = True
-            # From the loop itself (call_soon_threadsafe is safe in a signal handler).
-            loop.call_soon_threadsafe(
-                loop.call_later, self.settings.drain_seconds, previous, signum, frame
-            )
+            # From the loop itself (call_soon_threadsafe is safe in a signal handler). Long
+            # polls are answered when the server stops taking requests, so they end in time.
+            drain = self.settings.drain_seconds
+            loop.call_soon_threadsafe(loop.call_later, drain, self.feed.release)
+            loop.call_soon_threadsafe(loop.call_later, drain, previous, signum, frame)
 
         signal.signal(signal.SIGTERM, on_term)
 
@@ -336,6 +360,8 @@ class App:
         record.body_read = True
         record.account = caller.account
         action = actions.find_action(version, name)
+        if action.mutating:  # who makes the changes it records (history.py)
+            history.set_actor(Actor(caller.account, caller.credential, record.request_id))
         if self.dev is not None:  # serve --dev's injected faults (dev.py), for tests only
             await self.dev.inject(action.name, caller.account)
         if self.limiter is not None:
@@ -350,6 +376,8 @@ class App:
             caller=caller.account,
             image_quota=self.settings.image_quota,
             image_created=self.worker.wake,
+            feed=self.feed,
+            extend_deadline=self.in_flight.extend,
         )
         return protocol.success(record.request_id, await action.handler(context, values))
 

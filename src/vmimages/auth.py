@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, NamedTuple
 
-from vmimages.accounts import token_hash
+from vmimages.accounts import token_hash, token_id
 from vmimages.errors import ApiError, Code, shown
 from vmimages.ratelimit import RateLimiter
 from vmimages.store import RequestStore
@@ -96,6 +96,7 @@ class Caller(NamedTuple):
     signature: str | None = None
     signed_headers: tuple[str, ...] = ()
     valid_until: float = 0.0
+    credential: str | None = None  # "key:ACCESS_KEY_ID" or "token:TOKEN_ID" (the history's)
 
 
 class SignedHead(NamedTuple):
@@ -158,7 +159,7 @@ class Authenticator:
             raise _invalid("The token is not valid: it is unknown or has been revoked.")
         if self.limiter is not None:
             self.limiter.check(account, action)
-        return Caller(account)
+        return Caller(account, credential=f"token:{token_id(token)}")
 
     async def signed(self, headers: dict[str, str], value: str, action: str) -> SignedHead | Caller:
         method = headers.get("x-zc-signature-method")
@@ -180,7 +181,7 @@ class Authenticator:
             )
         found = await self.store.find_access_key(key_id)
         if found is None and self.accept_any is not None:
-            return Caller(await self.accept_any(key_id))
+            return Caller(await self.accept_any(key_id), credential=f"key:{key_id}")
         if found is None:
             raise _invalid(
                 f"The access key `{shown(key_id)}` is not valid: it is unknown or has been revoked."
@@ -215,5 +216,5 @@ class Authenticator:
             )
         return Caller(
             head.account, sent.lower(), tuple(head.signed_headers),
-            int(head.timestamp) + MAX_SKEW_SECONDS,
+            int(head.timestamp) + MAX_SKEW_SECONDS, f"key:{head.key_id}",
         )  # fmt: skip

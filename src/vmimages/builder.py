@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from vmimages import history
 from vmimages.catalog import BuildJob, StoreUnavailable
 from vmimages.metrics import BUILDS
 from vmimages.store import RequestStore
@@ -84,6 +85,7 @@ class BuildWorker:
                 await task
 
     async def _run(self) -> None:
+        history.set_actor(history.Actor(command="build worker"))  # its builds' outcomes
         while not self._stopping:
             try:
                 while len(self._builds) < MAX_PARALLEL_BUILDS:

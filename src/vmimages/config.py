@@ -35,6 +35,7 @@ class Settings:
     read_cache: bool = True  # keep the catalog in memory (store/memory.py)
     image_build_seconds: float = 10.0  # how long the bundled builder takes per image
     image_quota: int = DEFAULT_IMAGE_QUOTA  # custom images per account and location
+    history_retention_days: float = 7.0  # changes kept for DescribeImageChanges (history.py)
     log_level: str = "info"
     log_format: str = "text"  # or "json": one JSON object per line (logs.py)
     access_log: bool = True  # one line per request (logs.py)

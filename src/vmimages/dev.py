@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import ipaddress
 import math
@@ -31,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vmimages import admin
+from vmimages import admin, history
 from vmimages.accounts import ACCOUNT_NAME, AccountExists, AccountNotFound, check_account_name
 from vmimages.builder import TimedBuilder
 from vmimages.catalog import (
@@ -41,6 +42,7 @@ from vmimages.catalog import (
     CatalogFileError,
     ImageNotFound,
     InvalidImageStatus,
+    now_text,
 )
 from vmimages.catalogfile import CatalogFile, to_document
 from vmimages.devstate import DevState, parse_state, state_document
@@ -200,6 +202,7 @@ class DevControl:
         return self.any_accounts[name]
 
     async def handle(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        history.set_actor(history.Actor(command=f"serve --dev {path}"))  # what it changes
         name = path.removeprefix(PREFIX)
         if name == "reset":
             validate(params, {}, "reset")
@@ -318,6 +321,9 @@ class DevControl:
                 + "; ".join(shown(p, 300) for p in exc.problems[:20])
                 + (f"; and {len(exc.problems) - 20} more" if len(exc.problems) > 20 else ""),
             ) from None
+        now = now_text()  # the images' time, kept: a reset makes them again as they were
+        timed = [dataclasses.replace(i, create_time=i.create_time or now) for i in state.images]
+        state = dataclasses.replace(state, images=timed)
         before = {account.name for account in await self.store.list_accounts()}
         previous, self.seeded = self.seeded, state
         try:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
-from vmimages import accounts, catalog
+from vmimages import accounts, catalog, history
 
 
 class Code(Enum):
@@ -52,6 +52,8 @@ class Code(Enum):
     INTERNAL_SERVER_ERROR = (500, "an unexpected failure; details are in the server log only")
     SERVICE_TEMPORARY_UNAVAILABLE = (503, "the store is unreachable; retry later")
     REQUEST_TIMED_OUT = (503, "the request ran out of time")
+    # vmimages' own extensions (docs/changes.md).
+    INVALID_CURSOR_EXPIRED = (410, "the cursor is older than the history kept; start again")
 
 
 class ApiError(Exception):
@@ -148,6 +150,11 @@ DOMAIN_ERRORS: dict[type[catalog.DomainError], Callable[[Any], tuple[Code, str]]
         Code.INVALID_PARAMETER_VALUE,
         f"The account name `{shown(e.name)}` must be 1 to 64 letters, digits, `.`, `_` or `-`,"
         " starting with a letter or digit.",
+    ),
+    history.CursorExpired: lambda e: (
+        Code.INVALID_CURSOR_EXPIRED,
+        "The cursor is older than the history this service keeps (changes before it were"
+        " compacted): start again without a cursor, which sends the whole catalog first.",
     ),
     accounts.AccountExists: lambda e: (
         Code.INVALID_PARAMETER_VALUE,

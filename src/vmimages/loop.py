@@ -34,6 +34,12 @@ class InFlight:
                 self._timer = loop.call_later(self._tick, self._check)
         return task
 
+    def extend(self, seconds: float) -> None:
+        """Give the current request `seconds` more (a long poll's wait is not work)."""
+        task = asyncio.current_task()
+        if task in self._running:
+            self._running[task] += seconds
+
     def finish(self, task: asyncio.Task[Any] | None) -> None:
         if task is not None:
             self._running.pop(task, None)

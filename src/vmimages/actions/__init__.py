@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vmimages.catalog import DEFAULT_IMAGE_QUOTA
 from vmimages.errors import ApiError, Code, shown
 from vmimages.protocol import SEED
 from vmimages.store import RequestStore
 from vmimages.validation import Spec
+
+if TYPE_CHECKING:
+    from vmimages.feed import Feed
 
 
 class Context(NamedTuple):  # made per request: a tuple is made in C
@@ -23,6 +26,8 @@ class Context(NamedTuple):  # made per request: a tuple is made in C
     caller: int  # the calling account
     image_quota: int = DEFAULT_IMAGE_QUOTA  # custom images per location, unless the account's own
     image_created: Callable[[], None] = lambda: None  # tells the build worker there is work
+    feed: Feed | None = None  # DescribeImageChanges' cursors and long polls (feed.py)
+    extend_deadline: Callable[[float], None] = lambda seconds: None  # for a long poll's wait
 
     @property
     def seed(self) -> bool:
@@ -41,10 +46,10 @@ class Action:
 
 
 def _registry() -> dict[tuple[bool, str], Action]:
-    from vmimages.actions import images, lifecycle, locations
+    from vmimages.actions import changes, images, lifecycle, locations
 
     table: dict[tuple[bool, str], Action] = {}
-    for module in (images, locations, lifecycle):
+    for module in (images, locations, lifecycle, changes):
         for action in module.SEED_ACTIONS:
             table[(True, action.name)] = action
         for action in module.PUBLISHED_ACTIONS:

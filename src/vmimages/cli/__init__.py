@@ -7,6 +7,7 @@ public images); this module holds what they share.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from vmimages import __version__, admin
+from vmimages import __version__, admin, history
 from vmimages.catalog import DomainError, NoDatabase
 from vmimages.catalogfile import CatalogFileError
 from vmimages.config import Settings, masked
@@ -61,6 +62,14 @@ def progress_bar(
         yield bar.update
 
 
+def operator() -> str:
+    """Who runs the command, as the history records it: the OS user."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown user"
+
+
 def settings_from(**options: Any) -> Settings:
     try:
         return Settings.from_env(**options)
@@ -75,7 +84,10 @@ def with_store(
     Only `serve` and `init` make a database (create=True); other commands refuse a path or URL
     that holds none, so a typo makes nothing."""
 
+    who = history.Actor(command=f"{click.get_current_context().command_path} (by {operator()})")
+
     async def run() -> T:
+        history.set_actor(who)  # the changes the command makes are the operator's (history.py)
         async with admin.opened_store(settings, create=create) as store:
             return await work(store)
 
@@ -105,6 +117,6 @@ def main() -> None:
 
 
 # The commands register themselves on `main` when their modules are imported.
-from vmimages.cli import accounts, catalog, certs, serve  # noqa: E402
+from vmimages.cli import accounts, catalog, certs, changes, serve  # noqa: E402
 
-__all__ = ["accounts", "catalog", "certs", "main", "serve"]
+__all__ = ["accounts", "catalog", "certs", "changes", "main", "serve"]

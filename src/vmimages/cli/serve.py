@@ -49,6 +49,12 @@ log = logging.getLogger("vmimages")
     " /_vmimages/builds.  [default: 10]",
 )
 @click.option(
+    "--history-retention-days",
+    type=click.FloatRange(min=0, min_open=True),
+    help="How long the history of changes is kept for DescribeImageChanges; an older cursor"
+    " must start again.  [default: 7]",
+)
+@click.option(
     "--image-quota",
     type=click.IntRange(min=0),
     help="Custom images per account and location, unless set for the account.  [default: 5]",

@@ -27,6 +27,7 @@ from vmimages.catalog import (
     Quota,
 )
 from vmimages.devstate import DevState
+from vmimages.history import Cursor, FeedPage, Recorded
 
 if TYPE_CHECKING:
     from vmimages.store.sql import SqlStore
@@ -63,6 +64,23 @@ class RequestStore(Protocol):
 
     async def count_images(self) -> list[tuple[str, str, int]]:
         """How many images the database holds, as (image type, status, count) (for /metrics)."""
+
+    # The history (history.py): what DescribeImageChanges reads.
+
+    async def latest_change(self) -> int:
+        """The number of the newest change committed, by any process."""
+
+    async def feed(
+        self,
+        viewer: int,
+        cursor: Cursor | None,
+        limit: int,
+        *,
+        region_id: str | None = None,
+        zone_id: str | None = None,
+    ) -> FeedPage:
+        """The next page of the changes `viewer` may see after `cursor` (None: the catalog as
+        it stands first); CursorExpired if changes after it were compacted away."""
 
     # Credentials: a revocation made by any process counts from the next request on.
 
@@ -202,6 +220,21 @@ class OperatorStore(Protocol):
 
     async def set_image_quota(self, account: str, quota: int | None) -> None:
         """None returns the account to the server's default."""
+
+    # The history (history.py).
+
+    async def list_history(
+        self,
+        *,
+        since: int = 0,
+        image_id: str | None = None,
+        owner: int | None = None,
+        limit: int = 1000,
+    ) -> list[Recorded]:
+        """The audit trail: changes after `since`, oldest first, of one image or one owner."""
+
+    async def compact_history(self, older_than: str) -> int:
+        """Remove the changes recorded before `older_than` (UTC text); how many went."""
 
 
 def open_store(

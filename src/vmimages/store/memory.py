@@ -31,6 +31,7 @@ from vmimages.catalog import (
     Quota,
     fold,
 )
+from vmimages.history import Cursor, FeedPage
 from vmimages.metrics import CACHE, CACHE_DROPS
 from vmimages.store.sql import SqlStore
 from vmimages.store.sql.base import CATALOG_SCOPE, CREDENTIALS_SCOPE
@@ -350,6 +351,20 @@ class MemoryStore:
     async def delete_images(self, owner: int, image_ids: Sequence[str]) -> None:
         await self.store.delete_images(owner, image_ids)
         self._fresh = False
+
+    async def latest_change(self) -> int:
+        return await self.store.latest_change()
+
+    async def feed(
+        self,
+        viewer: int,
+        cursor: Cursor | None,
+        limit: int,
+        *,
+        region_id: str | None = None,
+        zone_id: str | None = None,
+    ) -> FeedPage:
+        return await self.store.feed(viewer, cursor, limit, region_id=region_id, zone_id=zone_id)
 
     async def instance_exists(self, instance_id: str) -> bool:
         return await self.store.instance_exists(instance_id)

@@ -6,9 +6,10 @@ from vmimages.store.sql.accounts import SqlAccounts
 from vmimages.store.sql.base import migrations
 from vmimages.store.sql.catalog import SqlCatalog
 from vmimages.store.sql.devstate import SqlDevState
+from vmimages.store.sql.history import SqlHistory
 
 __all__ = ["SqlStore", "migrations"]
 
 
-class SqlStore(SqlCatalog, SqlAccounts, SqlDevState):
+class SqlStore(SqlCatalog, SqlAccounts, SqlDevState, SqlHistory):
     """Both interfaces over one database: RequestStore and OperatorStore (store/__init__.py)."""

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 from sys import intern
 from typing import Any
 
+import orjson
+
+from vmimages import history
 from vmimages.catalog import CatalogFile, Image, Location, NoDatabase, now_text
 from vmimages.store.db import Connection, Database
 from vmimages.store.sql.publish import write_catalog
@@ -20,6 +24,52 @@ MIGRATION_LOCK = "vmimages-migrations"
 # and quota; these two mark the rest.
 CATALOG_SCOPE = 0  # the public catalog and the locations: everything a process keeps
 CREDENTIALS_SCOPE = -1  # access keys and tokens
+
+
+# What the history compares of an image (history.Change.detail names these fields).
+IMAGE_FIELDS = ("imageName", "imageDescription", "category", "osType", "imageVersion",
+                "imageSize", "imageStatus", "createTime")  # fmt: skip
+SNAPSHOT_COLUMNS = (
+    "i.image_id, i.owner, l.region_id, l.zone_id, i.name, i.description, i.category,"
+    " i.os_type, i.version, i.size_gb, i.status, i.create_time"
+)
+# (owner, (region id, zone id), IMAGE_FIELDS' values)
+Snapshot = tuple[int, tuple[str, str], tuple[Any, ...]]
+
+
+async def snapshots(
+    tx: Connection, where: str = "", args: Sequence[Any] = ()
+) -> dict[str, Snapshot]:
+    """Images as the history compares them, by id (`where`: a WHERE clause over `i`, the
+    images, or none: all)."""
+    rows = await tx.fetchall(
+        f"SELECT {SNAPSHOT_COLUMNS} FROM images i JOIN locations l ON l.id = i.location {where}",
+        args,
+    )
+    return {row[0]: (int(row[1]), (row[2], row[3]), tuple(row[4:])) for row in rows}
+
+
+def differences(before: dict[str, Snapshot], after: dict[str, Snapshot]) -> list[history.Change]:
+    """The changes that make `before` into `after`: created, modified (the fields that differ,
+    [before, after] each) and deleted (with the name it had), by image id."""
+    changes = []
+    for image_id, (owner, place, fields) in after.items():
+        was = before.get(image_id)
+        if was is None:
+            changes.append(history.Change(image_id, owner, *place, history.CREATED))
+        elif was != (owner, place, fields):
+            pairs = zip(
+                ("regionId", *IMAGE_FIELDS), (was[1][0], *was[2]), (place[0], *fields),
+                strict=True,
+            )  # fmt: skip
+            detail = {name: [old, new] for name, old, new in pairs if old != new}
+            changes.append(history.Change(image_id, owner, *place, history.MODIFIED, detail))
+    for image_id, (owner, place, fields) in before.items():
+        if image_id not in after:
+            detail = {"imageName": fields[0]}
+            changes.append(history.Change(image_id, owner, *place, history.DELETED, detail))
+    changes.sort(key=lambda c: c.image_id)
+    return changes
 
 
 def migrations(kind: str) -> list[tuple[int, str]]:
@@ -89,6 +139,27 @@ class SqlBase:
             " ON CONFLICT (scope) DO UPDATE SET seq = excluded.seq",
             (scope, row[0]),
         )
+
+    async def record(self, tx: Connection, changes: Sequence[history.Change]) -> None:
+        """Add changes to the history (history.py), numbered in order after every change
+        committed before, by whom the work under way is done. Call it near the end of the
+        transaction: on PostgreSQL it holds the counter's row until commit."""
+        if not changes:
+            return
+        row = await tx.fetchone(
+            "UPDATE change_counter SET seq = seq + ? WHERE id = 1 RETURNING seq", (len(changes),)
+        )
+        assert row is not None
+        first, at, actor = int(row[0]) - len(changes) + 1, now_text(), history.actor().text()
+        await tx.executemany(
+            "INSERT INTO image_changes (seq, image_id, owner, region_id, zone_id, kind, at, actor,"
+            " detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (first + i, c.image_id, c.owner, c.region_id, c.zone_id, c.kind, at, actor,
+                 None if c.detail is None else orjson.dumps(c.detail).decode())
+                for i, c in enumerate(changes)
+            ],
+        )  # fmt: skip
 
     async def remember_signature(self, signature: str, valid_until: float) -> bool:
         """Record a mutating request's signature; False if it was recorded before (a replay).

@@ -25,7 +25,9 @@ from vmimages.store.query import IMAGE_COLUMNS, IMAGE_FROM, IMAGE_ORDER, image_f
 from vmimages.store.sql.base import (
     CATALOG_SCOPE,
     LOCATION_COLUMNS,
+    Snapshot,
     SqlBase,
+    differences,
     row_to_image,
     row_to_location,
 )
@@ -71,6 +73,12 @@ class SqlCatalog(SqlBase):
                 report = import_report(catalog, before, after, removed)
                 if dry_run:
                     raise DryRun(report)  # rolls the transaction back
+                located = await tx.fetchall("SELECT region_id, zone_id FROM locations")
+                places = {key: (region, zone) for region, zone in located for key in (region, zone)}
+                await self.record(
+                    tx,
+                    differences(public_snapshots(before, places), public_snapshots(after, places)),
+                )
                 await self.mark_changed(tx, CATALOG_SCOPE)
         except DryRun as done:
             return done.report
@@ -249,3 +257,16 @@ def image_entry(row: tuple[Any, ...]) -> ImageEntry:
         description=img.description,
         create_time=img.create_time,
     )
+
+
+def public_snapshots(
+    catalog: CatalogFile, places: dict[str, tuple[str, str]]
+) -> dict[str, Snapshot]:
+    """A catalog's public images as the history compares them (base.snapshots' form);
+    `places`: (region id, zone id) by region id and by zone id."""
+    return {
+        img.image_id: (PUBLIC_OWNER, places[img.location],
+                       (img.name, img.description, img.category, img.os_type, img.version,
+                        img.size_gb, img.status, img.create_time))
+        for img in catalog.images
+    }  # fmt: skip

@@ -8,7 +8,13 @@ from vmimages.accounts import AccountNotFound
 from vmimages.catalog import CatalogFile, InstanceNotFound, LocationNotFound, fold, now_text
 from vmimages.devstate import DevState, SeedAccount, SeedImage, SeedInstance
 from vmimages.store.db import Connection
-from vmimages.store.sql.base import CATALOG_SCOPE, LOCATION_COLUMNS, row_to_location
+from vmimages.store.sql.base import (
+    CATALOG_SCOPE,
+    LOCATION_COLUMNS,
+    differences,
+    row_to_location,
+    snapshots,
+)
 from vmimages.store.sql.catalog import CATALOG_LOCK
 from vmimages.store.sql.lifecycle import INSTANCE_SELECT, SqlLifecycle
 from vmimages.store.sql.publish import write_catalog
@@ -22,6 +28,7 @@ class SqlDevState(SqlLifecycle):
         Accounts and credentials stay. One transaction; every process drops what it kept."""
         async with self.db.transaction() as tx:
             await self.db.lock(tx, CATALOG_LOCK)
+            before = await snapshots(tx)
             await tx.execute("DELETE FROM used_signatures")
             await tx.execute("DELETE FROM instances")
             await tx.execute("DELETE FROM images")
@@ -29,6 +36,7 @@ class SqlDevState(SqlLifecycle):
             await write_catalog(tx, catalog)
             if state is not None:
                 await self._seed(tx, state)
+            await self.record(tx, differences(before, await snapshots(tx)))
             await self.mark_changed(tx, CATALOG_SCOPE)
 
     async def _seed(self, tx: Connection, state: DevState) -> None:

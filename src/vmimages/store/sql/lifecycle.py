@@ -33,9 +33,17 @@ from vmimages.catalog import (
     fold,
     now_text,
 )
+from vmimages.history import CREATED, MODIFIED, Change
 from vmimages.store.db import Connection, IntegrityError
 from vmimages.store.query import IMAGE_COLUMNS, IMAGE_FROM
-from vmimages.store.sql.base import LOCATION_COLUMNS, SqlBase, row_to_image, row_to_location
+from vmimages.store.sql.base import (
+    LOCATION_COLUMNS,
+    SqlBase,
+    differences,
+    row_to_image,
+    row_to_location,
+    snapshots,
+)
 
 INSTANCE_SELECT = (
     "SELECT n.instance_id, a.name, l.region_id, l.zone_id, n.disk_size_gb, n.category,"
@@ -171,6 +179,9 @@ class SqlLifecycle(SqlBase):
             created = await tx.fetchone(
                 f"SELECT {IMAGE_COLUMNS} FROM {IMAGE_FROM} WHERE i.image_id = ?", (image_id,)
             )
+            image = row_to_image(created or ())
+            change = Change(image_id, owner, image.region_id, image.zone_id, CREATED)
+            await self.record(tx, [change])
             await self.mark_changed(tx, owner)
         assert created is not None
         return row_to_image(created)
@@ -210,6 +221,10 @@ class SqlLifecycle(SqlBase):
         async with self.db.transaction() as tx:
             await self.db.lock(tx, owner_lock(owner))
             await self._check_change(tx, owner, image_ids, "modified")
+            if name is None and description is None:
+                return  # nothing to change (Terraform's update with an empty description)
+            where = f"WHERE i.image_id IN ({marks(image_ids)})"
+            before = await snapshots(tx, where, image_ids)
             if name is not None:
                 await tx.execute(
                     "UPDATE images SET name = ?, name_folded = ?"
@@ -221,16 +236,19 @@ class SqlLifecycle(SqlBase):
                     f"UPDATE images SET description = ? WHERE image_id IN ({marks(image_ids)})",
                     (description, *image_ids),
                 )
-            if name is not None or description is not None:
-                await self.mark_changed(tx, owner)
+            await self.record(tx, differences(before, await snapshots(tx, where, image_ids)))
+            await self.mark_changed(tx, owner)
 
     async def delete_images(self, owner: int, image_ids: Sequence[str]) -> None:
         async with self.db.transaction() as tx:
             await self.db.lock(tx, owner_lock(owner))
             await self._check_change(tx, owner, image_ids, "deleted")
+            where = f"WHERE i.image_id IN ({marks(image_ids)})"
+            before = await snapshots(tx, where, image_ids)
             await tx.execute(
                 f"DELETE FROM images WHERE image_id IN ({marks(image_ids)})", tuple(image_ids)
             )
+            await self.record(tx, differences(before, {}))
             await self.mark_changed(tx, owner)
 
     async def image_quotas(
@@ -281,13 +299,21 @@ class SqlLifecycle(SqlBase):
 
     async def finish_build(self, image_id: str, ok: bool) -> bool:
         """Record a build's outcome, once: a second worker's late finish changes nothing."""
+        status = AVAILABLE if ok else UNAVAILABLE
         async with self.db.transaction() as tx:
             row = await tx.fetchone(
                 "UPDATE images SET status = ?, build_lease = NULL"
-                " WHERE image_id = ? AND status = 'CREATING' RETURNING owner",
-                (AVAILABLE if ok else UNAVAILABLE, image_id),
+                " WHERE image_id = ? AND status = 'CREATING' RETURNING owner, location",
+                (status, image_id),
             )
             if row is not None:
+                place = await tx.fetchone(
+                    "SELECT region_id, zone_id FROM locations WHERE id = ?", (row[1],)
+                )
+                assert place is not None
+                detail = {"imageStatus": [CREATING, status]}
+                change = Change(image_id, int(row[0]), place[0], place[1], MODIFIED, detail)
+                await self.record(tx, [change])
                 await self.mark_changed(tx, int(row[0]))
         return row is not None
 
