@@ -179,7 +179,7 @@ def test_the_feed_shows_no_other_accounts_images_and_cursors_are_the_callers(
         assert_ok(first.call("CreateImage", body, as_="bob", version=PUBLISHED))
     page = feed(first, cursor)
     assert page["changes"] == []  # nothing of bob's, not even a gap: the cursor is opaque
-    assert page["nextCursor"] != cursor  # sealed anew each time (a fresh nonce)
+    assert page["nextCursor"] == cursor  # the same place: bob's changes moved nothing
     # Another caller, another location filter: not this cursor's.
     assert_error(first.call("DescribeImageChanges", {"cursor": cursor}, as_="bob"), 400,
                  "INVALID_PARAMETER_VALUE", "`cursor`")  # fmt: skip
@@ -187,6 +187,8 @@ def test_the_feed_shows_no_other_accounts_images_and_cursors_are_the_callers(
                  "de-frankfurt-9a"}), 400, "INVALID_PARAMETER_VALUE")  # fmt: skip
     assert_error(first.call("DescribeImageChanges", {"cursor": "x" * 40}), 400,
                  "INVALID_PARAMETER_VALUE")  # fmt: skip
+    assert_error(first.call("DescribeImageChanges", {"cursor": cursor, "fromNow": True}), 400,
+                 "INVALID_PARAMETER_VALUE", "not both")  # fmt: skip
     assert_error(first.call("DescribeImageChanges", {"regionId": "nowhere"}), 404,
                  "INVALID_REGION_NOT_FOUND")  # fmt: skip
     assert_error(first.call("DescribeImageChanges", {"waitSeconds": 21}), 400,
@@ -440,3 +442,65 @@ def test_the_audit_trail_answers_who_deleted_an_image(
     assert alice.exit_code == 0 and len(alice.output.splitlines()) == 3
     nobody = runner.invoke(main, ["changes", "--account", "nobody", "--database", test_db])
     assert nobody.exit_code == 1 and "nobody" in nobody.output
+
+
+def conditional(client: AsgiClient, action: str, body: dict[str, Any], etag: str | None,
+                as_: str = "alice", version: str | None = None) -> Any:  # fmt: skip
+    headers = {} if etag is None else {"if-none-match": etag}
+    return client.call(action, body, as_=as_, version=version, headers=headers)
+
+
+def test_etags_change_exactly_when_the_answer_would(two: tuple[AsgiClient, AsgiClient]) -> None:
+    first, second = two
+    asks = [("DescribeImages", {"regionId": "de-frankfurt-9a"}, None),
+            ("DescribeImages", {"zoneId": "FRA-A"}, PUBLISHED),
+            ("DescribeImageChanges", {"fromNow": True}, None)]  # fmt: skip
+    tags = []
+    for action, body, version in asks:
+        answer = conditional(first, action, body, None, version=version)
+        assert answer.status == 200 and answer.headers["etag"].startswith('W/"')
+        if action == "DescribeImageChanges":  # go on from the cursor it gave
+            body = {"cursor": answer.json()["response"]["nextCursor"]}
+            answer = conditional(first, action, body, None, version=version)
+        tags.append((action, body, version, answer.headers["etag"]))
+    for action, body, version, etag in tags:
+        again = conditional(second, action, body, etag, version=version)  # another process
+        assert (again.status, again.body) == (304, b""), action
+        assert again.headers["etag"] == etag and again.headers["x-zc-request-id"]
+        assert "content-type" not in again.headers
+        assert conditional(second, action, body, f'"other", {etag}', version=version).status == 304
+        assert conditional(second, action, body, "*", version=version).status == 304
+    # Bob's new image is in none of alice's answers: still 304.
+    bobs = {"instanceId": "ins-bob-FRA-A", "imageName": "bobs"}
+    assert_ok(first.call("CreateImage", bobs, as_="bob", version=PUBLISHED))
+    for action, body, version, etag in tags:
+        assert conditional(second, action, body, etag, version=version).status == 304, action
+    # Alice's is in all of them: each answers anew, with another tag.
+    mine = {"instanceId": "ins-alice-FRA-A", "imageName": "mine"}
+    made = assert_ok(first.call("CreateImage", mine, version=PUBLISHED))["imageId"]
+    for action, body, version, etag in tags:
+        fresh = conditional(second, action, body, etag, version=version)
+        assert fresh.status == 200 and fresh.headers["etag"] != etag, action
+
+    def one(etag: str | None) -> Any:
+        return conditional(first, "DescribeImage", {"imageId": made}, etag, version=PUBLISHED)
+
+    etag = one(None).headers["etag"]
+    assert one(etag).status == 304
+    renamed = {"imageIds": [made], "imageName": "renamed"}
+    assert_ok(first.call("ModifyImagesAttributes", renamed, version=PUBLISHED))
+    assert one(etag).status == 200
+    assert "etag" not in first.call("DescribeRegions", {}).headers  # only the three have one
+
+
+def test_a_304_does_not_spend_the_rate_limit(test_db: str, creds: Credentials) -> None:
+    client = AsgiClient(create_app(settings_for(test_db, rate_limit=2.0)), creds)
+    try:
+        body = {"regionId": "de-frankfurt-9a"}
+        etag = conditional(client, "DescribeImages", body, None).headers["etag"]
+        for _ in range(20):  # far past 2 a second: every one is a 304, none refused
+            assert conditional(client, "DescribeImages", body, etag).status == 304
+        statuses = [conditional(client, "DescribeImages", body, None).status for _ in range(4)]
+        assert 429 in statuses  # answers in full still count
+    finally:
+        client.close()

@@ -193,9 +193,19 @@ def test_create_watch_rename_and_delete_a_custom_image(served: Any, open_page: A
     assert "CREATING" in page.text("#details") and "being built" in page.text("#building")
     playwright_api.expect(fra_row.locator("td").nth(1)).to_have_text("1")
 
-    # The build ends elsewhere; the console, polling, shows it without being touched.
+    # While it waits for the build, the console watches the feed (a long poll), and reads no
+    # list again until something changes (docs/changes.md).
+    actions: list[str] = []  # of the requests that ended from now on
+    page.page.on("requestfinished", lambda r: actions.append(r.headers.get("x-zc-action", "")))
+    page.page.wait_for_timeout(2500)
+    assert "DescribeImages" not in actions, actions
+    # The build ends elsewhere; the console, told by the feed, shows it without being touched.
     complete_build(server, mine["imageId"])
     page.page.wait_for_function("() => document.querySelector('#building').textContent === ''")
+    page.page.wait_for_function(
+        "() => document.querySelector('#details-fields .status-AVAILABLE') !== null"
+    )
+    assert actions.index("DescribeImageChanges") < actions.index("DescribeImages"), actions
     page.page.wait_for_function(
         "() => document.querySelector('#details-fields .status-AVAILABLE') !== null"
     )

@@ -286,6 +286,14 @@ class App:
         try:
             status, body = 200, await (dispatch or self.dispatch)(scope, receive, record)
             extra: tuple[tuple[bytes, bytes], ...] = ()
+            if record.etag is not None:
+                extra = ((b"etag", record.etag),)
+        except protocol.NotModified as same:
+            record.status, record.code = 304, "NOT_MODIFIED"
+            headers = [(b"etag", same.etag), (b"x-zc-request-id", record.request_id.encode())]
+            await respond(send, 304, headers, b"")  # no body, so no content headers
+            self.done(record)
+            return
         except ClientGone:
             return
         except asyncio.CancelledError:
@@ -379,7 +387,14 @@ class App:
             feed=self.feed,
             extend_deadline=self.in_flight.extend,
         )
-        return protocol.success(record.request_id, await action.handler(context, values))
+        body = protocol.success(record.request_id, await action.handler(context, values))
+        if action.conditional:  # an ETag; 304 if the client has this answer already
+            record.etag = etag = protocol.etag_of(body, record.request_id)
+            if protocol.matches(headers.get("if-none-match"), etag):
+                if self.limiter is not None:  # nothing sent: nothing spent
+                    self.limiter.give_back(caller.account, action.name)
+                raise protocol.NotModified(etag)
+        return body
 
     async def control(self, scope: Scope, receive: Receive, record: RequestRecord) -> bytes:
         """A control endpoint of `serve --dev` (dev.py): POST, a JSON object, no credentials."""

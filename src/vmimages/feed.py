@@ -4,6 +4,8 @@ that holds nothing per waiting client (docs/changes.md).
 A cursor is the reader's place in the history (history.Cursor) sealed under the server key
 (vault.py) with the caller and the location filter as its context: it tells a client nothing
 (not how many changes others made) and works for that caller and filter only, on every node.
+The same place always gives the same cursor, so a page with nothing new hands back the cursor
+it was given, and an unchanged answer has an unchanged ETag.
 
 A request that finds nothing new waits on one future per process: while anyone waits, one
 task looks at the change counter every POLL_SECONDS, and when the counter moves, every waiter
@@ -39,7 +41,7 @@ class Feed:
 
     def seal(self, cursor: Cursor, scope: str) -> str:
         text = str(cursor.seq) if cursor.after is None else f"{cursor.seq}:{cursor.after}"
-        sealed = self.vault.seal(text, f"{CONTEXT} {scope}")
+        sealed = self.vault.seal_same(text, f"{CONTEXT} {scope}")  # one place, one cursor
         return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode()
 
     def open(self, text: str, scope: str) -> Cursor:
@@ -109,11 +111,15 @@ class Feed:
         *,
         region_id: str | None = None,
         zone_id: str | None = None,
+        from_now: bool = False,
     ) -> FeedPage:
-        """The next page; with `wait_seconds`, an empty one only once that time is up."""
+        """The next page; with `wait_seconds`, an empty one only once that time is up. With
+        `from_now` (and no cursor), no catalog first: the changes from now on."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
         while True:
+            if from_now and cursor is None:
+                cursor = Cursor(await self.store.latest_change())
             page = await self.store.feed(viewer, cursor, size, region_id=region_id, zone_id=zone_id)
             self._advance(page.latest)
             left = deadline - loop.time()

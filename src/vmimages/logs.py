@@ -237,6 +237,7 @@ class RequestRecord:
     status: int = 200
     code: str = "OK"
     body_read: bool = False  # whether the request's body was read (app.py closes if not)
+    etag: bytes | None = None  # the answer's ETag (protocol.etag_of), for the actions with one
 
 
 DIALECTS = {None: "unknown", "": "seed"}  # any other version (a valid one) is published's

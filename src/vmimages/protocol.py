@@ -5,6 +5,7 @@ API.md §1, §2 and §4. Everything here is pure: bytes and headers in, values o
 
 from __future__ import annotations
 
+import hashlib
 import random
 import uuid
 from typing import Any
@@ -154,6 +155,32 @@ def success(request_id: str, fields: dict[str, Any]) -> bytes:
     response = {"requestId": request_id}
     response.update(fields)
     return orjson.dumps({"requestId": request_id, "response": response})
+
+
+class NotModified(Exception):
+    """The client holds this answer already (If-None-Match): 304, no body."""
+
+    def __init__(self, etag: bytes) -> None:
+        self.etag = etag
+
+
+def etag_of(body: bytes, request_id: str) -> bytes:
+    """A weak ETag of an answer: a hash of its body after the request id's second mention (the
+    envelope says it twice, first), so that the same answer to another request has the same
+    tag, and any other answer another."""
+    answer = body.split(request_id.encode(), 2)[-1]
+    return b'W/"' + hashlib.blake2b(answer, digest_size=16).hexdigest().encode() + b'"'
+
+
+def matches(if_none_match: str | None, etag: bytes) -> bool:
+    """Whether an If-None-Match header names this ETag (weak comparison), or is `*`."""
+    if not if_none_match:
+        return False
+    tag = etag.decode().removeprefix("W/")
+    return any(
+        sent.strip() == "*" or sent.strip().removeprefix("W/") == tag
+        for sent in if_none_match.split(",")
+    )
 
 
 def failure(request_id: str, error: ApiError) -> bytes:

@@ -43,6 +43,12 @@ class RateLimiter:
             if tokens < 1:
                 raise self._refusal(action, tokens)
 
+    def give_back(self, account: int, action: str) -> None:
+        """Return the request `take` spent (a 304: the client already had the answer)."""
+        found = self._buckets.get((account, action))
+        if found is not None:
+            self._buckets[(account, action)] = (min(self.burst, found[0] + 1), found[1])
+
     def take(self, account: int, action: str) -> None:
         """Spend one request of the account's allowance for the action, or raise the 429."""
         now = self.clock()

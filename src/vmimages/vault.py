@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import os
 import secrets
 import time
@@ -66,6 +67,7 @@ class Vault:
             if len(key) != KEY_BYTES:
                 raise VaultError(f"the server key must be {KEY_BYTES} bytes, got {len(key)}")
         self._keys = {fingerprint_of(key): AESGCM(key) for key in keys}
+        self._nonce_keys = {fingerprint_of(key): key for key in keys}  # (seal_same)
         self.fingerprints = list(self._keys)
         self.fingerprint = self.fingerprints[0]  # the key that seals
 
@@ -83,6 +85,17 @@ class Vault:
         """Seal under the sealing key, or under the held key of `fingerprint`."""
         nonce = secrets.token_bytes(NONCE_BYTES)
         aead = self._keys[fingerprint or self.fingerprint]
+        return VERSION + nonce + aead.encrypt(nonce, plaintext.encode(), context.encode())
+
+    def seal_same(self, plaintext: str, context: str) -> bytes:
+        """Seal so that the same plaintext and context give the same bytes (a nonce drawn from
+        them by HMAC, as SIV modes do: different plaintexts never share a nonce). For values
+        a client may see twice and compare, like DescribeImageChanges' cursors: equal
+        positions, equal cursors. `open` opens them."""
+        key = self._nonce_keys[self.fingerprint]
+        message = context.encode() + b"\0" + plaintext.encode()
+        nonce = hmac.new(key, message, hashlib.sha256).digest()[:NONCE_BYTES]
+        aead = self._keys[self.fingerprint]
         return VERSION + nonce + aead.encrypt(nonce, plaintext.encode(), context.encode())
 
     def open(self, sealed: bytes, context: str) -> str:

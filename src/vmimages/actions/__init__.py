@@ -43,6 +43,7 @@ class Action:
     params: Spec
     handler: Handler
     mutating: bool = False  # changes the catalog: carried out once per signature (replay.py)
+    conditional: bool = False  # answered with an ETag, and 304 to a matching If-None-Match
 
 
 def _registry() -> dict[tuple[bool, str], Action]:

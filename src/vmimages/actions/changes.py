@@ -11,8 +11,9 @@ from typing import Any
 from vmimages.actions import Action, Context
 from vmimages.actions.images import published_image_info, seed_image_info
 from vmimages.catalog import Image
+from vmimages.errors import ApiError, Code
 from vmimages.history import FeedEntry
-from vmimages.validation import INTEGER, STRING, Param, Spec, spec
+from vmimages.validation import BOOLEAN, INTEGER, STRING, Param, Spec, spec
 
 
 def params(location: Param) -> Spec:
@@ -20,6 +21,7 @@ def params(location: Param) -> Spec:
         Param("cursor", STRING, min_length=1, max_length=1024),
         Param("pageSize", INTEGER, minimum=1, maximum=1000, default=100),
         Param("waitSeconds", INTEGER, minimum=0, maximum=20, default=0),
+        Param("fromNow", BOOLEAN, default=False),
         location,
     )
 
@@ -42,9 +44,14 @@ async def changes(
     scope = f"{ctx.caller} {where}={located or ''}"
     ctx.extend_deadline(values["waitSeconds"])  # the wait is not counted as work
     cursor = None if values["cursor"] is None else ctx.feed.open(values["cursor"], scope)
+    if cursor is not None and values["fromNow"]:
+        raise ApiError(
+            Code.INVALID_PARAMETER_VALUE,
+            "Give `cursor` (go on from there) or `fromNow` (start from now), not both.",
+        )
     page = await ctx.feed.page(
         ctx.caller, cursor, values["pageSize"], values["waitSeconds"],
-        region_id=region_id, zone_id=zone_id,
+        region_id=region_id, zone_id=zone_id, from_now=values["fromNow"],
     )  # fmt: skip
     return {
         "changes": [change(entry, where, shape) for entry in page.entries],
@@ -77,6 +84,7 @@ SEED_ACTIONS = [
         "DescribeImageChanges",
         params(Param("regionId", STRING, min_length=1, max_length=64)),
         describe_image_changes,
+        conditional=True,
     ),
 ]
 PUBLISHED_ACTIONS = [
@@ -84,5 +92,6 @@ PUBLISHED_ACTIONS = [
         "DescribeImageChanges",
         params(Param("zoneId", STRING, min_length=1, max_length=64)),
         describe_image_changes_published,
+        conditional=True,
     ),
 ]

@@ -130,6 +130,7 @@ SEED_ACTIONS = [
             Param("category", STRING, choices=SEED_CATEGORIES),
         ),
         describe_images,
+        conditional=True,
     ),
 ]
 
@@ -142,10 +143,12 @@ PUBLISHED_ACTIONS = [
             Param("category", STRING, pattern=CATEGORY, max_length=32),
         ),
         describe_images_published,
+        conditional=True,
     ),
     Action(
         "DescribeImage",
         spec(Param("imageId", STRING, required=True, min_length=1, max_length=64)),
         describe_image,
+        conditional=True,
     ),
 ]

@@ -7,7 +7,8 @@ const API = "/api/v2/vm";
 const SEED = ""; // no X-ZC-Version: the seed dialect (regions; location filters optional)
 const PUBLISHED = "2026-04-01";
 const TOKEN_KEY = "vmimages.token"; // sessionStorage: this tab only, gone when it closes
-const POLL_MS = 1000;
+const WAIT_SECONDS = 20; // a long poll of DescribeImageChanges (docs/changes.md)
+const KEPT_ANSWERS = 50; // answers kept with their ETag, to send If-None-Match
 
 const $ = (id) => document.getElementById(id);
 
@@ -20,19 +21,30 @@ class ApiError extends Error {
   }
 }
 
-const state = { page: 1, total: 0, selected: null, poll: null };
+const state = {
+  page: 1, total: 0, selected: null,
+  session: 0, // counts sign-ins and sign-outs: a watch of an earlier one stops
+  cursor: null, // where the watch of the feed goes on from
+  watching: false,
+  kept: new Map(), // "action version params" -> {etag, answer}
+};
 
 function token() {
   return sessionStorage.getItem(TOKEN_KEY) || "";
 }
 
-async function call(action, params = {}, version = SEED) {
+// An action of the API. With `conditional`, the answer is kept with its ETag and the same call
+// sends If-None-Match: an unchanged answer comes back as 304, with no body, and is reused.
+async function call(action, params = {}, version = SEED, conditional = false) {
   const headers = {
     "Content-Type": "application/json",
     "X-ZC-Action": action,
     Authorization: "Bearer " + token(),
   };
   if (version) headers["X-ZC-Version"] = version;
+  const key = conditional ? action + " " + version + " " + JSON.stringify(params) : null;
+  const kept = key === null ? undefined : state.kept.get(key);
+  if (kept) headers["If-None-Match"] = kept.etag;
   let response;
   try {
     response = await fetch(API, {
@@ -43,6 +55,7 @@ async function call(action, params = {}, version = SEED) {
     throw new ApiError("NETWORK_ERROR", "The server could not be reached.", "-", 0);
   }
   const requestId = response.headers.get("x-zc-request-id") || "-";
+  if (response.status === 304 && kept) return kept.answer;
   let doc;
   try {
     doc = await response.json();
@@ -53,6 +66,11 @@ async function call(action, params = {}, version = SEED) {
   if (!response.ok || doc.code) {
     throw new ApiError(doc.code || "HTTP_" + response.status, doc.message || "", doc.requestId
       || requestId, response.status);
+  }
+  const etag = response.headers.get("etag");
+  if (key !== null && etag) {
+    if (state.kept.size >= KEPT_ANSWERS) state.kept.clear();
+    state.kept.set(key, { etag, answer: doc.response });
   }
   return doc.response;
 }
@@ -113,7 +131,7 @@ function filters() {
 async function loadImages() {
   const params = filters();
   params.pageNum = state.page;
-  const answer = await call("DescribeImages", params);
+  const answer = await call("DescribeImages", params, SEED, true);
   const body = $("images").tBodies[0];
   body.replaceChildren();
   for (const image of answer.images) {
@@ -137,7 +155,8 @@ async function loadImages() {
 }
 
 async function loadCustom() {
-  const answer = await call("DescribeImages", { imageType: "CUSTOM_IMAGE", pageSize: 1000 });
+  const answer = await call("DescribeImages", { imageType: "CUSTOM_IMAGE", pageSize: 1000 },
+    SEED, true);
   const body = $("custom").tBodies[0];
   body.replaceChildren();
   let building = 0;
@@ -176,19 +195,39 @@ async function loadQuota() {
   }
 }
 
-async function refresh() {
+async function loadAll() {
   const [, building] = await Promise.all([loadImages(), loadCustom(), loadQuota()]);
   if (state.selected) await showDetails(state.selected, false);
-  clearTimeout(state.poll);
-  state.poll = building > 0 ? setTimeout(poll, POLL_MS) : null;
+  return building;
 }
 
-async function poll() {
-  state.poll = null;
+// The lists again; while images are being built, the feed is watched and the lists read
+// again when it says something changed (the ETags make the unchanged ones cheap).
+async function refresh() {
+  if (state.cursor === null) {
+    // Where the feed stands before the lists are read: no change after it is missed.
+    state.cursor = (await call("DescribeImageChanges", { fromNow: true })).nextCursor;
+  }
+  const building = await loadAll();
+  if (building > 0 && !state.watching) watch();
+}
+
+async function watch() {
+  const session = state.session;
+  state.watching = true;
   try {
-    await refresh();
+    let building = 1;
+    while (building > 0 && session === state.session) {
+      const page = await call("DescribeImageChanges",
+        { cursor: state.cursor, waitSeconds: WAIT_SECONDS });
+      if (session !== state.session) return;
+      state.cursor = page.nextCursor;
+      if (page.changes.length > 0) building = await loadAll();
+    }
   } catch (err) {
-    showError(err); // and stop polling: the next action of the user starts it again
+    if (session === state.session) showError(err); // the next action of the user goes on
+  } finally {
+    if (session === state.session) state.watching = false;
   }
 }
 
@@ -271,8 +310,10 @@ async function signIn(value) {
 
 function signOut() {
   sessionStorage.removeItem(TOKEN_KEY);
-  clearTimeout(state.poll);
-  state.poll = null;
+  state.session += 1; // the watch of this sign-in stops
+  state.cursor = null;
+  state.watching = false;
+  state.kept.clear();
   closeDetails();
   $("app").hidden = true;
   $("sign-out").hidden = true;

@@ -59,7 +59,10 @@ class SqlHistory(SqlBase):
             elif zone_id is not None:
                 place, args = " AND {}.zone_id = ?", [zone_id]
             if cursor.after is not None:
-                return await self._snapshot(tx, viewer, cursor, limit, place, args, latest)
+                page = await self._snapshot(tx, viewer, cursor, limit, place, args, latest)
+                if page.entries:
+                    return page
+                cursor = page.cursor  # the catalog is sent: the changes after it follow
             rows = await tx.fetchall(
                 "SELECT c.seq, c.kind, c.at, c.image_id, c.region_id, c.zone_id"
                 " FROM image_changes c WHERE c.seq > ? AND c.seq <= ? AND c.owner IN (0, ?)"
@@ -72,8 +75,8 @@ class SqlHistory(SqlBase):
                 FeedEntry(kind, at, image_id, region, zone, shown.get(image_id))
                 for _, kind, at, image_id, region, zone in rows
             ]
-            next_seq = int(rows[-1][0]) if len(rows) == limit else latest
-            return FeedPage(entries, Cursor(max(next_seq, cursor.seq)), latest)
+            # Nothing new: the same place (and so the same cursor) again.
+            return FeedPage(entries, Cursor(int(rows[-1][0])) if rows else cursor, latest)
 
     async def _snapshot(
         self,
