@@ -481,9 +481,14 @@ def main() -> None:
     publishing = json.loads(subprocess.run([PY, str(HERE / "catalogfile.py")], capture_output=True,
                                            text=True, check=True).stdout)  # fmt: skip
     print(f"publishing: {publishing}", file=sys.stderr)
+    measured = subprocess.run([PY, str(HERE / "feed.py"), "--stores", ",".join(STORES)],
+                              capture_output=True, text=True, check=True).stdout  # fmt: skip
+    feed = [json.loads(line) for line in measured.splitlines() if line.startswith("{")]
+    print(f"feed: {feed}", file=sys.stderr)
     figures = {"machine": machine(), "seconds": time.monotonic() - started, "ceiling": top,
                "ceiling_q20_body": sized, "floor": least, "moto": peer, "runs": runs,
-               "hostile": hostile, "kit": kit, "publishing": publishing}  # fmt: skip
+               "hostile": hostile, "kit": kit, "publishing": publishing,
+               "feed": feed}  # fmt: skip
     (RESULTS / "results.json").write_text(json.dumps(figures, indent=1, default=vars))
     from report import render
 
