@@ -14,10 +14,10 @@ PROFILED = (
     ("App.dispatch", "vmimages' request path"),
     ("Authenticator.signed", "checking a signature (HMAC-SHA256 over the canonical request)"),
     ("Vault.open", "opening the sealed password (AES-GCM)"),
-    ("MemoryStore.refresh", "the look at the change log"),
+    ("ReadModel.refresh", "the look at the change log"),
     ("validate", "checking the parameters"),
-    ("MemoryStore.describe_images", "DescribeImages from memory (answers kept or made)"),
-    ("MemoryStore._custom_images", "reading an account's custom images from the database"),
+    ("ReadModel.describe_images", "DescribeImages from memory (answers kept or made)"),
+    ("ReadModel._custom_images", "reading an account's custom images from the database"),
     ("new_request_id", "the request id"),
     ("success", "the success envelope (orjson)"),
 )  # fmt: skip

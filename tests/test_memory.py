@@ -4,6 +4,7 @@ a write changed, and never answers from a look at the change log older than the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Awaitable, Callable
 
@@ -11,10 +12,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.conftest import TEST_CATALOG, add_accounts, add_custom
-from vmimages.catalog import IMAGE_STATUSES, IMAGE_TYPES, OS_TYPES, ImageQuery
+from vmimages.catalog import IMAGE_STATUSES, IMAGE_TYPES, OS_TYPES, ImageQuery, InvalidImageStatus
 from vmimages.catalogfile import parse_catalog
 from vmimages.store import open_store
-from vmimages.store.memory import MemoryStore
 from vmimages.store.sql import SqlStore
 
 CUSTOM = [  # (image id, owner, zone, name, category, status, created)
@@ -35,9 +35,10 @@ def customs(test_db: str) -> str:
     return test_db
 
 
-async def opened(database: str) -> tuple[SqlStore, MemoryStore]:
+async def opened(database: str) -> tuple[SqlStore, SqlStore]:
+    """The store without a read model (the oracle: every read in SQL) and one with it."""
     sql = open_store(database)
-    memory = MemoryStore(open_store(database))
+    memory = open_store(database, read_cache=True)
     await sql.open()
     await memory.open()
     return sql, memory
@@ -71,7 +72,7 @@ class Counted:
         return self.now(name) - self.start[name]
 
 
-def run(database: str, work: Callable[[SqlStore, MemoryStore], Awaitable[None]]) -> None:
+def run(database: str, work: Callable[[SqlStore, SqlStore], Awaitable[None]]) -> None:
     async def main() -> None:
         sql, memory = await opened(database)
         try:
@@ -83,7 +84,7 @@ def run(database: str, work: Callable[[SqlStore, MemoryStore], Awaitable[None]])
     asyncio.run(main())
 
 
-async def next_request(memory: MemoryStore) -> None:
+async def next_request(memory: SqlStore) -> None:
     """What a server does when a request comes: a later turn of the event loop, then a look.
     (Requests that run in the same turn as a look all arrived before it and share it.)"""
     await asyncio.sleep(0)
@@ -119,7 +120,7 @@ def random_queries(viewers: list[int | None], locations: list[int]) -> list[Imag
 def test_memory_answers_as_the_database_does(customs: str) -> None:
     """Every filter, visibility, order and paging, against the SQL query as the oracle."""
 
-    async def work(sql: SqlStore, memory: MemoryStore) -> None:
+    async def work(sql: SqlStore, memory: SqlStore) -> None:
         accounts = await account_ids(sql)
         locations = [loc.id for loc in await sql.list_locations()]
         queries = random_queries([None, accounts["alice"], accounts["bob"]], locations)
@@ -139,7 +140,7 @@ def test_memory_answers_as_the_database_does(customs: str) -> None:
 
 
 def test_one_accounts_write_drops_only_that_accounts_answers(customs: str) -> None:
-    async def work(sql: SqlStore, memory: MemoryStore) -> None:
+    async def work(sql: SqlStore, memory: SqlStore) -> None:
         counted = Counted()
         accounts = await account_ids(sql)
         alice = ImageQuery(viewer=accounts["alice"])
@@ -182,7 +183,7 @@ def test_a_look_that_began_before_a_request_does_not_answer_it(customs: str) -> 
     """A request that comes while a look at the change log is under way waits for the next
     look, which begins after it came, so it sees a write committed in between."""
 
-    async def work(sql: SqlStore, memory: MemoryStore) -> None:
+    async def work(sql: SqlStore, memory: SqlStore) -> None:
         accounts = await account_ids(sql)
         bob = ImageQuery(viewer=accounts["bob"], image_ids=("img-bob00001",))
         await next_request(memory)
@@ -190,7 +191,7 @@ def test_a_look_that_began_before_a_request_does_not_answer_it(customs: str) -> 
 
         looked = asyncio.Event()
         release = asyncio.Event()
-        real = memory.store.changes_since
+        real = memory.changes_since
 
         async def slow(seq: int) -> list[tuple[int, int]]:
             found = await real(seq)  # the look's snapshot: before the write below
@@ -198,7 +199,7 @@ def test_a_look_that_began_before_a_request_does_not_answer_it(customs: str) -> 
             await release.wait()
             return found
 
-        memory.store.changes_since = slow  # type: ignore[method-assign]
+        memory.changes_since = slow  # type: ignore[method-assign]
         first = asyncio.ensure_future(memory.refresh())
         await looked.wait()
         await sql.modify_images(accounts["bob"], ["img-bob00001"], "renamed", None)
@@ -216,7 +217,7 @@ def test_a_look_that_began_before_a_request_does_not_answer_it(customs: str) -> 
 def test_a_process_catches_up_after_missing_many_changes(customs: str) -> None:
     """Changes made while a process was not looking, by another process, are all seen."""
 
-    async def work(sql: SqlStore, memory: MemoryStore) -> None:
+    async def work(sql: SqlStore, memory: SqlStore) -> None:
         accounts = await account_ids(sql)
         queries = {name: ImageQuery(viewer=accounts[name]) for name in ("alice", "bob")}
         for query in queries.values():
@@ -242,7 +243,7 @@ def test_what_is_kept_is_bounded(customs: str, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(module, "MAX_CUSTOM_IMAGES", 3)
     monkeypatch.setattr(module, "MAX_ANSWER_WEIGHT", 4)
 
-    async def work(sql: SqlStore, memory: MemoryStore) -> None:
+    async def work(sql: SqlStore, memory: SqlStore) -> None:
         counted = Counted()
         accounts = await account_ids(sql)
         queries = [ImageQuery(viewer=accounts[name], page_size=2) for name in ("alice", "bob")]
@@ -254,3 +255,57 @@ def test_what_is_kept_is_bounded(customs: str, monkeypatch: pytest.MonkeyPatch) 
         assert counted("answer:hit") < 4  # answers of weight 3 each: two never fit
 
     run(customs, work)
+
+
+def test_two_processes_answer_as_the_database_does_through_random_writes(customs: str) -> None:
+    """Two processes' read models (two stores with one each) against the SQL oracle, after
+    every batch of random writes made through either: creates, renames, new descriptions,
+    builds ending, deletes."""
+    rng = random.Random(23)
+
+    async def main() -> None:
+        sql, first = await opened(customs)
+        second = open_store(customs, read_cache=True)
+        await second.open()
+        try:
+            accounts = await account_ids(sql)
+            owners = [accounts["alice"], accounts["bob"]]
+            for name in ("alice", "bob"):
+                for zone in ("FRA-A", "HKG-A"):
+                    await sql.add_instance(f"ins-{name}-{zone}", name, zone, None, None)
+            locations = [loc.id for loc in await sql.list_locations()]
+            made = 0
+            for _ in range(30):
+                for _ in range(rng.randrange(1, 5)):
+                    writer, owner = rng.choice((first, second)), rng.choice(owners)
+                    mine = ImageQuery(viewer=owner, image_type="CUSTOM_IMAGE", page_size=1000)
+                    own = [i.image_id for i in (await sql.describe_images(mine)).images]
+                    choice = rng.random()
+                    if choice < 0.35:
+                        name = "alice" if owner == accounts["alice"] else "bob"
+                        zone = rng.choice(("FRA-A", "HKG-A"))
+                        made += 1
+                        instance, image_id = f"ins-{name}-{zone}", f"img-w{made:05d}"
+                        await writer.create_image(owner, instance, image_id, f"n{made}", None, 99)
+                    elif own and choice < 0.6:
+                        await writer.modify_images(owner, [rng.choice(own)], f"r{made}", None)
+                    elif own and choice < 0.75:
+                        await writer.modify_images(owner, [rng.choice(own)], None, f"d{made}")
+                    elif own and choice < 0.9:
+                        await writer.finish_build(rng.choice(own), rng.random() < 0.7)
+                    elif own:
+                        with contextlib.suppress(InvalidImageStatus):  # still building
+                            await writer.delete_images(owner, [rng.choice(own)])
+                for store in (first, second):
+                    await next_request(store)
+                    for query in rng.sample(random_queries([None, *owners], locations), 15):
+                        assert await store.describe_images(query) == await sql.describe_images(
+                            query
+                        ), query
+            assert made > 10
+        finally:
+            await second.close()
+            await first.close()
+            await sql.close()
+
+    asyncio.run(main())

@@ -17,7 +17,7 @@ from vmimages.vault import Vault, VaultError, add_new_key, load_vault
 FIRST_ACCOUNT = "default"
 
 
-def sql_store(settings: Settings, *, create: bool = True) -> SqlStore:
+def sql_store(settings: Settings, *, create: bool = True, read_cache: bool = False) -> SqlStore:
     """The SQL store of the database the settings name; a new database gets the shipped catalog
     unless the settings say not to. With create=False, a database that holds no vmimages
     catalog is refused (catalog.NoDatabase) instead of made."""
@@ -27,6 +27,7 @@ def sql_store(settings: Settings, *, create: bool = True) -> SqlStore:
         create=create,
         pool_size=settings.db_pool_size,
         timeout=settings.db_timeout,
+        read_cache=read_cache,
     )
 
 

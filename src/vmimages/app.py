@@ -33,7 +33,6 @@ from vmimages.ratelimit import RateLimiter
 from vmimages.replay import ReplayGuard
 from vmimages.requestbody import BodyBudget, ClientGone, read_body
 from vmimages.store import OperatorStore, RequestStore
-from vmimages.store.memory import MemoryStore
 from vmimages.store.sql import SqlStore
 from vmimages.transport import Limits
 from vmimages.validation import validate
@@ -425,16 +424,15 @@ async def respond(send: Send, status: int, headers: list[tuple[bytes, bytes]], b
 
 def request_store(settings: Settings) -> RequestStore:
     """The database the settings name, with the catalog kept in memory unless turned off."""
-    store = admin.sql_store(settings)
-    return MemoryStore(store) if settings.read_cache else store
+    return admin.sql_store(settings, read_cache=settings.read_cache)
 
 
 def operator_store(store: RequestStore) -> OperatorStore:
-    """The SQL store under the memory layer: what the control endpoints change."""
-    inner = store.store if isinstance(store, MemoryStore) else store
-    if not isinstance(inner, SqlStore):
-        raise TypeError(f"serve --dev needs a SQL store, not {type(inner).__name__}")
-    return inner
+    """The same store, for the operator's work (the control endpoints, compaction): one object
+    implements both interfaces."""
+    if not isinstance(store, SqlStore):
+        raise TypeError(f"serve needs a SQL store, not {type(store).__name__}")
+    return store
 
 
 def create_app(settings: Settings | None = None, store: RequestStore | None = None) -> App:

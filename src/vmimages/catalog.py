@@ -153,6 +153,29 @@ def fold(text: str) -> str:
     return text.casefold()
 
 
+# DescribeImages' rules, written once: the SQL query (store/query.py) and the catalog in memory
+# (store/memory.py) are both made from them.
+EQUALS, ONE_OF, CONTAINS = "equals", "one of", "contains"  # CONTAINS: case-folded, literal
+FILTERS = (  # (ImageQuery's field, Image's attribute, how it matches), every given one ANDed
+    ("image_ids", "image_id", ONE_OF),
+    ("category", "category", EQUALS),
+    ("os_type", "os_type", EQUALS),
+    ("status", "status", EQUALS),
+    ("name_contains", "name", CONTAINS),
+)
+
+
+def visible_owners(query: ImageQuery) -> tuple[int, ...]:
+    """Whose images a query may see: public images (the operator's) and the viewer's own
+    custom images, narrowed by the image type asked for. The one visibility rule."""
+    viewer = query.viewer
+    if query.image_type == PUBLIC_IMAGE:
+        return (PUBLIC_OWNER,)
+    if query.image_type == CUSTOM_IMAGE:
+        return () if viewer is None else (viewer,)
+    return (PUBLIC_OWNER,) if viewer is None else (PUBLIC_OWNER, viewer)
+
+
 class DomainError(Exception):
     """A rule of the catalog was broken; errors.DOMAIN_ERRORS gives it a wire code."""
 

@@ -3,9 +3,9 @@
 `RequestStore` is what the request path uses (the app, the actions, authentication, the build
 worker), by account id; `OperatorStore` is the operator's work (accounts, credentials, instances,
 catalog files), by account name. The SQL store (`sql/`, over `sqlite.py` or `postgres.py`) is
-both; `memory.py` is a RequestStore that
-keeps the catalog in memory in front of it. Stores raise domain errors (vmimages.catalog); they
-never build wire answers.
+both, one object; with a read model (`memory.py`, `open_store(read_cache=True)`) it answers the
+request path's reads from memory, kept true by the history it records. Stores raise domain
+errors (vmimages.catalog); they never build wire answers.
 """
 
 from __future__ import annotations
@@ -244,15 +244,24 @@ def open_store(
     create: bool = True,
     pool_size: int = 10,
     timeout: float = 5.0,
+    read_cache: bool = False,
 ) -> SqlStore:
-    """The store for a database setting: a `postgresql://` URL, or a SQLite file path."""
+    """The store for a database setting: a `postgresql://` URL, or a SQLite file path; with
+    `read_cache`, the catalog kept in memory for the request path (memory.ReadModel)."""
+    store: SqlStore
     if database.startswith(("postgres://", "postgresql://")):
         from vmimages.store.postgres import PostgresStore
 
-        return PostgresStore(
+        store = PostgresStore(
             database, initial_catalog=initial_catalog, create=create, pool_size=pool_size,
             timeout=timeout,
         )  # fmt: skip
-    from vmimages.store.sqlite import SqliteStore
+    else:
+        from vmimages.store.sqlite import SqliteStore
 
-    return SqliteStore(database, initial_catalog=initial_catalog, create=create)
+        store = SqliteStore(database, initial_catalog=initial_catalog, create=create)
+    if read_cache:
+        from vmimages.store.memory import ReadModel
+
+        store.read_model = ReadModel(store)
+    return store

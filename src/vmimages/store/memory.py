@@ -1,14 +1,16 @@
-"""What each server process keeps in memory: the catalog as the request path reads it.
+"""The store's read model: the catalog as the request path reads it, kept in memory by each
+server process (SqlStore's reads go here when it has one: open_store(read_cache=True)).
 
 The locations and the public catalog are read at start; an account's custom images, the
 credentials and the DescribeImages answers are read on first use and kept. Before every request
-`refresh()` asks the change log (migration 0004, `SqlBase.mark_changed`) which parts changed
-since this process last looked, and drops exactly those: one account's write drops that
-account's images and answers, a catalog import drops everything, a credential change drops the
-credentials. A request therefore sees every write committed before it arrived, by any process
-on any node, as if it read the database itself (docs/decisions.md, "The catalog in memory").
-
-Writes go straight to the SQL store, which marks what they change in the same transaction.
+`refresh()` looks at what the store recorded since this process last looked (SqlBase.record
+writes the history, mark_changed the change log, in the transaction of every write) and brings
+exactly that up to date: an account's custom images from the history of their changes (the
+images that changed read again, the deleted ones removed), that account's answers dropped; a
+catalog import or reset reloads everything; a credential change drops the credentials. A
+request therefore sees every write committed before it arrived, by any process on any node, as
+if it read the database itself (docs/decisions.md, "The catalog in memory"). Recording a change
+in this process also marks the model stale (`changed`): nothing is set by hand.
 """
 
 from __future__ import annotations
@@ -17,24 +19,26 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Hashable, Sequence
 from operator import attrgetter
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from vmimages.catalog import (
-    CUSTOM_IMAGE,
-    PUBLIC_IMAGE,
-    BuildJob,
+    CONTAINS,
+    FILTERS,
+    ONE_OF,
+    PUBLIC_OWNER,
     Image,
     ImagePage,
     ImageQuery,
     Location,
     LocationNotFound,
-    Quota,
     fold,
+    visible_owners,
 )
-from vmimages.history import Cursor, FeedPage
 from vmimages.metrics import CACHE, CACHE_DROPS
-from vmimages.store.sql import SqlStore
 from vmimages.store.sql.base import CATALOG_SCOPE, CREDENTIALS_SCOPE
+
+if TYPE_CHECKING:
+    from vmimages.store.sql import SqlStore
 
 # Bounds on what is kept (BENCHMARKS.md gives the resident memory they come to).
 MAX_CUSTOM_IMAGES = 250_000  # custom images of the accounts seen lately (least recent go first)
@@ -58,21 +62,24 @@ _by_time = attrgetter("create_time")
 
 
 def select(images: Sequence[Image], query: ImageQuery, region_id: str | None) -> list[Image]:
-    """The images that pass every filter of the query except visibility and paging, in order.
-    The same rules as store/query.py's WHERE clause, which tests hold this to."""
-    ids = None if query.image_ids is None else set(query.image_ids)
-    name = fold(query.name_contains) if query.name_contains else None
-    category, os_type, status = query.category, query.os_type, query.status
-    return [
-        image
-        for image in images
-        if (region_id is None or image.region_id == region_id)
-        and (ids is None or image.image_id in ids)
-        and (category is None or image.category == category)
-        and (os_type is None or image.os_type == os_type)
-        and (status is None or image.status == status)
-        and (name is None or name in fold(image.name))
-    ]
+    """The images that pass the query's location and every filter it gives (catalog.FILTERS),
+    in order; visibility and paging are the caller's. One pass per filter, each narrowing the
+    last one's result."""
+    found = list(images) if region_id is None else [i for i in images if i.region_id == region_id]
+    for field, attribute, how in FILTERS:
+        value = getattr(query, field)
+        if value is None or (how == CONTAINS and not value):
+            continue
+        read = attrgetter(attribute)
+        if how == ONE_OF:
+            wanted = frozenset(value)
+            found = [image for image in found if read(image) in wanted]
+        elif how == CONTAINS:
+            part = fold(value)
+            found = [image for image in found if part in fold(read(image))]
+        else:
+            found = [image for image in found if read(image) == value]
+    return found
 
 
 def in_order(images: list[Image]) -> list[Image]:
@@ -82,8 +89,8 @@ def in_order(images: list[Image]) -> list[Image]:
     return images
 
 
-class MemoryStore:
-    """The request path's store: reads answered from memory, writes passed to the SQL store."""
+class ReadModel:
+    """What one process keeps of the catalog; `store` is the SQL store it reads from."""
 
     def __init__(self, store: SqlStore) -> None:
         self.store = store
@@ -107,12 +114,13 @@ class MemoryStore:
         self._turn = 0  # turns of the event loop in which a look began
         self._fresh = False  # a look began and ended in this turn
 
-    async def open(self) -> None:
-        await self.store.open()
+    async def load(self) -> None:
+        """Read the locations and the public catalog (the store has just opened)."""
         await self._reload()
 
-    async def close(self) -> None:
-        await self.store.close()
+    def changed(self) -> None:
+        """This process recorded a change (SqlBase.mark_changed): the next request looks."""
+        self._fresh = False
 
     # Freshness ------------------------------------------------------------------------------
 
@@ -168,10 +176,12 @@ class MemoryStore:
         if self._seen < 0:
             await self._reload()
             return
-        changes = await self.store.changes_since(self._seen)
+        since = self._seen
+        changes = await self.store.changes_since(since)
         if not changes:
             return
         self._epoch += 1
+        accounts = []
         for scope, seq in changes:
             CACHE_DROPS.labels(scope_name(scope)).inc()
             if scope == CATALOG_SCOPE:
@@ -181,8 +191,37 @@ class MemoryStore:
                 self._keys.clear()
                 self._tokens.clear()
             else:
-                self._drop_account(scope)
+                accounts.append(scope)
             self._seen = max(self._seen, seq)
+        if accounts:
+            await self._apply(since, accounts)
+
+    async def _apply(self, since: int, accounts: list[int]) -> None:
+        """Bring the accounts' custom images up to date from the history of their changes
+        after `since` (the images that changed read again, the deleted removed); their answers
+        are made again. An account whose history was compacted away is read again whole."""
+        kept = [account for account in accounts if account in self._custom]
+        changed = await self.store.changed_images(since, kept) if kept else []
+        # From here on nothing waits: the answers made meanwhile (from the lists as they were)
+        # are not kept (a new epoch), and those kept before are dropped.
+        self._epoch += 1
+        for account in accounts:
+            answers = self._answers.pop(account, None)
+            if answers is not None:
+                self._answer_weight -= sum(weight(page) for page in answers.values())
+        if changed is None:
+            for account in kept:
+                self._drop_account(account)
+            return
+        for owner, image_id, image in changed:
+            images = self._custom.get(owner)
+            if images is None:  # forgotten meanwhile (the bound): read again on use
+                continue
+            updated = [i for i in images if i.image_id != image_id]
+            if image is not None:
+                updated = in_order([*updated, image])
+            self._custom[owner] = updated
+            self._custom_count += len(updated) - len(images)
 
     async def _reload(self) -> None:
         """Forget everything; read the locations and the public catalog again."""
@@ -238,8 +277,9 @@ class MemoryStore:
         return list(self._locations)
 
     async def describe_images(self, query: ImageQuery) -> ImagePage:
+        owners = visible_owners(query)
         # An answer about public images only is the same for every account: kept once.
-        viewer = None if query.image_type == PUBLIC_IMAGE else query.viewer
+        viewer = query.viewer if query.viewer in owners else None
         if viewer != query.viewer:
             query = query._replace(viewer=viewer)
         kept = self._answers.get(viewer)
@@ -252,12 +292,10 @@ class MemoryStore:
         epoch = self._epoch
         own = [] if viewer is None else await self._custom_images(viewer)
         region_id = None if query.location is None else self._region_of.get(query.location)
-        public: Sequence[Image] = (
-            self._public if region_id is None else self._public_at.get(region_id, [])
-        )
-        if query.image_type == CUSTOM_IMAGE:
-            public = []
-        matches = select(public, query, region_id)
+        matches: list[Image] = []
+        if PUBLIC_OWNER in owners:  # (the public images are kept by region too)
+            public = self._public if region_id is None else self._public_at.get(region_id, [])
+            matches = select(public, query, None)
         mine = select(own, query, region_id)
         if mine:
             matches = in_order(matches + mine) if matches else mine
@@ -292,13 +330,13 @@ class MemoryStore:
         if key_id in self._keys:
             CREDENTIAL_HITS.inc()
             return self._keys[key_id]
-        return await self._remember(self._keys, key_id, self.store.find_access_key(key_id))
+        return await self._remember(self._keys, key_id, self.store.access_key_row(key_id))
 
     async def find_token(self, token_hash: bytes) -> int | None:
         if token_hash in self._tokens:
             CREDENTIAL_HITS.inc()
             return self._tokens[token_hash]
-        return await self._remember(self._tokens, token_hash, self.store.find_token(token_hash))
+        return await self._remember(self._tokens, token_hash, self.store.token_row(token_hash))
 
     async def _remember(self, kept: dict[K, V], key: K, read: Awaitable[V]) -> V:
         """A credential looked up in the database, kept unless a drop overtook the read."""
@@ -310,78 +348,6 @@ class MemoryStore:
                 kept.clear()
             kept[key] = found
         return found
-
-    # Everything else is the SQL store's ---------------------------------------------------------
-
-    async def ready(self) -> str | None:
-        return await self.store.ready()
-
-    async def count_images(self) -> list[tuple[str, str, int]]:
-        return await self.store.count_images()
-
-    async def server_key_fingerprint(self) -> str | None:
-        return await self.store.server_key_fingerprint()
-
-    async def image_quotas(
-        self, owner: int, locations: Sequence[Location] | None, default_quota: int
-    ) -> list[Quota]:
-        return await self.store.image_quotas(owner, locations, default_quota)
-
-    async def create_image(
-        self,
-        owner: int,
-        instance_id: str,
-        image_id: str,
-        name: str,
-        description: str | None,
-        default_quota: int,
-    ) -> Image:
-        image = await self.store.create_image(
-            owner, instance_id, image_id, name, description, default_quota
-        )
-        self._fresh = False  # this process's own write: the next request looks again
-        return image
-
-    async def modify_images(
-        self, owner: int, image_ids: Sequence[str], name: str | None, description: str | None
-    ) -> None:
-        await self.store.modify_images(owner, image_ids, name, description)
-        self._fresh = False
-
-    async def delete_images(self, owner: int, image_ids: Sequence[str]) -> None:
-        await self.store.delete_images(owner, image_ids)
-        self._fresh = False
-
-    async def latest_change(self) -> int:
-        return await self.store.latest_change()
-
-    async def feed(
-        self,
-        viewer: int,
-        cursor: Cursor | None,
-        limit: int,
-        *,
-        region_id: str | None = None,
-        zone_id: str | None = None,
-    ) -> FeedPage:
-        return await self.store.feed(viewer, cursor, limit, region_id=region_id, zone_id=zone_id)
-
-    async def instance_exists(self, instance_id: str) -> bool:
-        return await self.store.instance_exists(instance_id)
-
-    async def remember_signature(self, signature: str, valid_until: float) -> bool:
-        return await self.store.remember_signature(signature, valid_until)
-
-    async def claim_build(self, now: float, lease_until: float) -> BuildJob | None:
-        return await self.store.claim_build(now, lease_until)
-
-    async def renew_build(self, image_id: str, lease_until: float) -> None:
-        await self.store.renew_build(image_id, lease_until)
-
-    async def finish_build(self, image_id: str, ok: bool) -> bool:
-        recorded = await self.store.finish_build(image_id, ok)
-        self._fresh = False
-        return recorded
 
 
 def weight(page: ImagePage) -> int:

@@ -9,7 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vmimages.catalog import CUSTOM_IMAGE, PUBLIC_IMAGE, PUBLIC_OWNER, ImageQuery, fold
+from vmimages.catalog import (
+    CONTAINS,
+    FILTERS,
+    ONE_OF,
+    ImageQuery,
+    fold,
+    visible_owners,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,44 +36,37 @@ IMAGE_FROM = "images i JOIN locations l ON l.id = i.location"
 IMAGE_ORDER = "i.create_time DESC, i.image_id ASC"
 
 
+# The column each filter of catalog.FILTERS reads (a name is searched in its folded form).
+COLUMNS = {"image_id": "i.image_id", "category": "i.category", "os_type": "i.os_type",
+           "status": "i.status", "name": "i.name_folded"}  # fmt: skip
+
+
 def image_filter(query: ImageQuery, flavor: SqlFlavor) -> tuple[str, list[Any]] | None:
-    """The WHERE clause (without the keyword) for a query, or None when nothing can match."""
-    clauses: list[str] = []
+    """The WHERE clause (without the keyword) for a query, or None when nothing can match:
+    catalog.visible_owners and catalog.FILTERS, in SQL."""
     args: list[Any] = []
 
     def bind(value: Any) -> str:
         args.append(value)
         return "?"
 
-    # Visibility first: public images, plus the viewer's own custom images.
-    viewer = query.viewer
-    if query.image_type == PUBLIC_IMAGE:
-        clauses.append(f"i.owner = {bind(PUBLIC_OWNER)}")
-    elif query.image_type == CUSTOM_IMAGE:
-        if viewer is None:
-            return None
-        clauses.append(f"i.owner = {bind(viewer)}")
-    elif viewer is None:
-        clauses.append(f"i.owner = {bind(PUBLIC_OWNER)}")
-    else:
-        clauses.append(f"i.owner IN ({bind(PUBLIC_OWNER)}, {bind(viewer)})")
-
+    owners = visible_owners(query)  # visibility first: it leads every index
+    if not owners:
+        return None
+    clauses = [f"i.owner IN ({', '.join(bind(owner) for owner in owners)})"]
     if query.location is not None:
         clauses.append(f"i.location = {bind(query.location)}")
-    if query.image_ids is not None:
-        if not query.image_ids:
-            return None
-        marks = ", ".join(bind(image_id) for image_id in query.image_ids)
-        clauses.append(f"i.image_id IN ({marks})")
-    if query.name_contains:
-        clauses.append(
-            flavor.contains.format(col="i.name_folded", arg=bind(fold(query.name_contains)))
-        )
-    for column, value in (
-        ("i.category", query.category),
-        ("i.os_type", query.os_type),
-        ("i.status", query.status),
-    ):
-        if value is not None:
+    for field, attribute, how in FILTERS:
+        value = getattr(query, field)
+        column = COLUMNS[attribute]
+        if value is None or (how == CONTAINS and not value):
+            continue
+        if how == ONE_OF:
+            if not value:
+                return None
+            clauses.append(f"{column} IN ({', '.join(bind(v) for v in value)})")
+        elif how == CONTAINS:
+            clauses.append(flavor.contains.format(col=column, arg=bind(fold(value))))
+        else:
             clauses.append(f"{column} = {bind(value)}")
     return " AND ".join(clauses), args

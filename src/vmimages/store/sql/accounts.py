@@ -22,6 +22,11 @@ ACCOUNTS_LOCK = "vmimages-accounts"
 
 class SqlAccounts(SqlBase):
     async def find_access_key(self, key_id: str) -> tuple[int, bytes] | None:
+        if self.read_model is not None:
+            return await self.read_model.find_access_key(key_id)
+        return await self.access_key_row(key_id)
+
+    async def access_key_row(self, key_id: str) -> tuple[int, bytes] | None:
         row = await self.db.fetchone(
             "SELECT account_id, sealed FROM access_keys WHERE key_id = ? AND revoked_at IS NULL",
             (key_id,),
@@ -29,6 +34,11 @@ class SqlAccounts(SqlBase):
         return None if row is None else (int(row[0]), bytes(row[1]))
 
     async def find_token(self, token_hash: bytes) -> int | None:
+        if self.read_model is not None:
+            return await self.read_model.find_token(token_hash)
+        return await self.token_row(token_hash)
+
+    async def token_row(self, token_hash: bytes) -> int | None:
         row = await self.db.fetchone(
             "SELECT account_id FROM tokens WHERE token_hash = ? AND revoked_at IS NULL",
             (token_hash,),

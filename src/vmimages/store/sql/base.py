@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from importlib import resources
 from sys import intern
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from vmimages import history
 from vmimages.catalog import CatalogFile, Image, Location, NoDatabase, now_text
 from vmimages.store.db import Connection, Database
+
+if TYPE_CHECKING:
+    from vmimages.store.memory import ReadModel
 from vmimages.store.sql.publish import write_catalog
 
 LOCATION_COLUMNS = (
@@ -113,9 +116,14 @@ class SqlBase:
         self.db = db
         self.initial_catalog = initial_catalog  # written into a new database; None: left empty
         self.create = create  # False: a database that holds no vmimages catalog is refused
+        # The catalog kept in memory for the request path (memory.py); None: reads ask SQL.
+        self.read_model: ReadModel | None = None
 
     async def refresh(self) -> None:
-        """Nothing to catch up with: every read asks the database."""
+        """With a read model, catch up with every change committed before (memory.py);
+        without one, nothing to do: every read asks the database."""
+        if self.read_model is not None:
+            await self.read_model.refresh()
 
     async def ready(self) -> str | None:
         """None when the database answers and every shipped migration is applied; else what
@@ -134,6 +142,8 @@ class SqlBase:
             "UPDATE change_counter SET seq = seq + 1 WHERE id = 1 RETURNING seq"
         )
         assert row is not None
+        if self.read_model is not None:  # this process's own write: the next look sees it
+            self.read_model.changed()
         await tx.execute(
             "INSERT INTO changes (scope, seq) VALUES (?, ?)"
             " ON CONFLICT (scope) DO UPDATE SET seq = excluded.seq",
@@ -187,6 +197,8 @@ class SqlBase:
             await self.db.close()
             raise NoDatabase(f"{self.db.shown} holds no vmimages database")
         await self.migrate()
+        if self.read_model is not None:
+            await self.read_model.load()
 
     async def close(self) -> None:
         await self.db.close()

@@ -133,6 +133,8 @@ class SqlCatalog(SqlBase):
     async def find_location(
         self, *, region_id: str | None = None, zone_id: str | None = None
     ) -> Location:
+        if self.read_model is not None:
+            return await self.read_model.find_location(region_id=region_id, zone_id=zone_id)
         column, value, kind = (
             ("region_id", region_id, "region")
             if region_id is not None
@@ -148,6 +150,8 @@ class SqlCatalog(SqlBase):
     async def list_locations(
         self, *, region_ids: tuple[str, ...] | None = None, zone_ids: tuple[str, ...] | None = None
     ) -> list[Location]:
+        if self.read_model is not None:
+            return await self.read_model.list_locations(region_ids=region_ids, zone_ids=zone_ids)
         column, wanted = (
             ("region_id", region_ids) if region_ids is not None else ("zone_id", zone_ids)
         )
@@ -162,6 +166,12 @@ class SqlCatalog(SqlBase):
         return [row_to_location(row) for row in await self.db.fetchall(sql, args)]
 
     async def describe_images(self, query: ImageQuery) -> ImagePage:
+        if self.read_model is not None:
+            return await self.read_model.describe_images(query)
+        return await self.query_images(query)
+
+    async def query_images(self, query: ImageQuery) -> ImagePage:
+        """DescribeImages in SQL (the answer of a store without a read model)."""
         compiled = image_filter(query, self.db.flavor)
         if compiled is None:
             return ImagePage(total_count=0, images=[])
@@ -182,7 +192,7 @@ class SqlCatalog(SqlBase):
             total = int(counted[0]) if counted else 0
         return ImagePage(total_count=total, images=[row_to_image(row[:-1]) for row in rows])
 
-    # What a process keeps in memory (store/memory.py) ------------------------------------------
+    # What the read model reads (store/memory.py) ----------------------------------------------
 
     async def count_images(self) -> list[tuple[str, str, int]]:
         rows = await self.db.fetchall_aside(

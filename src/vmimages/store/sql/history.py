@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from vmimages.catalog import Image
 from vmimages.history import (
     CREATED,
     DELETED,
@@ -106,6 +107,24 @@ class SqlHistory(SqlBase):
         if len(images) < limit:  # the snapshot is done: the changes after it come next
             return FeedPage(entries, Cursor(cursor.seq), latest)
         return FeedPage(entries, Cursor(cursor.seq, images[-1].image_id), latest)
+
+    async def changed_images(
+        self, since: int, owners: list[int]
+    ) -> list[tuple[int, str, Image | None]] | None:
+        """The images of these owners that changed after change `since`, each as it is now
+        (None: deleted), for the read model (memory.py); None if the history from `since` was
+        compacted away."""
+        async with self.db.transaction(write=False) as tx:
+            if since < await self._floor(tx):
+                return None
+            marks = ", ".join("?" for _ in owners)
+            rows = await tx.fetchall(
+                "SELECT DISTINCT owner, image_id FROM image_changes"
+                f" WHERE seq > ? AND owner IN ({marks})",
+                (since, *owners),
+            )
+            now = await self._images(tx, [image_id for _, image_id in rows])
+        return [(int(owner), image_id, now.get(image_id)) for owner, image_id in rows]
 
     async def _images(self, tx: Connection, image_ids: list[str]) -> dict[str, Any]:
         if not image_ids:
