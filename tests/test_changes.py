@@ -504,3 +504,31 @@ def test_a_304_does_not_spend_the_rate_limit(test_db: str, creds: Credentials) -
         assert 429 in statuses  # answers in full still count
     finally:
         client.close()
+
+
+def test_changes_follow_prints_changes_as_they_come(
+    two: tuple[AsgiClient, AsgiClient], test_db: str
+) -> None:
+    import subprocess
+    import sys
+
+    first, _ = two
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "vmimages", "changes", "--follow", "--json", "--database",
+         test_db], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(1.5)  # it has printed the history so far and waits for more
+        body = {"instanceId": "ins-alice-FRA-A", "imageName": "followed"}
+        made = assert_ok(first.call("CreateImage", body, version=PUBLISHED))["imageId"]
+        assert follower.stdout is not None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            line = follower.stdout.readline()
+            if line and json.loads(line)["imageId"] == made:
+                break
+        else:
+            raise AssertionError("the change was not printed")
+    finally:
+        follower.terminate()
+        follower.wait(timeout=10)
