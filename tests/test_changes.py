@@ -174,9 +174,15 @@ def test_the_feed_shows_no_other_accounts_images_and_cursors_are_the_callers(
     first, _ = two
     copy: dict[str, Any] = {}
     cursor = catch_up(first, copy, None)
+    now = feed(first, None, fromNow=True)
+    start = assert_ok(first.call("DescribeImageChanges", {"pageSize": 1}))["nextCursor"]
     for _ in range(3):
         body = {"instanceId": "ins-bob-FRA-A", "imageName": "bobs"}
         assert_ok(first.call("CreateImage", body, as_="bob", version=PUBLISHED))
+    # Whichever way alice asks, nothing she is given moves with bob's changes.
+    again = feed(first, None, fromNow=True)
+    assert again["nextCursor"] == now["nextCursor"] and again["changes"] == now["changes"] == []
+    assert assert_ok(first.call("DescribeImageChanges", {"pageSize": 1}))["nextCursor"] == start
     page = feed(first, cursor)
     assert page["changes"] == []  # nothing of bob's, not even a gap: the cursor is opaque
     assert page["nextCursor"] == cursor  # the same place: bob's changes moved nothing

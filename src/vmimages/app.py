@@ -386,9 +386,11 @@ class App:
             feed=self.feed,
             extend_deadline=self.in_flight.extend,
         )
-        body = protocol.success(record.request_id, await action.handler(context, values))
+        fields = await action.handler(context, values)
+        body = protocol.success(record.request_id, fields)
         if action.conditional:  # an ETag; 304 if the client has this answer already
-            record.etag = etag = protocol.etag_of(body, record.request_id)
+            etag = fields.etag if isinstance(fields, actions.Answer) else None
+            record.etag = etag = etag or protocol.etag_of(body, record.request_id)
             if protocol.matches(headers.get("if-none-match"), etag):
                 if self.limiter is not None:  # nothing sent: nothing spent
                     self.limiter.give_back(caller.account, action.name)

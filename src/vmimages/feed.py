@@ -118,9 +118,11 @@ class Feed:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_seconds
         while True:
-            if from_now and cursor is None:
-                cursor = Cursor(await self.store.latest_change())
-            page = await self.store.feed(viewer, cursor, size, region_id=region_id, zone_id=zone_id)
+            page = await self.store.feed(
+                viewer, cursor, size, region_id=region_id, zone_id=zone_id, from_now=from_now
+            )
+            if from_now:
+                return page
             self._advance(page.latest)
             left = deadline - loop.time()
             if page.entries or left <= 0 or self._released:

@@ -34,6 +34,16 @@ class Context(NamedTuple):  # made per request: a tuple is made in C
         return self.version == SEED
 
 
+class Answer(dict[str, Any]):
+    """A handler's response fields with the answer's ETag, for a handler that knows it without
+    hashing the whole answer again (DescribeImages: its pages' JSON is made and hashed once,
+    actions/images.py). Other conditional answers are hashed by the app (protocol.etag_of)."""
+
+    def __init__(self, fields: dict[str, Any], etag: bytes) -> None:
+        super().__init__(fields)
+        self.etag = etag
+
+
 Handler = Callable[[Context, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from vmimages.actions import Action, Context
+from vmimages.actions import Action, Answer, Context
 from vmimages.catalog import (
     IMAGE_STATUSES,
     IMAGE_TYPES,
@@ -88,13 +89,19 @@ def published_image_info(image: Image) -> dict[str, Any]:
     }
 
 
-def wire_list(page: ImagePage, shape: Callable[[Image], dict[str, Any]]) -> orjson.Fragment:
-    """A page's images in one dialect's shape, as JSON made once per page (see ImagePage.memo)."""
-    fragment = page.memo.get(shape.__name__)
-    if fragment is None:
-        fragment = orjson.Fragment(orjson.dumps([shape(image) for image in page.images]))
-        page.memo[shape.__name__] = fragment
-    return fragment
+def answer(page: ImagePage, key: str, shape: Callable[[Image], dict[str, Any]]) -> Answer:
+    """A page's answer in one dialect's shape (its images under `key`), its JSON and ETag made
+    once per page (see ImagePage.memo): an answer kept in memory is neither serialized nor
+    hashed again."""
+    made: Answer | None = page.memo.get(shape.__name__)
+    if made is None:  # (never changed once made: the envelope copies it)
+        images = orjson.dumps([shape(image) for image in page.images])
+        digest = hashlib.blake2b(images, digest_size=16)
+        digest.update(b"%d" % page.total_count)
+        etag = b'W/"' + digest.hexdigest().encode() + b'"'
+        made = Answer({"totalCount": page.total_count, key: orjson.Fragment(images)}, etag)
+        page.memo[shape.__name__] = made
+    return made
 
 
 async def describe_images(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
@@ -103,14 +110,14 @@ async def describe_images(ctx: Context, params: dict[str, Any]) -> dict[str, Any
     if params["regionId"] is not None:
         location = (await ctx.store.find_location(region_id=params["regionId"])).id
     page = await ctx.store.describe_images(image_query(ctx, params, location))
-    return {"totalCount": page.total_count, "images": wire_list(page, seed_image_info)}
+    return answer(page, "images", seed_image_info)
 
 
 async def describe_images_published(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Published dialect: required zoneId, the list under `dataSet`."""
     location = (await ctx.store.find_location(zone_id=params["zoneId"])).id
     page = await ctx.store.describe_images(image_query(ctx, params, location))
-    return {"totalCount": page.total_count, "dataSet": wire_list(page, published_image_info)}
+    return answer(page, "dataSet", published_image_info)
 
 
 async def describe_image(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:

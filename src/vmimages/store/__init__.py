@@ -78,9 +78,11 @@ class RequestStore(Protocol):
         *,
         region_id: str | None = None,
         zone_id: str | None = None,
+        from_now: bool = False,
     ) -> FeedPage:
         """The next page of the changes `viewer` may see after `cursor` (None: the catalog as
-        it stands first); CursorExpired if changes after it were compacted away."""
+        it stands first, or with `from_now` only the place where the history stands);
+        CursorExpired if changes after it were compacted away."""
 
     # Credentials: a revocation made by any process counts from the next request on.
 

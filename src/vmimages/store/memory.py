@@ -25,6 +25,7 @@ from vmimages.catalog import (
     CONTAINS,
     FILTERS,
     ONE_OF,
+    PUBLIC_IMAGE,
     PUBLIC_OWNER,
     Image,
     ImagePage,
@@ -277,9 +278,8 @@ class ReadModel:
         return list(self._locations)
 
     async def describe_images(self, query: ImageQuery) -> ImagePage:
-        owners = visible_owners(query)
         # An answer about public images only is the same for every account: kept once.
-        viewer = query.viewer if query.viewer in owners else None
+        viewer = None if query.image_type == PUBLIC_IMAGE else query.viewer
         if viewer != query.viewer:
             query = query._replace(viewer=viewer)
         kept = self._answers.get(viewer)
@@ -289,6 +289,7 @@ class ReadModel:
                 ANSWER_HITS.inc()
                 return page
         ANSWER_MISSES.inc()
+        owners = visible_owners(query)
         epoch = self._epoch
         own = [] if viewer is None else await self._custom_images(viewer)
         region_id = None if query.location is None else self._region_of.get(query.location)

@@ -40,25 +40,39 @@ class SqlHistory(SqlBase):
         *,
         region_id: str | None = None,
         zone_id: str | None = None,
+        from_now: bool = False,
     ) -> FeedPage:
         """The next page of what `viewer` may see (public images and its own), oldest first:
-        without a cursor, the catalog as it stands, as CREATED, a page at a time by image id;
-        then every change after it. An image a later change changed again is shown at that
-        later change only. CursorExpired when changes after the cursor were compacted away."""
+        without a cursor, the catalog as it stands, as CREATED, a page at a time by image id
+        (with `from_now`, nothing: the place where the history stands); then every change
+        after it. An image a later change changed again is shown at that later change only.
+        CursorExpired when changes after the cursor were compacted away.
+
+        Every place handed out is the number of a change the viewer may see (or the oldest
+        kept), never the counter itself: a cursor moves only with what the viewer sees, so it
+        tells nothing of other accounts' changes, not even that they happened."""
         async with self.db.transaction(write=False) as tx:
             latest = int(
                 (await tx.fetchone("SELECT seq FROM change_counter WHERE id = 1") or (0,))[0]
             )
-            if cursor is None:
-                cursor = Cursor(latest, "")
-            floor = await self._floor(tx)
-            if cursor.seq < floor:
-                raise CursorExpired(cursor.seq, floor)
             place, args = "", []
             if region_id is not None:
                 place, args = " AND {}.region_id = ?", [region_id]
             elif zone_id is not None:
                 place, args = " AND {}.zone_id = ?", [zone_id]
+            floor = await self._floor(tx)
+            if cursor is None:
+                seen = await tx.fetchone(
+                    "SELECT max(c.seq) FROM image_changes c WHERE c.owner IN (0, ?)"
+                    f" AND c.seq <= ?{place.format('c')}",
+                    (viewer, latest, *args),
+                )
+                here = floor if seen is None or seen[0] is None else max(int(seen[0]), floor)
+                if from_now:
+                    return FeedPage([], Cursor(here), latest)
+                cursor = Cursor(here, "")
+            if cursor.seq < floor:
+                raise CursorExpired(cursor.seq, floor)
             if cursor.after is not None:
                 page = await self._snapshot(tx, viewer, cursor, limit, place, args, latest)
                 if page.entries:
