@@ -4,7 +4,10 @@
   another (the client waits on process A; a rename is made through process B): p50, p99, max
   over `--writes` writes, each made at a random moment of the wait;
 - what `--waiters` clients waiting on one process cost the other requests it serves: q20
-  (bench/run.py's query) through wrk, alone and beside the waiting clients, in turns.
+  (bench/run.py's query) through wrk, alone and beside the waiting clients, in 5 turns each.
+  The ratio is of the server's CPU per q20 request (alone over beside): on this shared machine
+  throughput moves by a tenth from one 10 s run to the next, CPU per request much less, and a
+  CPU-bound process's throughput is the inverse of it. The throughputs are printed too.
 
     python bench/feed.py [--stores sqlite,postgres] [--writes 100] [--waiters 1000]
 
@@ -109,16 +112,16 @@ async def hold_waiters(port: int, token: str, count: int, stop_at: asyncio.Event
     return answered
 
 
-def with_waiters(port: int, token: str, count: int, script: str, pid: int) -> float:
-    """q20's throughput while `count` clients wait on the same process."""
+def with_waiters(port: int, token: str, count: int, script: str, pid: int) -> Any:
+    """q20's load (wrk's Load) while `count` clients wait on the same process."""
     loop = asyncio.new_event_loop()
     stop_at = asyncio.Event()
     holding = loop.create_task(hold_waiters(port, token, count, stop_at))
     loop.run_until_complete(asyncio.sleep(2))  # all of them waiting
     import threading
 
-    result: list[float] = []
-    thread = threading.Thread(target=lambda: result.append(wrk(port, script, pid=pid).rps))
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(wrk(port, script, pid=pid)))
     thread.start()
     while thread.is_alive():
         loop.run_until_complete(asyncio.sleep(0.2))
@@ -126,6 +129,11 @@ def with_waiters(port: int, token: str, count: int, script: str, pid: int) -> fl
     loop.run_until_complete(holding)
     loop.close()
     return result[0]
+
+
+def cpu(load: Any) -> float:
+    """The server's CPU per request (user and kernel), in µs."""
+    return float(load.user_us + load.sys_us)
 
 
 def bench_store(store: str, writes: int, waiters: int) -> dict[str, Any]:
@@ -154,12 +162,14 @@ def bench_store(store: str, writes: int, waiters: int) -> dict[str, Any]:
         script = signed_script(key["accessKeyId"], key["accessKeyPassword"],
                                f"127.0.0.1:{port_a}", "DescribeImages", [Q20])  # fmt: skip
         alone, beside = [], []
-        for _ in range(3):  # in turns: the machine's drift falls on both alike
-            alone.append(wrk(port_a, script, pid=a.pid).rps)
+        for _ in range(5):  # in turns: the machine's drift falls on both alike
+            alone.append(wrk(port_a, script, pid=a.pid))
             beside.append(with_waiters(port_a, token, waiters, script, a.pid))
     finally:
         stop(a)
         stop(b)
+    # Each turn's pair compared on its own (the machine drifts between turns), then the median.
+    pairs = [cpu(a) / cpu(b) for a, b in zip(alone, beside, strict=True)]
     return {
         "store": store,
         "writes": writes,
@@ -169,9 +179,13 @@ def bench_store(store: str, writes: int, waiters: int) -> dict[str, Any]:
             "max": round(1000 * found[-1], 1),
         },
         "waiters": waiters,
-        "q20_rps_alone": [round(x) for x in alone],
-        "q20_rps_beside_waiters": [round(x) for x in beside],
-        "ratio": round(statistics.median(beside) / statistics.median(alone), 3),
+        "q20_rps_alone": [round(x.rps) for x in alone],
+        "q20_rps_beside_waiters": [round(x.rps) for x in beside],
+        "q20_cpu_us_alone": [round(cpu(x), 1) for x in alone],
+        "q20_cpu_us_beside_waiters": [round(cpu(x), 1) for x in beside],
+        "ratio": round(
+            statistics.median(cpu(a) / cpu(b) for a, b in zip(alone, beside, strict=True)), 3
+        ),  # fmt: skip
     }
 
 
