@@ -252,6 +252,7 @@ def test_another_accounts_images_never_show(served: Any, open_page: Any) -> None
     # Bob, in another tab, sees his.
     bob = open_page(server.url)
     bob.sign_in(creds.tokens["bob"])
+    bob.page.wait_for_selector("#custom tbody button")  # (the lists load side by side)
     assert shown_ids(bob, "#custom") == ["img-bobsecret"]
 
 

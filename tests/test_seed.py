@@ -17,6 +17,7 @@ from zenlayercloud.common.excpetion.zenlayer_cloud_sdk_exception import Zenlayer
 from zenlayercloud.vm.v20260401 import models
 from zenlayercloud.vm.v20260401.vm_client import VmClient
 
+from tests.conftest import REQUEST_ID
 from vmimages.catalogfile import default_catalog
 from vmimages.testing import ControlError, VmimagesServer
 
@@ -182,6 +183,7 @@ def test_a_bad_seed_names_every_problem_and_changes_nothing(
     with pytest.raises(ControlError) as refused:
         vmimages_server.seed(bad)
     assert (refused.value.status, refused.value.code) == (400, "INVALID_PARAMETER_VALUE")
+    assert REQUEST_ID.fullmatch(refused.value.request_id)  # the API's error envelope
     message = str(refused.value)
     for part in ("unknown top-level keys ['extra']", "accounts[0]: `name` '-bad' does not match",
                  "accounts[1]: `imageQuota` must be 0 to 1000000",

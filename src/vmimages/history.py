@@ -11,15 +11,12 @@ made with none set says `unknown`.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from vmimages.catalog import DomainError, Image
 
 CREATED, MODIFIED, DELETED = "CREATED", "MODIFIED", "DELETED"
-KINDS = (CREATED, MODIFIED, DELETED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,18 +47,9 @@ def actor() -> Actor:
 
 
 def set_actor(who: Actor) -> None:
-    """For the rest of this task (a request's task, the build worker's loop)."""
+    """For the rest of this task (a request's, a control endpoint's, the build worker's loop,
+    a CLI command's run)."""
     _ACTOR.set(who)
-
-
-@contextmanager
-def acting(who: Actor) -> Iterator[None]:
-    """For the duration of a block (an operator's command, a control endpoint)."""
-    token = _ACTOR.set(who)
-    try:
-        yield
-    finally:
-        _ACTOR.reset(token)
 
 
 @dataclass(frozen=True, slots=True)

@@ -169,7 +169,12 @@ def etag_of(body: bytes, request_id: str) -> bytes:
     envelope says it twice, first), so that the same answer to another request has the same
     tag, and any other answer another."""
     answer = body.split(request_id.encode(), 2)[-1]
-    return b'W/"' + hashlib.blake2b(answer, digest_size=16).hexdigest().encode() + b'"'
+    return weak_etag(hashlib.blake2b(answer, digest_size=16).hexdigest())
+
+
+def weak_etag(hexdigest: str) -> bytes:
+    """The ETag header's value for an answer's hash (its maker's: etag_of, or a page's)."""
+    return b'W/"' + hexdigest.encode() + b'"'
 
 
 def matches(if_none_match: str | None, etag: bytes) -> bool:

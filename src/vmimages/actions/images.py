@@ -20,6 +20,7 @@ from vmimages.catalog import (
     ImageQuery,
 )
 from vmimages.catalogfile import CATEGORY
+from vmimages.protocol import weak_etag
 from vmimages.validation import INTEGER, STRING, STRING_ARRAY, Param, Spec, spec
 
 MAX_PAGE_NUM = 2**31 - 1
@@ -98,8 +99,8 @@ def answer(page: ImagePage, key: str, shape: Callable[[Image], dict[str, Any]]) 
         images = orjson.dumps([shape(image) for image in page.images])
         digest = hashlib.blake2b(images, digest_size=16)
         digest.update(b"%d" % page.total_count)
-        etag = b'W/"' + digest.hexdigest().encode() + b'"'
-        made = Answer({"totalCount": page.total_count, key: orjson.Fragment(images)}, etag)
+        fields = {"totalCount": page.total_count, key: orjson.Fragment(images)}
+        made = Answer(fields, weak_etag(digest.hexdigest()))
         page.memo[shape.__name__] = made
     return made
 

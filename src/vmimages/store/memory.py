@@ -207,9 +207,7 @@ class ReadModel:
         # are not kept (a new epoch), and those kept before are dropped.
         self._epoch += 1
         for account in accounts:
-            answers = self._answers.pop(account, None)
-            if answers is not None:
-                self._answer_weight -= sum(weight(page) for page in answers.values())
+            self._drop_answers(account)
         if changed is None:
             for account in kept:
                 self._drop_account(account)
@@ -249,6 +247,9 @@ class ReadModel:
         images = self._custom.pop(account, None)
         if images is not None:
             self._custom_count -= len(images)
+        self._drop_answers(account)
+
+    def _drop_answers(self, account: int) -> None:
         answers = self._answers.pop(account, None)
         if answers is not None:
             self._answer_weight -= sum(weight(page) for page in answers.values())

@@ -60,12 +60,12 @@ class SqlDevState(SqlLifecycle):
             places[loc.region_id] = places[loc.zone_id] = loc.id
         made = {}
         for instance in state.instances:
-            made[instance.instance_id] = await self._seed_instance(tx, instance, owners, places)
+            made[instance.instance_id] = await self._seed_instance(tx, instance, owners)
         for image in state.images:
             await self._seed_image(tx, image, owners, places, made, now)
 
     async def _seed_instance(
-        self, tx: Connection, seed: SeedInstance, owners: dict[str, int], places: dict[str, int]
+        self, tx: Connection, seed: SeedInstance, owners: dict[str, int]
     ) -> tuple[Any, ...]:
         """The instance's row as images take it: (location, disk size, category, os, version)."""
         owner = account_id(owners, seed.account)
