@@ -117,15 +117,19 @@ class Writer:
         self.rng = random.Random(7)
         self.counter = 0
         self.done: Counter[str] = Counter()
+        self.write_seconds: list[float] = []  # how long each write took to be answered
         self.conn = http.client.HTTPConnection(host, timeout=10)
         self.regions = dict(zip(info["zones"], info["regions"], strict=True))
 
     def call(self, person: dict[str, Any], action: str, params: dict[str, Any]) -> Any:
         body = json.dumps(params)
         headers = headers_for(person, self.host, action, body, "", bearer=False)
+        started = time.monotonic()
         self.conn.request("POST", "/api/v2/vm", body=body, headers=headers)
         response = self.conn.getresponse()
         doc = json.loads(response.read())
+        if action != "DescribeImages":
+            self.write_seconds.append(time.monotonic() - started)
         self.done[f"{action} {doc.get('code', 'OK')}"] += 1
         return doc.get("response")
 
@@ -140,6 +144,7 @@ class Writer:
                 image["imageId"] for image in found["images"] if image["regionId"] == region
             ]
         self.done.clear()
+        self.write_seconds.clear()
 
     def write_once(self) -> None:
         person = self.rng.choice(self.writers)
@@ -170,7 +175,14 @@ class Writer:
             self.write_once()
             writes += 1
         elapsed = time.monotonic() - started
-        return {"writes": writes, "per_second": writes / elapsed, "outcomes": dict(self.done)}
+        taken = sorted(self.write_seconds) or [0.0]
+        return {
+            "writes": writes,
+            "per_second": writes / elapsed,
+            "outcomes": dict(self.done),
+            "write_ms_p50": 1000 * taken[len(taken) // 2],
+            "write_ms_p99": 1000 * taken[min(len(taken) - 1, len(taken) * 99 // 100)],
+        }
 
 
 def main() -> None:

@@ -397,7 +397,8 @@ def test_every_domain_error_has_its_answer() -> None:
         catalog.LocationNotFound("zone", "XXX-A"), catalog.ImageNotFound("img-x"),
         catalog.NotCustomImage("img-x"), catalog.InvalidImageStatus("img-x", "CREATING", "x"),
         catalog.InstanceNotFound("ins-x"), catalog.InstanceExists("ins-x"),
-        catalog.StoreUnavailable("down"), accounts.AccountNotFound("nobody"),
+        catalog.StoreUnavailable("down"), catalog.WritesUnavailable("primary down"),
+        accounts.AccountNotFound("nobody"),
         accounts.AccountExists("alice"), accounts.CredentialNotFound("token", "zlt_x"),
         accounts.InvalidAccountName("-x"), history.CursorExpired(3, 7),
     ]  # fmt: skip

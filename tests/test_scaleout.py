@@ -43,9 +43,14 @@ def test_two_servers_see_each_others_writes(server_factory: Any, db_path: str) -
     admin_work(db_path, lambda store, _: store.add_instance("ins-1", "alice", "FRA-A", None, None))
     first = server_factory(db_path, "--image-build-seconds", "0", creds=creds)
     second = server_factory(db_path, "--image-build-seconds", "0", creds=creds)
+    each_sees_the_others_writes(first, second, db_path, creds)
 
+
+def each_sees_the_others_writes(first: Server, second: Server, database: str, creds: Any) -> None:
+    """Writes through either server, and the operator's on `database`, count from the very next
+    request on both (alice has instance ins-1 in FRA-A; builds take no time)."""
     # A key made while both run works on both at once.
-    key = admin_work(db_path, lambda store, vault: admin.create_access_key(store, vault, "alice"))
+    key = admin_work(database, lambda store, vault: admin.create_access_key(store, vault, "alice"))
     on_first = VmClient(Credential(*key), config(first))
     on_second = VmClient(Credential(*key), config(second))
     assert "FRA-A" in zones(on_first) and zones(on_first) == zones(on_second)
@@ -76,9 +81,9 @@ def test_two_servers_see_each_others_writes(server_factory: Any, db_path: str) -
     for server in (first, second):  # both have seen the key and the token
         assert zones(VmClient(token, config(server)))
         assert zones(VmClient(Credential(*key), config(server)))
-    admin_work(db_path, lambda store, _: store.revoke_credential("key", key[0]))
+    admin_work(database, lambda store, _: store.revoke_credential("key", key[0]))
     admin_work(
-        db_path, lambda store, _: store.revoke_credential("token", creds.tokens["alice"][:12])
+        database, lambda store, _: store.revoke_credential("token", creds.tokens["alice"][:12])
     )
     for server in (first, second):
         for credential in (Credential(*key), token):

@@ -17,10 +17,13 @@ from vmimages.vault import Vault, VaultError, add_new_key, load_vault
 FIRST_ACCOUNT = "default"
 
 
-def sql_store(settings: Settings, *, create: bool = True, read_cache: bool = False) -> SqlStore:
+def sql_store(
+    settings: Settings, *, create: bool = True, read_cache: bool = False, replica: bool = False
+) -> SqlStore:
     """The SQL store of the database the settings name; a new database gets the shipped catalog
     unless the settings say not to. With create=False, a database that holds no vmimages
-    catalog is refused (catalog.NoDatabase) instead of made."""
+    catalog is refused (catalog.NoDatabase) instead of made. With replica, reads go to the
+    settings' read database (serve's; the operator's commands read the primary)."""
     return open_store(
         settings.database,
         initial_catalog=default_catalog() if settings.load_default_catalog else None,
@@ -28,6 +31,8 @@ def sql_store(settings: Settings, *, create: bool = True, read_cache: bool = Fal
         pool_size=settings.db_pool_size,
         timeout=settings.db_timeout,
         read_cache=read_cache,
+        read_database=settings.read_database if replica else None,
+        max_replica_lag=settings.max_replica_lag,
     )
 
 

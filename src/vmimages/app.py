@@ -171,7 +171,11 @@ class App:
                 error = ApiError(Code.SERVICE_TEMPORARY_UNAVAILABLE, f"Not ready: {problem}.")
                 status, body = error.status, protocol.failure(request_id, error)
             else:
-                body = orjson.dumps({"status": "ready"})
+                answer: dict[str, object] = {"status": "ready"}
+                routing = self.store.routing()  # a node with a read replica says where it reads
+                if routing is not None:
+                    answer["database"] = routing
+                body = orjson.dumps(answer)
         headers = [
             *protocol.JSON_HEADERS,
             (b"content-length", str(len(body)).encode()),
@@ -426,7 +430,7 @@ async def respond(send: Send, status: int, headers: list[tuple[bytes, bytes]], b
 
 def request_store(settings: Settings) -> RequestStore:
     """The database the settings name, with the catalog kept in memory unless turned off."""
-    return admin.sql_store(settings, read_cache=settings.read_cache)
+    return admin.sql_store(settings, read_cache=settings.read_cache, replica=True)
 
 
 def operator_store(store: RequestStore) -> OperatorStore:

@@ -243,6 +243,10 @@ class StoreUnavailable(DomainError):
     """The database cannot be reached right now; the request may be retried."""
 
 
+class WritesUnavailable(StoreUnavailable):
+    """The primary database cannot be reached, while reads go on from a replica."""
+
+
 # Catalogs as the operator publishes them (catalogfile.py reads and writes them as files).
 
 Progress = Callable[[int], None]  # told how much more is done: bytes read, or images written

@@ -19,6 +19,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     database: str = DEFAULT_DATABASE  # a SQLite file path, or a postgresql:// URL
+    read_database: str | None = None  # a PostgreSQL hot standby to read from (store/replica.py)
+    max_replica_lag: float = 1.0  # seconds; a replica further behind is not read from
     load_default_catalog: bool = True  # fill a new database with the shipped catalog
     max_body_bytes: int = 1 << 20
     # Bytes of bodies held at once for signed requests whose signature is not checked yet;
@@ -63,9 +65,14 @@ class Settings:
         return masked_database(self.database)
 
     @property
+    def read_database_shown(self) -> str:
+        return masked_database(self.read_database or "")
+
+    @property
     def secrets(self) -> tuple[str, ...]:
         """What no output may hold: the database's password, the server keys (logs.hide)."""
-        found = [self.secret_key, self.previous_secret_keys, *database_passwords(self.database)]
+        found = [self.secret_key, self.previous_secret_keys, *database_passwords(self.database),
+                 *database_passwords(self.read_database or "")]  # fmt: skip
         return tuple(value for text in found if text for value in text.split(",") if value)
 
     @property

@@ -137,6 +137,10 @@ DOMAIN_ERRORS: dict[type[catalog.DomainError], Callable[[Any], tuple[Code, str]]
         Code.SERVICE_TEMPORARY_UNAVAILABLE,
         "The image catalog is temporarily unavailable. Retry later.",
     ),
+    catalog.WritesUnavailable: lambda e: (
+        Code.SERVICE_TEMPORARY_UNAVAILABLE,
+        "The image catalog takes no changes right now (reading it works). Retry later.",
+    ),
     # The operator's errors, answered when serve --dev's control endpoints meet them (dev.py).
     catalog.InstanceExists: lambda e: (
         Code.INVALID_PARAMETER_VALUE,

@@ -72,6 +72,21 @@ DB_CONNECTIONS = Gauge(
     "Database connections taken from the pool (PostgreSQL) or in a transaction (SQLite).",
     multiprocess_mode="livesum",
 )
+REPLICA_LAG = Gauge(
+    "vmimages_replica_lag_seconds",
+    "How far the read replica is behind the primary, as last measured (--read-database).",
+    multiprocess_mode="livemax",
+)
+READS_FROM_REPLICA = Gauge(
+    "vmimages_reading_replica",
+    "Server processes whose reads go to the read replica now (0: to the primary).",
+    multiprocess_mode="livesum",
+)
+REPLICA_FALLBACKS = Counter(
+    "vmimages_replica_fallbacks",
+    "Times reads left the read replica for the primary, by reason (docs/deploy.md).",
+    ["reason"],
+)
 
 OTHER = "other"  # the action label of a request naming no known action
 

@@ -26,7 +26,7 @@ from vmimages.cli import (
 from vmimages.config import DEFAULT_DATABASE, Settings
 from vmimages.logs import LOG_FORMATS
 from vmimages.metrics import MULTIPROCESS_DIR
-from vmimages.store import OperatorStore
+from vmimages.store import POSTGRES_SCHEMES, OperatorStore
 
 log = logging.getLogger("vmimages")
 
@@ -35,6 +35,17 @@ log = logging.getLogger("vmimages")
 @click.option("--host", help="Address to listen on.  [default: 127.0.0.1]")
 @click.option("--port", type=int, help="Port to listen on.  [default: 8080]")
 @database_option
+@click.option(
+    "--read-database",
+    help="A PostgreSQL hot standby of --database to read from; writes go to --database"
+    " (docs/deploy.md, Regions and read replicas).",
+)
+@click.option(
+    "--max-replica-lag",
+    type=click.FloatRange(min=0),
+    help="Seconds the read database may be behind; further behind, reads go to --database"
+    " until it catches up.  [default: 1]",
+)
 @key_file_option
 @no_catalog_option
 @click.option(
@@ -154,6 +165,14 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
             f"--dev serves unauthenticated control endpoints; it listens on loopback only, not"
             f" on {settings.host}, unless --dev-allow-remote is given too"
         )
+    if settings.read_database and not (
+        settings.database.startswith(POSTGRES_SCHEMES)
+        and settings.read_database.startswith(POSTGRES_SCHEMES)
+    ):
+        raise click.UsageError(
+            "--read-database is a PostgreSQL hot standby of a PostgreSQL --database"
+            " (postgresql:// URLs, both)"
+        )
     if settings.accept_any_credentials and not settings.dev:
         raise click.UsageError("--accept-any-credentials is for --dev servers only")
     if settings.log_format not in LOG_FORMATS:
@@ -188,8 +207,9 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
             first, first, where, first, where,
         )  # fmt: skip
     log.info(
-        "vmimages %s: serving the Zenlayer VM image API on %s/api/v2/vm from %s",
+        "vmimages %s: serving the Zenlayer VM image API on %s/api/v2/vm from %s%s",
         __version__, url, settings.database_shown,
+        f", reading from {settings.read_database_shown}" if settings.read_database else "",
     )  # fmt: skip
     if settings.dev:
         log.warning("--dev: control endpoints for tests are on under %s%s", url, dev.PREFIX)
@@ -216,6 +236,14 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
     # Worker processes build their own app from the same settings, passed in the environment;
     # their metrics meet in a folder of files that lives as long as this process.
     os.environ.update(settings.to_env())
+    if settings.read_database:  # the node's write position, shared by its workers (replica.py)
+        from vmimages.store.replica import MARK_FILE
+
+        handle, mark = tempfile.mkstemp(prefix="vmimages-replica-mark-")
+        os.write(handle, bytes(8))
+        os.close(handle)
+        atexit.register(os.unlink, mark)
+        os.environ[MARK_FILE] = mark
     if settings.metrics:
         folder = tempfile.mkdtemp(prefix="vmimages-metrics-")
         atexit.register(shutil.rmtree, folder, ignore_errors=True)

@@ -49,6 +49,9 @@ class RequestStore(Protocol):
     async def server_key_fingerprint(self) -> str | None:
         """The fingerprint of the key the passwords are sealed under, if recorded."""
 
+    def routing(self) -> dict[str, str] | None:
+        """Where reads and writes go, on a node with a read replica; None without one."""
+
     async def find_location(
         self, *, region_id: str | None = None, zone_id: str | None = None
     ) -> Location:
@@ -239,6 +242,9 @@ class OperatorStore(Protocol):
         """Remove the changes recorded before `older_than` (UTC text); how many went."""
 
 
+POSTGRES_SCHEMES = ("postgres://", "postgresql://")
+
+
 def open_store(
     database: str,
     *,
@@ -247,18 +253,23 @@ def open_store(
     pool_size: int = 10,
     timeout: float = 5.0,
     read_cache: bool = False,
+    read_database: str | None = None,
+    max_replica_lag: float = 1.0,
 ) -> SqlStore:
     """The store for a database setting: a `postgresql://` URL, or a SQLite file path; with
-    `read_cache`, the catalog kept in memory for the request path (memory.ReadModel)."""
+    `read_cache`, the catalog kept in memory for the request path (memory.ReadModel); with
+    `read_database` (PostgreSQL only), reads from that hot standby (store/replica.py)."""
     store: SqlStore
-    if database.startswith(("postgres://", "postgresql://")):
+    if database.startswith(POSTGRES_SCHEMES):
         from vmimages.store.postgres import PostgresStore
 
         store = PostgresStore(
             database, initial_catalog=initial_catalog, create=create, pool_size=pool_size,
-            timeout=timeout,
+            timeout=timeout, read_database=read_database, max_replica_lag=max_replica_lag,
         )  # fmt: skip
     else:
+        if read_database is not None:
+            raise ValueError("a read database (--read-database) needs a PostgreSQL --database")
         from vmimages.store.sqlite import SqliteStore
 
         store = SqliteStore(database, initial_catalog=initial_catalog, create=create)

@@ -11,16 +11,19 @@ import asyncio
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from vmimages.catalog import CatalogFile, StoreUnavailable
 from vmimages.config import masked_database
 from vmimages.metrics import DB_CONNECTIONS
-from vmimages.store.db import Args, Connection, IntegrityError, Row, numbered
+from vmimages.store.db import Args, Connection, Database, IntegrityError, Row, numbered
 from vmimages.store.query import POSTGRES
 from vmimages.store.sql import SqlStore
+
+if TYPE_CHECKING:
+    from vmimages.store.replica import ReplicatedDatabase
 
 # What a lost or refused connection looks like from asyncpg.
 UNAVAILABLE = (
@@ -176,7 +179,8 @@ class PostgresDatabase:
 
 
 class PostgresStore(SqlStore):
-    """The store on a PostgreSQL database (URL `postgresql://...`)."""
+    """The store on a PostgreSQL database (URL `postgresql://...`); with `read_database`, its
+    reads go to that hot standby while it is fit (replica.py)."""
 
     def __init__(
         self,
@@ -184,8 +188,20 @@ class PostgresStore(SqlStore):
         *,
         initial_catalog: CatalogFile | None = None,
         create: bool = True,
+        read_database: str | None = None,
+        max_replica_lag: float = 1.0,
         **options: Any,
     ) -> None:
-        super().__init__(
-            PostgresDatabase(dsn, **options), initial_catalog=initial_catalog, create=create
-        )
+        primary = PostgresDatabase(dsn, **options)
+        db: Database = primary
+        if read_database is not None:
+            from vmimages.store.replica import ReplicatedDatabase
+
+            replica = PostgresDatabase(read_database, **options)
+            db = self.replicated = ReplicatedDatabase(primary, replica, max_lag=max_replica_lag)
+        super().__init__(db, initial_catalog=initial_catalog, create=create)
+
+    replicated: ReplicatedDatabase | None = None
+
+    def routing(self) -> dict[str, str] | None:
+        return None if self.replicated is None else self.replicated.where()

@@ -135,6 +135,11 @@ class SqlBase:
         missing = sorted({v for v, _ in migrations(self.db.kind)} - {int(r[0]) for r in rows})
         return f"migrations {missing} are not applied" if missing else None
 
+    def routing(self) -> dict[str, str] | None:
+        """Where reads and writes go on a node with a read replica (for /readyz); None
+        without one."""
+        return None
+
     async def mark_changed(self, tx: Connection, scope: int) -> None:
         """Record in the change log that a transaction changed `scope` (see CATALOG_SCOPE).
         Call it last in the transaction: on PostgreSQL it holds the counter's row until commit."""
