@@ -24,13 +24,31 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from run import PY, RESULTS, ceiling, rss_mb, serve, stop, wait_ready, write_stream, wrk  # noqa: E402
+from run import (  # noqa: E402
+    DURATION,
+    PY,
+    RESULTS,
+    ceiling,
+    cpu_seconds,
+    rss_mb,
+    serve,
+    stop,
+    wait_ready,
+    write_stream,
+    wrk,
+)
 from tests import pgpair  # noqa: E402
 from workload import read_requests  # noqa: E402
 from wrk_script import requests_script  # noqa: E402
 
 
-def node(database: str, key_file: str, workload: str, *options: str) -> dict[str, Any]:
+def database_cpu(cluster: pgpair.Cluster) -> float:
+    """CPU seconds (user + system) a cluster's processes have used so far."""
+    postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    return sum(cpu_seconds(postmaster))
+
+
+def node(made: pgpair.Pair, database: str, key_file: str, workload: str, *options: str) -> Any:
     info = json.loads(Path(workload).read_text())
     proc, port, startup = serve(database, key_file, "--image-build-seconds", "0", *options)
     try:
@@ -38,10 +56,14 @@ def node(database: str, key_file: str, workload: str, *options: str) -> dict[str
         host = f"127.0.0.1:{port}"
         script = requests_script([(h, b) for _, h, b in read_requests(info, host)])
         writer = write_stream(port, workload, 15)
+        before = {c.name: database_cpu(c) for c in (made.primary, made.replica)}
         load = wrk(port, script, pid=proc.pid)
+        requests = load.rps * (DURATION + 2)  # the warm-up's requests too: an upper bound
+        used = {name: 1e6 * (database_cpu(c) - before[name]) / requests
+                for name, c in (("primary", made.primary), ("replica", made.replica))}  # fmt: skip
         out, _ = writer.communicate(timeout=120)
         return {"load": load.__dict__, "writer": json.loads(out), "startup_s": startup,
-                "rss_mb": rss_mb(proc.pid)}  # fmt: skip
+                "rss_mb": rss_mb(proc.pid), "db_cpu_us": used}  # fmt: skip
     finally:
         stop(proc)
 
@@ -72,9 +94,9 @@ def main() -> None:
                 "ceiling": ceiling().__dict__,
             }  # fmt: skip
             primary = made.primary.url(far.port)
-            result["far_primary"] = node(primary, key_file, workload)
+            result["far_primary"] = node(made, primary, key_file, workload)
             result["local_replica"] = node(
-                primary, key_file, workload, "--read-database", made.replica.url()
+                made, primary, key_file, workload, "--read-database", made.replica.url()
             )
             result["ceiling_after"] = ceiling().__dict__
         finally:

@@ -67,6 +67,7 @@ def write_report(
     publishing: dict[str, Any] | None,
     seconds: float,
     feed: list[dict[str, Any]] | None = None,
+    regions: dict[str, Any] | None = None,
 ) -> None:
     largest = max(r["size"] for r in runs)
     big = [r for r in runs if r["size"] == largest]
@@ -267,7 +268,47 @@ def write_report(
             f" beside them, {median(row['q20_rps_alone']):,.0f} alone) —"
             f" {_verdict(row['ratio'] >= 0.95)}."
         )
+    if regions and "skipped" not in regions:
+        lines += regions_section(regions)
     path.write_text("\n".join(lines) + "\n")
+
+
+def regions_section(r: dict[str, Any]) -> list[str]:
+    """A node whose primary is far away, reading it or a local replica (bench/replica.py)."""
+    top = r["ceiling"]
+    lines = [
+        "",
+        "## A node far from its primary (`bench/replica.py`)",
+        "",
+        f"One server process, the realistic traffic with one sequential writer, on a"
+        f" {r['images']:,}-image PostgreSQL catalog whose primary is {r['rtt_ms']:.0f} ms away"
+        f" (a proxy holds every packet {r['rtt_ms'] / 2:.0f} ms each way), its standby local and"
+        f" synchronous (`synchronous_commit = remote_apply`). The second row adds"
+        f" `--read-database` (not a default: the first row is `serve` as shipped).",
+        "",
+        "| node | requests/s | of the ceiling | p50 ms | p99 ms | API CPU/request µs |"
+        " primary, replica CPU/request µs | writes/s | write p50 ms | write p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, label in (("far_primary", "reads the far primary"),
+                       ("local_replica", "reads the local replica")):  # fmt: skip
+        row = r[key]
+        load, writer = row["load"], row["writer"]
+        lines.append(
+            f"| {label} | {load.rps:,.0f} | {_share(load, top)} | {load.p50_ms:.1f} |"
+            f" {load.p99_ms:.1f} | {_cpu(load)} | {row['db_cpu_us']['primary']:.0f},"
+            f" {row['db_cpu_us']['replica']:.0f} | {writer['per_second']:.1f} |"
+            f" {writer['write_ms_p50']:.0f} | {writer['write_ms_p99']:.0f} |"
+        )
+    far, near = r["far_primary"]["load"], r["local_replica"]["load"]
+    lines += [
+        "",
+        f"Reading the local replica: {near.rps / far.rps:.0f} times the throughput and"
+        f" {far.p50_ms / near.p50_ms:.0f} times lower median latency than reading the far primary;"
+        f" a write pays its round trips to the primary either way (ceiling {top.rps:,.0f}"
+        f" requests/s before, {r['ceiling_after'].rps:,.0f} after).",
+    ]
+    return lines
 
 
 # The settings that `serve` has with no flags and that matter to these figures.
@@ -508,7 +549,7 @@ def render(results: Path, report: Path) -> None:
     f = loads(json.loads(results.read_text()))
     write_report(report, f["machine"], f["ceiling"], f["ceiling_q20_body"], f["floor"],
                  f["moto"], f["runs"], f["hostile"], f["kit"], f.get("publishing"),
-                 f["seconds"], f.get("feed"))  # fmt: skip
+                 f["seconds"], f.get("feed"), f.get("regions"))  # fmt: skip
 
 
 if __name__ == "__main__":  # re-render the report from the last run's figures, measuring nothing

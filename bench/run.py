@@ -485,10 +485,16 @@ def main() -> None:
                               capture_output=True, text=True, check=True).stdout  # fmt: skip
     feed = [json.loads(line) for line in measured.splitlines() if line.startswith("{")]
     print(f"feed: {feed}", file=sys.stderr)
+    regions = None
+    if "postgres" in STORES:  # a node far from its primary, with and without a local replica
+        measured = subprocess.run([PY, str(HERE / "replica.py")], capture_output=True, text=True,
+                                  check=True).stdout  # fmt: skip
+        regions = json.loads(measured)
+        print(f"regions: {regions}", file=sys.stderr)
     figures = {"machine": machine(), "seconds": time.monotonic() - started, "ceiling": top,
                "ceiling_q20_body": sized, "floor": least, "moto": peer, "runs": runs,
                "hostile": hostile, "kit": kit, "publishing": publishing,
-               "feed": feed}  # fmt: skip
+               "feed": feed, "regions": regions}  # fmt: skip
     (RESULTS / "results.json").write_text(json.dumps(figures, indent=1, default=vars))
     from report import render
 

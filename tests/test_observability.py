@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.asgi import AsgiClient, Credentials
 from tests.conftest import REQUEST_ID, assert_error, key_file, settings_for, sql
 from tests.test_lifecycle import add_instances
+from vmimages import __version__
 from vmimages.app import create_app
 from vmimages.testing import free_port
 
@@ -80,6 +81,16 @@ def test_metrics_count_what_was_sent(client: AsgiClient, test_db: str) -> None:
         - value(before, duration, action="DescribeImages")
         == 4
     )
+    # Durations resolve from 100 µs to 10 s: four bounds below 1 ms, so p50 and p90 of
+    # answers from memory fall in different buckets.
+    bounds = sorted({float(dict(labels)["le"]) for (name, labels) in after
+                     if name == "vmimages_request_duration_seconds_bucket"})  # fmt: skip
+    assert bounds[0] == 0.0001 and bounds[-2] == 10 and bounds[-1] == float("inf")
+    assert len([b for b in bounds if b < 0.001]) >= 4
+    # What runs: the version and the kind of database.
+    info = [dict(labels) for (name, labels) in after if name == "vmimages_build_info"]
+    assert info == [{"store": settings_for(test_db).store_kind, "version": __version__}]
+    assert value(after, "vmimages_build_info", **info[0]) == 1
 
     # The image counts are the database's, as of the scrape.
     counted = sql(test_db, "SELECT owner = 0, status, count(*) FROM images GROUP BY 1, 2")
@@ -131,6 +142,7 @@ def test_builds_in_progress_and_connections(test_db: str, creds: Credentials) ->
     settings = settings_for(test_db, image_build_seconds=0.5, metrics_count_seconds=0.05)
     client = AsgiClient(create_app(settings), creds)
     try:
+        before = scrape(client)
         created = client.call("CreateImage", {"instanceId": "ins-alice-fra", "imageName": "b1"})
         assert created.status == 200
         client.settle(0.2)
@@ -142,6 +154,9 @@ def test_builds_in_progress_and_connections(test_db: str, creds: Credentials) ->
     assert value(building, "vmimages_builds_in_progress") == 1
     assert value(building, "vmimages_images", type="CUSTOM_IMAGE", status="CREATING") == 1
     assert value(built, "vmimages_builds_in_progress") == 0
+    for result, count in (("available", 1), ("unavailable", 0)):  # the counter is the process's
+        name = "vmimages_builds_total"
+        assert value(built, name, result=result) - value(before, name, result=result) == count
     assert value(built, "vmimages_images", type="CUSTOM_IMAGE", status="AVAILABLE") == 1
     # Between requests no connection is taken (nor any transaction open).
     assert value(built, "vmimages_db_connections_in_use") == 0
@@ -208,6 +223,23 @@ def test_json_logs_and_metrics_of_two_workers(
         assert requests_of(samples, "DescribeImages", "OK", "seed") == 20
         assert requests_of(samples, "DescribeImages", "AUTHFAILURE_INVALID_AUTHORIZATION",
                            "seed") == 1  # fmt: skip
+
+    # Each worker's memory and CPU, by its process id (docs/deploy.md, "Metrics"), once both
+    # have started (a worker that is still starting has no figures yet).
+    def per_worker(name: str) -> dict[str, float]:
+        return {dict(labels)["worker"]: v for (found, labels), v in samples.items()
+                if found == name}  # fmt: skip
+
+    deadline = time.monotonic() + 10
+    while len(per_worker("process_resident_memory_bytes")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        samples = parse(get(server.url + "/metrics"))
+    memory, cpu = (
+        per_worker("process_resident_memory_bytes"),
+        per_worker("process_cpu_seconds_total"),
+    )
+    assert len(memory) == 2 and memory.keys() == cpu.keys(), memory
+    assert all(v > 10e6 for v in memory.values()) and all(v > 0 for v in cpu.values())
 
     # Each worker writes its lines in its own batches: wait for every request's line.
     awaited = [*ids, refused_headers["x-zc-request-id"]]

@@ -19,7 +19,18 @@ from typing import Any
 
 import orjson
 
-from vmimages import actions, admin, console, dev, errors, history, logs, metrics, protocol
+from vmimages import (
+    __version__,
+    actions,
+    admin,
+    console,
+    dev,
+    errors,
+    history,
+    logs,
+    metrics,
+    protocol,
+)
 from vmimages.auth import Authenticator, SignedHead
 from vmimages.builder import BuildWorker, TimedBuilder
 from vmimages.catalog import DomainError
@@ -132,6 +143,7 @@ class App:
                     await self.dev.open()
                 self.compacting = asyncio.create_task(self.compact_history())
                 if self.settings.metrics:
+                    metrics.BUILD_INFO.labels(__version__, self.settings.store_kind).set(1)
                     self.counting = asyncio.create_task(self.count_images())
                     if self.settings.metrics_port:
                         self.metrics_server = await asyncio.start_server(

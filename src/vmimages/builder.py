@@ -18,7 +18,7 @@ from typing import Protocol
 
 from vmimages import history
 from vmimages.catalog import BuildJob, StoreUnavailable
-from vmimages.metrics import BUILDS
+from vmimages.metrics import BUILDS, BUILT
 from vmimages.store import RequestStore
 
 log = logging.getLogger("vmimages.builder")
@@ -121,11 +121,13 @@ class BuildWorker:
         finally:
             renewing.cancel()
         try:
-            await self.store.finish_build(job.image_id, ok)
+            recorded = await self.store.finish_build(job.image_id, ok)
         except Exception:
             # The lease runs out and the build is tried again, by this worker or another.
             log.exception("recording the build of image %s failed", job.image_id)
             return
+        if recorded:  # (not when the image was deleted or another worker finished it first)
+            BUILT.labels("available" if ok else "unavailable").inc()
         log.info("image %s built: %s", job.image_id, "AVAILABLE" if ok else "UNAVAILABLE")
         self._wake.set()  # a slot is free
 

@@ -12,6 +12,7 @@ from typing import Any
 from vmimages.catalog import DEFAULT_IMAGE_QUOTA
 
 DEFAULT_DATABASE = "vmimages.db"
+POSTGRES_SCHEMES = ("postgres://", "postgresql://")  # a database URL with these is PostgreSQL
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,10 @@ class Settings:
     def database_shown(self) -> str:
         """The database as it may be printed or logged: a URL's password masked."""
         return masked_database(self.database)
+
+    @property
+    def store_kind(self) -> str:
+        return "postgres" if self.database.startswith(POSTGRES_SCHEMES) else "sqlite"
 
     @property
     def read_database_shown(self) -> str:

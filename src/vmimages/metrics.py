@@ -11,7 +11,8 @@ request can make a new time series.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -24,12 +25,17 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from vmimages.catalog import IMAGE_STATUSES, IMAGE_TYPES
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
 
+# From 100 µs (most answers come from memory in well under 1 ms) to 10 s (the request timeout).
+DURATION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                    0.1, 0.25, 0.5, 1, 2.5, 5, 10)  # fmt: skip
 REQUESTS = Counter(
     "vmimages_requests",
     "Requests answered, by action, answer code (OK for a success) and dialect.",
@@ -39,7 +45,7 @@ DURATION = Histogram(
     "vmimages_request_duration_seconds",
     "Time from a request's first byte handled to its answer made, by action.",
     ["action"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=DURATION_BUCKETS,
 )
 RATE_LIMITED = Counter(
     "vmimages_rate_limited_requests",
@@ -50,6 +56,17 @@ BUILDS = Gauge(
     "vmimages_builds_in_progress",
     "Custom images being built by this service's build workers.",
     multiprocess_mode="livesum",
+)
+BUILT = Counter(
+    "vmimages_builds",
+    "Custom-image builds recorded by this service's build workers, by outcome.",
+    ["result"],
+)
+BUILD_INFO = Gauge(
+    "vmimages_build_info",
+    "Always 1: the version that runs and the kind of database it stores in.",
+    ["version", "store"],
+    multiprocess_mode="max",
 )
 IMAGES = Gauge(
     "vmimages_images",
@@ -118,10 +135,57 @@ def record_images(counts: Iterable[tuple[str, str, int]]) -> None:
 
 
 def exposition() -> bytes:
-    """The Prometheus text of every figure: this process's, or with workers all of theirs."""
+    """The Prometheus text of every figure: this process's, or with workers all of theirs
+    (and each worker's memory and CPU, which prometheus-client's multiprocess mode leaves out)."""
     path = os.environ.get(MULTIPROCESS_DIR)
     if not path:
         return generate_latest(REGISTRY)
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path)  # type: ignore[no-untyped-call]
+    registry.register(Merged(path))
+    registry.register(Workers(path))
     return generate_latest(registry)
+
+
+class Merged(Collector):
+    """Every worker's figures added up, as prometheus-client's MultiProcessCollector does, but
+    for the file of a worker that is starting and has not sized it yet (reading it would fail
+    the whole scrape)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def collect(self) -> Iterable[Metric]:
+        files = [entry.path for entry in os.scandir(self.folder)
+                 if entry.name.endswith(".db") and entry.stat().st_size > 0]  # fmt: skip
+        merged: Iterable[Metric] = multiprocess.MultiProcessCollector.merge(files)  # type: ignore[no-untyped-call]
+        return merged
+
+
+class Workers(Collector):
+    """process_resident_memory_bytes and process_cpu_seconds_total of every live worker, with
+    its process id as the `worker` label (workers are found by the files they keep in the
+    multiprocess folder; /proc says which still run)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def collect(self) -> Iterator[Metric]:
+        memory = GaugeMetricFamily(
+            "process_resident_memory_bytes", "Resident memory of each server process, in bytes.",
+            labels=["worker"],
+        )  # fmt: skip
+        cpu = CounterMetricFamily(
+            "process_cpu_seconds", "CPU time of each server process (user and system), seconds.",
+            labels=["worker"],
+        )  # fmt: skip
+        page, ticks = os.sysconf("SC_PAGE_SIZE"), os.sysconf("SC_CLK_TCK")
+        pids = {name.rsplit("_", 1)[-1].removesuffix(".db") for name in os.listdir(self.folder)}
+        for pid in sorted(p for p in pids if p.isdigit()):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # a worker that has ended
+                continue
+            memory.add_metric([pid], int(stat[21]) * page)
+            cpu.add_metric([pid], (int(stat[11]) + int(stat[12])) / ticks)
+        yield memory
+        yield cpu

@@ -23,10 +23,10 @@ from vmimages.cli import (
     settings_from,
     with_store,
 )
-from vmimages.config import DEFAULT_DATABASE, Settings
+from vmimages.config import DEFAULT_DATABASE, POSTGRES_SCHEMES, Settings
 from vmimages.logs import LOG_FORMATS
 from vmimages.metrics import MULTIPROCESS_DIR
-from vmimages.store import POSTGRES_SCHEMES, OperatorStore
+from vmimages.store import OperatorStore
 
 log = logging.getLogger("vmimages")
 
@@ -166,8 +166,7 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
             f" on {settings.host}, unless --dev-allow-remote is given too"
         )
     if settings.read_database and not (
-        settings.database.startswith(POSTGRES_SCHEMES)
-        and settings.read_database.startswith(POSTGRES_SCHEMES)
+        settings.store_kind == "postgres" and settings.read_database.startswith(POSTGRES_SCHEMES)
     ):
         raise click.UsageError(
             "--read-database is a PostgreSQL hot standby of a PostgreSQL --database"

@@ -26,6 +26,7 @@ from vmimages.catalog import (
     Progress,
     Quota,
 )
+from vmimages.config import POSTGRES_SCHEMES
 from vmimages.devstate import DevState
 from vmimages.history import Cursor, FeedPage, Recorded
 
@@ -240,9 +241,6 @@ class OperatorStore(Protocol):
 
     async def compact_history(self, older_than: str) -> int:
         """Remove the changes recorded before `older_than` (UTC text); how many went."""
-
-
-POSTGRES_SCHEMES = ("postgres://", "postgresql://")
 
 
 def open_store(

@@ -36,6 +36,7 @@ UNAVAILABLE = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.QueryCanceledError,
+    asyncpg.exceptions.InternalClientError,  # a connection left mid-operation by a lost server
 )
 
 
@@ -144,7 +145,14 @@ class PostgresDatabase:
         with translated():
             async with self.pool.acquire(timeout=self.timeout) as conn:
                 with DB_CONNECTIONS.track_inprogress():
-                    yield PgConnection(conn)
+                    try:
+                        yield PgConnection(conn)
+                    except StoreUnavailable:
+                        # A connection that met a lost or stopping server may be left in the
+                        # middle of an operation: end it, so the pool never hands it out again
+                        # (keep_session does not look at it on release).
+                        conn.terminate()
+                        raise
 
     @asynccontextmanager
     async def transaction(self, write: bool = True) -> AsyncIterator[Connection]:
