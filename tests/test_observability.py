@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests import logschema
 from tests.asgi import AsgiClient, Credentials
 from tests.conftest import REQUEST_ID, assert_error, key_file, settings_for, sql
 from tests.test_lifecycle import add_instances
@@ -88,9 +89,8 @@ def test_metrics_count_what_was_sent(client: AsgiClient, test_db: str) -> None:
     assert bounds[0] == 0.0001 and bounds[-2] == 10 and bounds[-1] == float("inf")
     assert len([b for b in bounds if b < 0.001]) >= 4
     # What runs: the version and the kind of database.
-    info = [dict(labels) for (name, labels) in after if name == "vmimages_build_info"]
-    assert info == [{"store": settings_for(test_db).store_kind, "version": __version__}]
-    assert value(after, "vmimages_build_info", **info[0]) == 1
+    kind = settings_for(test_db).store_kind
+    assert value(after, "vmimages_build_info", store=kind, version=__version__) == 1
 
     # The image counts are the database's, as of the scrape.
     counted = sql(test_db, "SELECT owner = 0, status, count(*) FROM images GROUP BY 1, 2")
@@ -183,12 +183,6 @@ def test_no_metrics_turns_the_path_and_the_counting_off(test_db: str, creds: Cre
 
 # Over a socket: the server's own log lines, and two workers' figures summed. ---------------
 
-REQUEST_KEYS = {
-    "time", "level", "logger", "message", "requestId", "action", "dialect", "version",
-    "account", "status", "code", "duration_ms", "client", "sdkLang", "sdkVersion",
-    "requestClient",
-}  # fmt: skip
-
 
 def get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as response:
@@ -245,23 +239,26 @@ def test_json_logs_and_metrics_of_two_workers(
     awaited = [*ids, refused_headers["x-zc-request-id"]]
     text = server.log_when(lambda text: all(request_id in text for request_id in awaited))
     lines = [line for line in text.splitlines() if line]
-    parsed = [json.loads(line) for line in lines]  # every line is one JSON object
-    assert all(isinstance(p, dict) and {"time", "level", "logger", "message"} <= p.keys()
-               for p in parsed)  # fmt: skip
-    assert any(p["logger"].startswith("uvicorn") for p in parsed)  # uvicorn's lines too
-    requests = [p for p in parsed if p["logger"] == "vmimages.request"]
+    parsed = [logschema.check(line) for line in lines]  # every line, against the schema
+    assert any(p["log"]["logger"].startswith("uvicorn") for p in parsed)  # uvicorn's lines too
+    # The two workers' lines say which process wrote them, on which host.
+    assert len({p["process"]["pid"] for p in parsed}) >= 2
+    assert {p["host"]["hostname"] for p in parsed} == {socket.gethostname()}
+    requests = [p for p in parsed if p["log"]["logger"] == "vmimages.request"]
     # (Two processes write the one log: lines of consecutive requests may swap places.)
-    assert sorted(p["requestId"] for p in requests if p["status"] == 200) == sorted(ids)
-    first = next(p for p in requests if p["status"] == 200)
-    assert set(first) == REQUEST_KEYS
-    assert first["action"] == "DescribeImages" and first["dialect"] == "seed"
-    assert first["code"] == "OK" and isinstance(first["duration_ms"], float)
-    assert first["account"] is not None and first["client"].startswith("127.0.0.1:")
-    assert (first["sdkLang"], first["sdkVersion"], first["requestClient"]) == ("Go", "0.2.9",
-                                                                               "zeno")  # fmt: skip
-    (refused,) = [p for p in requests if p["status"] == 401]
-    assert (refused["status"], refused["code"], refused["account"]) == (
-        401, "AUTHFAILURE_INVALID_AUTHORIZATION", None)  # fmt: skip
+    answered = [p for p in requests if p["http"]["response"]["status_code"] == 200]
+    assert sorted(p["http"]["request"]["id"] for p in answered) == sorted(ids)
+    first = answered[0]
+    assert re.fullmatch(r"DescribeImages answered 200 OK in \d+\.\d\d ms", first["message"])
+    assert first["vmimages"]["action"] == "DescribeImages"
+    assert first["vmimages"]["dialect"] == "seed" and first["vmimages"]["code"] == "OK"
+    assert first["event"]["outcome"] == "success" and first["event"]["duration"] > 0
+    assert first["user"]["id"] is not None and first["client"]["address"] == "127.0.0.1"
+    assert first["vmimages"]["sdk"] == {"lang": "Go", "version": "0.2.9", "client": "zeno"}
+    (refused,) = [p for p in requests if p["http"]["response"]["status_code"] == 401]
+    assert refused["vmimages"]["code"] == "AUTHFAILURE_INVALID_AUTHORIZATION"
+    assert refused["user"]["id"] is None and refused["event"]["outcome"] == "failure"
+    assert refused["message"].startswith("DescribeImages refused 401 AUTHFAILURE_INVALID_")
     text = "\n".join(lines)
     for secret in [*creds.tokens.values(), *(password for _, password in creds.keys.values())]:
         assert secret not in text

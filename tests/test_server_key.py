@@ -5,7 +5,6 @@ corrupt key file or a missing database is one clear line; the key can be changed
 from __future__ import annotations
 
 import base64
-import json
 import os
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from zenlayercloud.common.excpetion.zenlayer_cloud_sdk_exception import Zenlayer
 from zenlayercloud.vm.v20260401 import models
 from zenlayercloud.vm.v20260401.vm_client import VmClient
 
+from tests import logschema
 from tests.asgi import Credentials
 from tests.conftest import ON_POSTGRES, POSTGRES_URL, add_accounts, key_file
 from tests.test_sdk import config
@@ -70,8 +70,8 @@ def test_with_json_logs_the_refusal_is_one_json_line(db_path: str) -> None:
                       VMIMAGES_LOG_FORMAT="json")  # fmt: skip
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     (line,) = [line for line in done.stderr.splitlines() if line.strip()]
-    refused = json.loads(line)
-    assert (refused["level"], refused["logger"]) == ("ERROR", "vmimages")
+    refused = logschema.check(line)
+    assert (refused["log.level"], refused["log"]["logger"]) == ("error", "vmimages")
     assert "VMIMAGES_SECRET_KEY" in refused["message"] and "does not open" in refused["message"]
     assert other not in done.stderr
 

@@ -22,6 +22,7 @@ from zenlayercloud.common.excpetion.zenlayer_cloud_sdk_exception import Zenlayer
 from zenlayercloud.vm.v20260401 import models
 from zenlayercloud.vm.v20260401.vm_client import VmClient
 
+from tests import logschema
 from tests.asgi import AsgiClient, Credentials
 from tests.conftest import REQUEST_ID, assert_error, settings_for
 from vmimages.app import create_app
@@ -351,7 +352,7 @@ def job_folder(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 def check_job(folder: Path, output: str) -> None:
     assert "1 passed" in output, output
     lines = (folder / "server.log").read_text().splitlines()
-    assert lines and all(json.loads(line) for line in lines)  # the JSON log, line by line
+    assert lines and all(logschema.check(line) for line in lines)  # the JSON log's schema
     assert any('"CreateImage"' in line for line in lines)
 
 

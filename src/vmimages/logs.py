@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import select
+import socket
 import stat
 import sys
 import time
@@ -33,6 +34,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from vmimages import __version__
 from vmimages.config import masked
 from vmimages.errors import SHOWN, shown
 
@@ -181,20 +183,31 @@ class LineHandler(logging.Handler):
             self.handleError(record)
 
 
+# The JSON lines' schema: field names of the Elastic Common Schema (docs/deploy.md, "Logs").
+ECS_VERSION = "8.11.0"
+SERVICE = {"name": "vmimages", "version": __version__}
+HOST = {"hostname": socket.gethostname()}
+
+
+def json_head(stamp: str, level: str, logger: str, message: str) -> dict[str, Any]:
+    """The fields every JSON line has, in the order they are written."""
+    return {"@timestamp": stamp, "log.level": level, "message": message,
+            "ecs.version": ECS_VERSION, "log": {"logger": logger}, "service": SERVICE,
+            "host": HOST, "process": {"pid": os.getpid()}}  # fmt: skip
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time (UTC, ISO 8601), level, logger, message, and an
-    exception's traceback as one string."""
+    """One JSON object per line (json_head), and for an exception `error` with its type,
+    message and traceback."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        line = json_head(f"{stamp}.{int(record.msecs):03d}Z", record.levelname.lower(),
+                         record.name, record.getMessage())  # fmt: skip
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            line["error"] = {"type": type(error).__name__, "message": str(error),
+                             "stack_trace": self.formatException(record.exc_info)}  # fmt: skip
         return orjson.dumps(line).decode()
 
 
@@ -246,6 +259,14 @@ DIALECTS = {None: "unknown", "": "seed"}  # any other version (a valid one) is p
 def dialect(version: str | None) -> str:
     """The dialect a version names (API.md §1): seed, published, or unknown (none valid)."""
     return DIALECTS.get(version, "published")
+
+
+def what_happened(action: str | None, status: int, code: str, seconds: float) -> str:
+    """A request line's message: `DescribeImages answered 200 OK in 0.49 ms`, or `refused` for
+    a 4xx, `failed` for a 5xx; the action as the request named it (bounded), if it did."""
+    verb = "answered" if status < 400 else "refused" if status < 500 else "failed"
+    subject = quoted(action) if action and not plain_word(action) else action or "A request"
+    return f"{subject} {verb} {status} {code} in {seconds * 1000:.2f} ms"
 
 
 # A client's value is written as it is when it is one plain word (printable ASCII but for
@@ -315,15 +336,27 @@ class RequestLog:
 
     def json_line(self, values: Values) -> str:
         now, seconds, request_id, action, version, account, status, code, client, *sdk = values
-        return orjson.dumps({
-            "time": self.stamp(now, True), "level": "INFO", "logger": REQUEST_LOGGER,
-            "message": "request", "requestId": request_id, "action": action,
-            "dialect": DIALECTS.get(version, "published"), "version": version or None,
-            "account": account, "status": status, "code": code,
-            "duration_ms": round(seconds * 1000, 3),
-            "client": None if client is None else f"{client[0]}:{client[1]}",
-            "sdkLang": sdk[0], "sdkVersion": sdk[1], "requestClient": sdk[2],
-        }).decode()  # fmt: skip
+        line = json_head(self.stamp(now, True), "info", REQUEST_LOGGER,
+                         what_happened(action, status, code, seconds))  # fmt: skip
+        line["event"] = {
+            "duration": int(seconds * 1e9),
+            "outcome": "success" if status < 400 else "failure",
+        }
+        line["http"] = {"request": {"id": request_id}, "response": {"status_code": status}}
+        line["user"] = {"id": None if account is None else str(account)}
+        line["client"] = (
+            {"address": None, "port": None}
+            if client is None
+            else {"address": client[0], "port": client[1]}
+        )
+        line["vmimages"] = {
+            "action": action,
+            "dialect": DIALECTS.get(version, "published"),
+            "api_version": version or None,
+            "code": code,
+            "sdk": {"lang": sdk[0], "version": sdk[1], "client": sdk[2]},
+        }
+        return orjson.dumps(line).decode()  # fmt: skip
 
     def text_line(self, values: Values) -> str:
         now, seconds, request_id, action, version, account, status, code, client, *sdk = values
