@@ -215,7 +215,7 @@ def test_set_quota_cli(cli) -> None:  # type: ignore[no-untyped-def]
     cli("accounts", "create", "dev")
     assert "quota of ops: 2" in cli("accounts", "set-quota", "ops", "2")
     listed = cli("accounts", "list").splitlines()
-    assert listed[0].split("\t") == ["ACCOUNT", "CREATED", "IMAGE QUOTA"]
+    assert listed[0].split("\t") == ["ACCOUNT", "CREATED", "IMAGE QUOTA", "STATUS"]
     assert [(row.split("\t")[0], row.split("\t")[2]) for row in listed[1:]] == [
         ("ops", "2"),
         ("dev", "default"),

@@ -398,7 +398,7 @@ def test_every_domain_error_has_its_answer() -> None:
         catalog.NotCustomImage("img-x"), catalog.InvalidImageStatus("img-x", "CREATING", "x"),
         catalog.InstanceNotFound("ins-x"), catalog.InstanceExists("ins-x"),
         catalog.StoreUnavailable("down"), catalog.WritesUnavailable("primary down"),
-        accounts.AccountNotFound("nobody"),
+        accounts.AccountNotFound("nobody"), accounts.AccountHasImages("alice", 2),
         accounts.AccountExists("alice"), accounts.CredentialNotFound("token", "zlt_x"),
         accounts.InvalidAccountName("-x"), history.CursorExpired(3, 7),
     ]  # fmt: skip

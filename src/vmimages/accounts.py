@@ -26,6 +26,11 @@ class Account:
     name: str
     created_at: str
     image_quota: int | None = None  # custom images per location; None: the server's default
+    disabled_at: str | None = None  # set: its credentials are refused until it is enabled
+
+    @property
+    def status(self) -> str:
+        return "ENABLED" if self.disabled_at is None else "DISABLED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +100,21 @@ class CredentialNotFound(DomainError):
         super().__init__(f"no {kind} {ident!r}")
         self.kind = kind
         self.ident = ident
+
+
+class AccountHasImages(DomainError):
+    """An account that owns custom images is deleted only with them (--with-images)."""
+
+    def __init__(self, name: str, count: int) -> None:
+        super().__init__(f"account {name!r} owns {count} custom images")
+        self.name, self.count = name, count
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedAccount:
+    """What deleting an account took with it."""
+
+    name: str
+    images: int
+    instances: int
+    credentials: int

@@ -150,6 +150,11 @@ DOMAIN_ERRORS: dict[type[catalog.DomainError], Callable[[Any], tuple[Code, str]]
         Code.OPERATION_FAILED_RESOURCE_NOT_FOUND,
         f"There is no account named `{e.name}`.",
     ),
+    accounts.AccountHasImages: lambda e: (
+        Code.INVALID_PARAMETER_VALUE,
+        f"The account `{e.name}` owns {e.count} custom images: delete them first, or delete"
+        " the account with its images.",
+    ),
     accounts.InvalidAccountName: lambda e: (
         Code.INVALID_PARAMETER_VALUE,
         f"The account name `{shown(e.name)}` must be 1 to 64 letters, digits, `.`, `_` or `-`,"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -53,14 +54,15 @@ def accounts_list(as_json: bool, **options: Any) -> None:
     found = with_store(settings_from(**options), lambda store: store.list_accounts())
     if as_json:
         click.echo(json.dumps([
-            {"account": a.name, "createdAt": a.created_at, "imageQuota": a.image_quota}
+            {"account": a.name, "createdAt": a.created_at, "imageQuota": a.image_quota,
+             "status": a.status}
             for a in found
         ]))  # fmt: skip
     else:
-        click.echo("ACCOUNT\tCREATED\tIMAGE QUOTA")
+        click.echo("ACCOUNT\tCREATED\tIMAGE QUOTA\tSTATUS")
         for account in found:
             quota = "default" if account.image_quota is None else account.image_quota
-            click.echo(f"{account.name}\t{account.created_at}\t{quota}")
+            click.echo(f"{account.name}\t{account.created_at}\t{quota}\t{account.status}")
 
 
 @accounts.command("set-quota")
@@ -73,6 +75,64 @@ def accounts_set_quota(name: str, max_count: int | None, **options: Any) -> None
     click.echo(
         f"quota of {name}: " + ("the server default" if max_count is None else str(max_count))
     )
+
+
+@accounts.command("disable")
+@click.argument("name")
+@database_option
+def accounts_disable(name: str, **options: Any) -> None:
+    """Refuse every credential of account NAME (401), on every node from its next request,
+    until `accounts enable NAME`. Its images, instances and credentials stay."""
+    with_store(settings_from(**options), lambda store: store.set_account_enabled(name, False))
+    click.echo(f"disabled account {name}: its access keys and tokens are refused")
+
+
+@accounts.command("enable")
+@click.argument("name")
+@database_option
+def accounts_enable(name: str, **options: Any) -> None:
+    """Accept the credentials of account NAME again (those not revoked)."""
+    with_store(settings_from(**options), lambda store: store.set_account_enabled(name, True))
+    click.echo(f"enabled account {name}")
+
+
+@accounts.command("delete")
+@click.argument("name")
+@click.option(
+    "--with-images", is_flag=True, help="Delete the account's custom images too (else refused)."
+)
+@click.option("--yes", is_flag=True, help="Do not ask; needed where no one can be asked.")
+@database_option
+@json_option
+def accounts_delete(name: str, with_images: bool, yes: bool, as_json: bool, **options: Any) -> None:
+    """Delete account NAME: its instances, its credentials (revoked) and, with --with-images,
+    its custom images (each deletion in the history). It cannot be undone: the name stays
+    taken by the deleted account and nothing comes back. Asks for the name to be typed again
+    unless --yes."""
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError(f"deleting account {name} cannot be undone: add --yes")
+        typed = click.prompt(f"Deleting account {name} cannot be undone. Type its name")
+        if typed != name:
+            raise click.ClickException("the name typed is not the account's: nothing deleted")
+    settings = settings_from(**options)
+    gone = with_store(settings, lambda store: store.delete_account(name, with_images=with_images))
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "account": gone.name,
+                    "images": gone.images,
+                    "instances": gone.instances,
+                    "credentials": gone.credentials,
+                }
+            )
+        )
+    else:
+        click.echo(
+            f"deleted account {gone.name}: {gone.images} custom images,"
+            f" {gone.instances} instances, {gone.credentials} credentials revoked"
+        )
 
 
 # Access keys and tokens ---------------------------------------------------------------------

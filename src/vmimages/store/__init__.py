@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from vmimages.accounts import Account, Credential
+from vmimages.accounts import Account, Credential, DeletedAccount
 from vmimages.catalog import (
     BuildJob,
     CatalogFile,
@@ -165,6 +165,13 @@ class OperatorStore(Protocol):
         is made only when no account exists yet, atomically; else None is returned."""
 
     async def list_accounts(self) -> list[Account]: ...
+
+    async def set_account_enabled(self, name: str, enabled: bool) -> Account:
+        """Enable or disable an account (a disabled one's credentials answer 401)."""
+
+    async def delete_account(self, name: str, *, with_images: bool = False) -> DeletedAccount:
+        """Delete an account, its instances and credentials, and (only when asked) its custom
+        images; AccountHasImages if it owns some and was not asked."""
 
     async def add_access_key(self, account: str, key_id: str, sealed: bytes) -> None:
         """AccountNotFound if there is no such account."""

@@ -8,16 +8,22 @@ from typing import Any
 from vmimages.accounts import (
     Account,
     AccountExists,
+    AccountHasImages,
     AccountNotFound,
     Credential,
     CredentialNotFound,
+    DeletedAccount,
 )
 from vmimages.catalog import now_text
 from vmimages.store.db import IntegrityError
-from vmimages.store.sql.base import CREDENTIALS_SCOPE, SqlBase
+from vmimages.store.sql.base import CREDENTIALS_SCOPE, SqlBase, differences, snapshots
+from vmimages.store.sql.lifecycle import owner_lock
 
 CREDENTIAL_TABLES = {"key": ("access_keys", "key_id"), "token": ("tokens", "token_id")}
 ACCOUNTS_LOCK = "vmimages-accounts"
+# An account (`a`) whose credentials count; an account (`a`) a name names (one not deleted).
+ACCOUNT_ENABLED = "a.disabled_at IS NULL AND a.deleted_at IS NULL"
+NAMED = "a.name = ? AND a.id > 0 AND a.deleted_at IS NULL"
 
 
 class SqlAccounts(SqlBase):
@@ -28,7 +34,9 @@ class SqlAccounts(SqlBase):
 
     async def access_key_row(self, key_id: str) -> tuple[int, bytes] | None:
         row = await self.db.fetchone(
-            "SELECT account_id, sealed FROM access_keys WHERE key_id = ? AND revoked_at IS NULL",
+            "SELECT c.account_id, c.sealed FROM access_keys c"
+            " JOIN accounts a ON a.id = c.account_id"
+            f" WHERE c.key_id = ? AND c.revoked_at IS NULL AND {ACCOUNT_ENABLED}",
             (key_id,),
         )
         return None if row is None else (int(row[0]), bytes(row[1]))
@@ -40,7 +48,8 @@ class SqlAccounts(SqlBase):
 
     async def token_row(self, token_hash: bytes) -> int | None:
         row = await self.db.fetchone(
-            "SELECT account_id FROM tokens WHERE token_hash = ? AND revoked_at IS NULL",
+            "SELECT c.account_id FROM tokens c JOIN accounts a ON a.id = c.account_id"
+            f" WHERE c.token_hash = ? AND c.revoked_at IS NULL AND {ACCOUNT_ENABLED}",
             (token_hash,),
         )
         return None if row is None else int(row[0])
@@ -62,16 +71,67 @@ class SqlAccounts(SqlBase):
         return Account(id=int(row[0]), name=name, created_at=created)
 
     async def list_accounts(self) -> list[Account]:
+        """The accounts not deleted, enabled or not."""
         rows = await self.db.fetchall(
-            "SELECT id, name, created_at, image_quota FROM accounts WHERE id > 0 ORDER BY id"
+            "SELECT id, name, created_at, image_quota, disabled_at FROM accounts"
+            " WHERE id > 0 AND deleted_at IS NULL ORDER BY id"
         )
         return [Account(*row) for row in rows]
 
     async def _account_id(self, name: str) -> int:
-        row = await self.db.fetchone("SELECT id FROM accounts WHERE name = ? AND id > 0", (name,))
+        row = await self.db.fetchone(f"SELECT id FROM accounts a WHERE {NAMED}", (name,))
         if row is None:
             raise AccountNotFound(name)
         return int(row[0])
+
+    async def set_account_enabled(self, name: str, enabled: bool) -> Account:
+        """Enable or disable an account: a disabled account's credentials are refused (401),
+        on every node from its next request; they work again once it is enabled."""
+        async with self.db.transaction() as tx:
+            await self.db.lock(tx, ACCOUNTS_LOCK)
+            changed = await tx.execute(
+                "UPDATE accounts SET disabled_at = "
+                + ("NULL" if enabled else "COALESCE(disabled_at, ?)")
+                + " WHERE name = ? AND id > 0 AND deleted_at IS NULL",
+                (name,) if enabled else (now_text(), name),
+            )
+            if not changed:
+                raise AccountNotFound(name)
+            await self.mark_changed(tx, CREDENTIALS_SCOPE)
+        (account,) = [a for a in await self.list_accounts() if a.name == name]
+        return account
+
+    async def delete_account(self, name: str, *, with_images: bool = False) -> DeletedAccount:
+        """Delete an account: its custom images (only with with_images, else AccountHasImages;
+        each deletion goes into the history), its instances, and its credentials (revoked).
+        The account's row stays, marked deleted: its name stays taken and its id is never
+        given to another account, whose history would then show this one's images."""
+        async with self.db.transaction() as tx:
+            await self.db.lock(tx, ACCOUNTS_LOCK)
+            row = await tx.fetchone(f"SELECT id FROM accounts a WHERE {NAMED}", (name,))
+            if row is None:
+                raise AccountNotFound(name)
+            owner = int(row[0])
+            await self.db.lock(tx, owner_lock(owner))
+            images = await snapshots(tx, "WHERE i.owner = ?", (owner,))
+            if images and not with_images:
+                raise AccountHasImages(name, len(images))
+            now = now_text()
+            await tx.execute("DELETE FROM images WHERE owner = ?", (owner,))
+            instances = await tx.execute("DELETE FROM instances WHERE account_id = ?", (owner,))
+            credentials = 0
+            for table, _ in CREDENTIAL_TABLES.values():
+                credentials += await tx.execute(
+                    f"UPDATE {table} SET revoked_at = ? WHERE account_id = ?"
+                    " AND revoked_at IS NULL",
+                    (now, owner),
+                )
+            await tx.execute("UPDATE accounts SET deleted_at = ? WHERE id = ?", (now, owner))
+            await self.record(tx, differences(images, {}))
+            if images:
+                await self.mark_changed(tx, owner)
+            await self.mark_changed(tx, CREDENTIALS_SCOPE)
+        return DeletedAccount(name, len(images), instances, credentials)
 
     async def add_access_key(self, account: str, key_id: str, sealed: bytes) -> None:
         await self._add_credential(

@@ -53,7 +53,9 @@ class SqlDevState(SqlLifecycle):
                 "UPDATE accounts SET image_quota = ? WHERE name = ?",
                 (account.image_quota, account.name),
             )
-        owners = {name: pk for pk, name in await tx.fetchall("SELECT id, name FROM accounts")}
+        owners = {name: pk for pk, name in await tx.fetchall(
+            "SELECT id, name FROM accounts WHERE deleted_at IS NULL"
+        )}  # fmt: skip
         places: dict[str, int] = {}
         for row in await tx.fetchall(f"SELECT {LOCATION_COLUMNS} FROM locations"):
             loc = row_to_location(row)
@@ -118,7 +120,8 @@ class SqlDevState(SqlLifecycle):
         """The accounts (with their quotas), instances and custom images, without the catalog."""
         async with self.db.transaction(write=False) as tx:
             accounts = await tx.fetchall(
-                "SELECT name, image_quota FROM accounts WHERE id > 0 ORDER BY id"
+                "SELECT name, image_quota FROM accounts WHERE id > 0 AND deleted_at IS NULL"
+                " ORDER BY id"
             )
             instances = await tx.fetchall(INSTANCE_SELECT + " ORDER BY n.instance_id")
             images = await tx.fetchall(

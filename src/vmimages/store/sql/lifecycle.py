@@ -79,7 +79,8 @@ class SqlLifecycle(SqlBase):
         try:
             async with self.db.transaction() as tx:
                 owner = await tx.fetchone(
-                    "SELECT id FROM accounts WHERE name = ? AND id > 0", (account,)
+                    "SELECT id FROM accounts WHERE name = ? AND id > 0 AND deleted_at IS NULL",
+                    (account,),
                 )
                 if owner is None:
                     raise AccountNotFound(account)
@@ -268,7 +269,8 @@ class SqlLifecycle(SqlBase):
     async def set_image_quota(self, account: str, quota: int | None) -> None:
         async with self.db.transaction() as tx:
             row = await tx.fetchone(
-                "UPDATE accounts SET image_quota = ? WHERE name = ? AND id > 0 RETURNING id",
+                "UPDATE accounts SET image_quota = ? WHERE name = ? AND id > 0"
+                " AND deleted_at IS NULL RETURNING id",
                 (quota, account),
             )
             if row is None:
