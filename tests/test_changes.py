@@ -297,7 +297,7 @@ def test_a_long_poll_is_answered_by_a_write_on_another_process(
         here, there = vmimages_server.endpoint, f"http://127.0.0.1:{port}"
         token = vmimages_server.token
         vmimages_server.add_instance("ins-wait", "FRA-A")
-        bob = vmimages_server.new_account("bob")
+        bob = vmimages_server.new_account("bob-long-poll")  # a name no other test seeds
         bob.add_instance("ins-bob", "FRA-A")
         cursor = None
         while True:  # read the catalog as it stands

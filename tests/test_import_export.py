@@ -79,10 +79,14 @@ def test_import_adds_and_updates_then_is_a_no_op(cli, tmp_path: Path) -> None:  
     cli("accounts", "list")  # makes the database with the default catalog
     doc = {"locations": [NEW_LOCATION], "images": [NEW_IMAGE]}
     out = cli("images", "import", str(write(tmp_path, doc)))
-    assert "locations 1 added, 0 updated; images 1 added, 0 updated; 0 unchanged" in out
+    assert (
+        "locations 1 added, 0 updated, 0 unchanged; images 1 added, 0 updated, 0 unchanged" in out
+    )
     snapshot = dump_db(cli.database)
     out = cli("images", "import", str(write(tmp_path, doc)))
-    assert "locations 0 added, 0 updated; images 0 added, 0 updated; 2 unchanged" in out
+    assert (
+        "locations 0 added, 0 updated, 1 unchanged; images 0 added, 0 updated, 1 unchanged" in out
+    )
     assert dump_db(cli.database) == snapshot
     # An update: a new status and name for an image of the default catalog, by zone or region.
     changed = copy.deepcopy(doc)
@@ -102,7 +106,7 @@ def test_export_import_round_trip_is_a_no_op(cli, tmp_path: Path) -> None:  # ty
         cli("images", "export", "--output", str(path))
         before = dump_db(cli.database)
         out = cli("images", "import", str(path))
-        assert " 0 added, 0 updated; images 0 added, 0 updated;" in out
+        assert "locations 0 added, 0 updated, 10 unchanged; images 0 added, 0 updated, 108" in out
         assert dump_db(cli.database) == before
         doc = yaml.safe_load(path.read_text()) if fmt == "yaml" else json.loads(path.read_text())
         assert len(doc["images"]) == 108 and len(doc["locations"]) == 10
@@ -236,8 +240,46 @@ def test_a_dry_run_reports_and_changes_nothing(cli, tmp_path: Path) -> None:  # 
     assert "would import" in out and "locations 1 added" in out and "images 1 added" in out
     assert "nothing was changed" in out
     assert dump_db(cli.database) == before
+    assert "+ location nl-amsterdam-1a  Amsterdam  (added)" in out
+    assert "+ image img-ams00001  Rocky Linux 9.3 64bit  (added)" in out
     out = cli("images", "import", "--dry-run", "--prune", str(write(tmp_path, doc)))
     assert "108 removed" in out  # every image of the default catalog, were it pruned
+    assert dump_db(cli.database) == before
+    # Which ones, by id and name, for a person and for a script; and what an update changes.
+    exported = json.loads(cli("images", "export"))
+    first, *rest = exported["images"]
+    renamed = {**first, "imageName": "renamed"}
+    path = write(tmp_path, {"locations": exported["locations"], "images": [renamed, *rest[:-1]]})
+    out = cli("images", "import", "--dry-run", "--prune", str(path))
+    assert f"~ image {first['imageId']}  renamed  (updated)" in out
+    assert f"- image {rest[-1]['imageId']}  {rest[-1]['imageName']}  (removed)" in out
+    report = json.loads(cli("images", "import", "--dry-run", "--prune", "--json", str(path)))
+    assert report == {
+        "dryRun": True,
+        "locations": {"added": [], "updated": [], "unchanged": len(exported["locations"])},
+        "images": {
+            "added": [],
+            "updated": [{"imageId": first["imageId"], "imageName": "renamed"}],
+            "removed": [{"imageId": rest[-1]["imageId"], "imageName": rest[-1]["imageName"]}],
+            "unchanged": len(rest) - 1,
+        },
+    }
+    assert dump_db(cli.database) == before
+
+
+def test_every_problem_of_a_file_is_reported_in_one_pass(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The file's own problems and those against the database come together: a location that
+    clashes with the catalog is reported beside an image with a bad field."""
+    cli("accounts", "list")
+    before = dump_db(cli.database)
+    clash = {**NEW_LOCATION, "zoneId": "FRA-A"}  # the zone of another region already
+    bad = {**NEW_IMAGE, "imageId": "img-bad00001", "osType": "beos"}
+    lost = {**NEW_IMAGE, "imageId": "img-lost0001", "location": "NOWHERE-A"}
+    path = write(tmp_path, {"locations": [clash], "images": [bad, lost]})
+    out = cli("images", "import", str(path), ok=False)
+    assert "`zoneId` 'FRA-A' is already the zone of region 'de-frankfurt-9a'" in out
+    assert "images[0] (img-bad00001): `osType` 'beos' is not one of" in out
+    assert "images[1] (img-lost0001): `location` 'NOWHERE-A' is in neither" in out
     assert dump_db(cli.database) == before
 
 
@@ -248,7 +290,7 @@ def test_prune_unpublishes_what_the_file_does_not_list(cli, tmp_path: Path) -> N
     kept = exported["images"][:5]
     smaller = write(tmp_path, {"locations": exported["locations"], "images": kept})
     out = cli("images", "import", "--prune", str(smaller))
-    assert "images 0 added, 0 updated, 103 removed" in out
+    assert "images 0 added, 0 updated, 103 removed, 5 unchanged" in out
     after = json.loads(cli("images", "export"))
     assert [i["imageId"] for i in after["images"]] == [i["imageId"] for i in kept]
     assert len(after["locations"]) == 10  # locations stay

@@ -103,7 +103,8 @@ def test_empty_database_when_asked(db_path: str) -> None:
 def test_importing_the_catalog_twice_changes_nothing(store: SqlStore, test_db: str) -> None:
     before = sql(test_db, "SELECT * FROM images ORDER BY image_id")
     report = run(store.import_catalog(parse_catalog(TEST_CATALOG)))
-    assert report.unchanged == len(TEST_CATALOG["images"]) + len(TEST_CATALOG["locations"])
+    assert report.images_unchanged == len(TEST_CATALOG["images"])
+    assert report.locations_unchanged == len(TEST_CATALOG["locations"])
     assert sql(test_db, "SELECT * FROM images ORDER BY image_id") == before
 
 

@@ -282,11 +282,28 @@ class CatalogFileError(ValueError):
         self.problems = problems
 
 
+Named = tuple[str, str]  # (id, name): a location's region id, or an image's id
+
+
+@dataclass(frozen=True, slots=True)
+class FileCheck:
+    """What checking a catalog file found before the database: its own problems, and where in
+    the file each entry that had none stands (the others are left out of the catalog)."""
+
+    problems: list[str]
+    location_at: list[int]
+    image_at: list[int]
+
+
 @dataclass(frozen=True, slots=True)
 class ImportReport:
-    locations_added: int
-    locations_updated: int
-    images_added: int
-    images_updated: int
-    unchanged: int
-    images_removed: int = 0  # public images not in the file, with prune
+    """What an import did, or with dry_run would do: what changes, by id and name; how much
+    stays as it was. Locations and images apart."""
+
+    locations_added: list[Named]
+    locations_updated: list[Named]
+    locations_unchanged: int
+    images_added: list[Named]
+    images_updated: list[Named]
+    images_unchanged: int
+    images_removed: list[Named] = field(default_factory=list)  # not in the file, with prune

@@ -12,6 +12,7 @@ import io
 import json
 import re
 import textwrap
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
@@ -23,6 +24,7 @@ from vmimages.catalog import (
     OS_TYPES,
     CatalogFile,
     CatalogFileError,
+    FileCheck,
     ImageEntry,
     ImportReport,
     Location,
@@ -83,79 +85,75 @@ class Checker:
 
 def parse_catalog(doc: Any) -> CatalogFile:
     """Check a parsed catalog document; CatalogFileError lists every problem found."""
+    catalog, checked = parse_catalog_partly(doc)
+    if checked.problems:
+        raise CatalogFileError(checked.problems)
+    return catalog
+
+
+def parse_catalog_partly(doc: Any) -> tuple[CatalogFile, FileCheck]:
+    """Check a parsed catalog document: the entries without a problem of their own, and every
+    problem found (so the rest can still be checked against the database, in the same pass)."""
     check = Checker()
+    location_at: list[int] = []
+    image_at: list[int] = []
     if not isinstance(doc, dict):
-        raise CatalogFileError(["the file must hold a JSON object with `locations` and `images`"])
+        problem = "the file must hold a JSON object with `locations` and `images`"
+        return CatalogFile(locations=[], images=[]), FileCheck([problem], [], [])
     unknown = sorted(set(doc) - {"locations", "images"})
     if unknown:
         check.problems.append(f"unknown top-level keys {unknown}")
     locations: list[Location] = []
     for i, entry in enumerate(entries(check, doc, "locations")):
         where = f"locations[{i}]"
-        locations.append(
-            Location(
-                id=0,
-                region_id=check.field(where, entry, "regionId", str, pattern=LOCATION_ID),
-                zone_id=check.field(where, entry, "zoneId", str, pattern=LOCATION_ID),
-                name=check.field(where, entry, "name", str, max_len=128),
-                support_security_group=check.field(
-                    where, entry, "supportSecurityGroup", bool, required=False, default=True
-                ),
-                support_network_type=check.field(
-                    where,
-                    entry,
-                    "supportNetworkType",
-                    str,
-                    choices=NETWORK_TYPES,
-                    required=False,
-                    default="VPC",
-                ),
-                support_ipv6=check.field(
-                    where, entry, "supportIpv6", bool, required=False, default=False
-                ),
-                support_cpu_pass_through=check.field(
-                    where, entry, "supportCpuPassThrough", bool, required=False, default=False
-                ),
-                network_line_type=check.field(
-                    where,
-                    entry,
-                    "networkLineType",
-                    str,
-                    choices=LINE_TYPES,
-                    required=False,
-                    default="BGP",
-                ),
-            )
+        known = len(check.problems)
+        optional = partial(check.field, where, entry, required=False)
+        location = Location(
+            id=0,
+            region_id=check.field(where, entry, "regionId", str, pattern=LOCATION_ID),
+            zone_id=check.field(where, entry, "zoneId", str, pattern=LOCATION_ID),
+            name=check.field(where, entry, "name", str, max_len=128),
+            support_security_group=optional("supportSecurityGroup", bool, default=True),
+            support_network_type=optional(
+                "supportNetworkType", str, choices=NETWORK_TYPES, default="VPC"
+            ),
+            support_ipv6=optional("supportIpv6", bool, default=False),
+            support_cpu_pass_through=optional("supportCpuPassThrough", bool, default=False),
+            network_line_type=optional("networkLineType", str, choices=LINE_TYPES, default="BGP"),
         )
+        if len(check.problems) == known:
+            locations.append(location)
+            location_at.append(i)
     images: list[ImageEntry] = []
     for i, entry in enumerate(entries(check, doc, "images")):
         where = f"images[{i}]"
         if isinstance(entry.get("imageId"), str):
             where += f" ({entry['imageId']})"
-        images.append(
-            ImageEntry(
-                image_id=check.field(where, entry, "imageId", str, pattern=IMAGE_ID),
-                name=check.field(where, entry, "imageName", str, max_len=128),
-                location=check.field(where, entry, "location", str, pattern=LOCATION_ID),
-                category=check.field(where, entry, "category", str, pattern=CATEGORY),
-                os_type=check.field(where, entry, "osType", str, choices=OS_TYPES),
-                version=check.field(where, entry, "imageVersion", str, max_len=32),
-                size_gb=check.field(where, entry, "imageSize", int),
-                status=check.field(where, entry, "imageStatus", str, choices=IMAGE_STATUSES),
-                description=check.field(
-                    where, entry, "imageDescription", str, max_len=255, required=False
-                ),
-                create_time=check.field(where, entry, "createTime", str, pattern=CREATE_TIME),
-            )
+        known = len(check.problems)
+        image = ImageEntry(
+            image_id=check.field(where, entry, "imageId", str, pattern=IMAGE_ID),
+            name=check.field(where, entry, "imageName", str, max_len=128),
+            location=check.field(where, entry, "location", str, pattern=LOCATION_ID),
+            category=check.field(where, entry, "category", str, pattern=CATEGORY),
+            os_type=check.field(where, entry, "osType", str, choices=OS_TYPES),
+            version=check.field(where, entry, "imageVersion", str, max_len=32),
+            size_gb=check.field(where, entry, "imageSize", int),
+            status=check.field(where, entry, "imageStatus", str, choices=IMAGE_STATUSES),
+            description=check.field(
+                where, entry, "imageDescription", str, max_len=255, required=False
+            ),
+            create_time=check.field(where, entry, "createTime", str, pattern=CREATE_TIME),
         )
         if isinstance(entry.get("imageSize"), int) and not 1 <= entry["imageSize"] <= 65536:
             check.problems.append(f"{where}: `imageSize` must be 1 to 65536 (GB)")
+        if len(check.problems) == known:
+            images.append(image)
+            image_at.append(i)
     check_unique(check, "locations", [loc.region_id for loc in locations], "regionId")
     check_unique(check, "locations", [loc.zone_id for loc in locations], "zoneId")
     check_unique(check, "images", [img.image_id for img in images], "imageId")
-    if check.problems:
-        raise CatalogFileError(check.problems)
-    return CatalogFile(locations=locations, images=images)
+    checked = FileCheck(check.problems, location_at, image_at)
+    return CatalogFile(locations=locations, images=images), checked
 
 
 def entries(check: Checker, doc: dict[str, Any], key: str) -> list[dict[str, Any]]:
@@ -210,6 +208,11 @@ class _CountingReader:
 def read_catalog_file(path: Path, progress: Progress | None = None) -> CatalogFile:
     """A catalog file, YAML if it is named .yaml or .yml, else JSON; `progress` is told the
     bytes read as they are parsed."""
+    return parse_catalog(read_document(path, progress))
+
+
+def read_document(path: Path, progress: Progress | None = None) -> Any:
+    """A catalog file's document, not yet checked (CatalogFileError if it cannot be read)."""
     report = progress or (lambda n: None)
     try:
         with path.open("rb") as file:
@@ -221,7 +224,7 @@ def read_catalog_file(path: Path, progress: Progress | None = None) -> CatalogFi
                 doc = json.loads(b"".join(iter(lambda: reader.read(READ_CHUNK), b"")))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
         raise CatalogFileError([f"{path}: {exc}"]) from exc
-    return parse_catalog(doc)
+    return doc
 
 
 def to_document(catalog: CatalogFile) -> dict[str, Any]:

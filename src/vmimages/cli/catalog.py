@@ -9,10 +9,12 @@ from typing import Any
 
 import click
 
+from vmimages.catalog import ImportReport, Named
 from vmimages.catalogfile import (
     CatalogFileError,
     is_yaml,
-    read_catalog_file,
+    parse_catalog_partly,
+    read_document,
     to_document,
     write_document,
 )
@@ -112,7 +114,9 @@ def images() -> None:
 
 @images.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--dry-run", is_flag=True, help="Say what would change; change nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="List what would be added, changed and removed; change nothing."
+)
 @click.option(
     "--prune",
     is_flag=True,
@@ -121,36 +125,77 @@ def images() -> None:
 )
 @database_option
 @quiet_option
-def images_import(file: Path, dry_run: bool, prune: bool, quiet: bool, **options: Any) -> None:
+@json_option
+def images_import(
+    file: Path, dry_run: bool, prune: bool, quiet: bool, as_json: bool, **options: Any
+) -> None:
     """Publish or update the locations and public images of FILE (.json, .yaml or .yml).
 
-    The whole file is checked first; any problem and nothing changes. Importing the same file
-    twice changes nothing the second time. Public images not in FILE are kept, unless --prune.
-    A large file shows its progress on stderr when that is a terminal.
+    The whole file is checked first, against itself and the database, and every problem is
+    reported at once; any problem and nothing changes. Importing the same file twice changes
+    nothing the second time. Public images not in FILE are kept, unless --prune. --dry-run
+    lists each location and image that would be added, changed or removed (--json: for
+    scripts). A large file shows its progress on stderr when that is a terminal.
     """
     size = file.stat().st_size
     try:
         with progress_bar(f"reading {file.name}", size, quiet, BAR_FROM_BYTES) as read:
-            catalog = read_catalog_file(file, read)
+            catalog, checked = parse_catalog_partly(read_document(file, read))
     except CatalogFileError as exc:
         raise not_imported(exc) from exc
-    with progress_bar("importing images", len(catalog.images), quiet) as imported:
+    with progress_bar("importing images", len(catalog.images), quiet or as_json) as imported:
         report = with_store(
             settings_from(**options),
             lambda store: store.import_catalog(
-                catalog, dry_run=dry_run, prune=prune, progress=imported
+                catalog, dry_run=dry_run, prune=prune, progress=imported, checked=checked
             ),
         )
+    document = report_document(report, dry_run, prune)
+    if as_json:
+        click.echo(json.dumps(document))
+        return
     if quiet:
         return
     click.echo(
         f"{'would import' if dry_run else 'imported'} {file}: locations"
-        f" {report.locations_added} added, {report.locations_updated} updated; images"
-        f" {report.images_added} added, {report.images_updated} updated"
-        + (f", {report.images_removed} removed" if prune else "")
-        + f"; {report.unchanged} unchanged"
+        f" {len(report.locations_added)} added, {len(report.locations_updated)} updated,"
+        f" {report.locations_unchanged} unchanged; images {len(report.images_added)} added,"
+        f" {len(report.images_updated)} updated"
+        + (f", {len(report.images_removed)} removed" if prune else "")
+        + f", {report.images_unchanged} unchanged"
         + ("; nothing was changed" if dry_run else "")
     )
+    if dry_run:
+        for kind, key, name in (("locations", "regionId", "name"),
+                                ("images", "imageId", "imageName")):  # fmt: skip
+            found = document[kind]
+            for what, mark in (("added", "+"), ("updated", "~"), ("removed", "-")):
+                for entry in found.get(what, []):
+                    click.echo(f"{mark} {kind[:-1]} {entry[key]}  {entry[name]}  ({what})")
+
+
+def report_document(report: ImportReport, dry_run: bool, prune: bool) -> dict[str, Any]:
+    """An import's report for --json: ids and names of what changes, counts of the rest."""
+
+    def listed(named: list[Named], key: str, name: str) -> list[dict[str, str]]:
+        return [{key: ident, name: label} for ident, label in named]
+
+    images: dict[str, Any] = {
+        "added": listed(report.images_added, "imageId", "imageName"),
+        "updated": listed(report.images_updated, "imageId", "imageName"),
+        "unchanged": report.images_unchanged,
+    }
+    if prune:
+        images["removed"] = listed(report.images_removed, "imageId", "imageName")
+    return {
+        "dryRun": dry_run,
+        "locations": {
+            "added": listed(report.locations_added, "regionId", "name"),
+            "updated": listed(report.locations_updated, "regionId", "name"),
+            "unchanged": report.locations_unchanged,
+        },
+        "images": images,
+    }
 
 
 @images.command("export")

@@ -17,6 +17,7 @@ from vmimages.accounts import Account, Credential, DeletedAccount
 from vmimages.catalog import (
     BuildJob,
     CatalogFile,
+    FileCheck,
     Image,
     ImagePage,
     ImageQuery,
@@ -151,6 +152,7 @@ class OperatorStore(Protocol):
         dry_run: bool = False,
         prune: bool = False,
         progress: Progress | None = None,
+        checked: FileCheck | None = None,
     ) -> ImportReport:
         """Publish or update locations and public images in one transaction, after checking the
         file against the database (CatalogFileError); idempotent. `prune` removes the public

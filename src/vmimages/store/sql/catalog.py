@@ -11,6 +11,7 @@ from vmimages.catalog import (
     PUBLIC_OWNER,
     CatalogFile,
     CatalogFileError,
+    FileCheck,
     Image,
     ImageEntry,
     ImagePage,
@@ -18,6 +19,7 @@ from vmimages.catalog import (
     ImportReport,
     Location,
     LocationNotFound,
+    Named,
     Progress,
 )
 from vmimages.store.db import Connection
@@ -44,27 +46,33 @@ class SqlCatalog(SqlBase):
         dry_run: bool = False,
         prune: bool = False,
         progress: Progress | None = None,
+        checked: FileCheck | None = None,
     ) -> ImportReport:
         """Publish or update locations and public images, all or nothing; checked against the
         database first (CatalogFileError lists every problem). Running it twice changes nothing.
         Public images not in the file are kept, or with `prune` removed from the catalog. With
         `dry_run` the report is made the same way and nothing is kept. `progress` is told how
-        many images each step wrote."""
+        many images each step wrote. `checked` is what checking the file found
+        (catalogfile.parse_catalog_partly): its problems are reported with the database's, in
+        one pass, and nothing changes."""
         try:
             async with self.db.transaction() as tx:
                 await self.db.lock(tx, CATALOG_LOCK)
                 before = await self._export(tx)
-                problems = await self._import_problems(tx, catalog, before)
-                if problems:
-                    raise CatalogFileError(problems)
+                found = [*(checked.problems if checked else []),
+                         *await self._import_problems(tx, catalog, before, checked)]  # fmt: skip
+                if found:
+                    raise CatalogFileError(found)
                 await write_catalog(tx, catalog, progress)
-                removed = 0
+                removed: list[Named] = []
                 if prune:
                     listed = {img.image_id for img in catalog.images}
-                    gone = [img.image_id for img in before.images if img.image_id not in listed]
+                    removed = [(img.image_id, img.name) for img in before.images
+                               if img.image_id not in listed]  # fmt: skip
+                    gone = [image_id for image_id, _ in removed]
                     for start in range(0, len(gone), 1000):  # bound the bound parameters
                         chunk = gone[start : start + 1000]
-                        removed += await tx.execute(
+                        await tx.execute(
                             "DELETE FROM images WHERE owner = 0 AND image_id IN"
                             f" ({', '.join('?' for _ in chunk)})",
                             chunk,
@@ -85,8 +93,11 @@ class SqlCatalog(SqlBase):
         return report
 
     async def _import_problems(
-        self, tx: Connection, catalog: CatalogFile, current: CatalogFile
+        self, tx: Connection, catalog: CatalogFile, current: CatalogFile, checked: FileCheck | None
     ) -> list[str]:
+        """The file's problems against the database, each named by its place in the file."""
+        location_at = checked.location_at if checked else range(len(catalog.locations))
+        image_at = checked.image_at if checked else range(len(catalog.images))
         problems = []
         zone_owner = {loc.zone_id: loc.region_id for loc in current.locations}
         refs = set(zone_owner) | set(zone_owner.values())
@@ -94,8 +105,8 @@ class SqlCatalog(SqlBase):
             owner = zone_owner.get(loc.zone_id)
             if owner is not None and owner != loc.region_id:
                 problems.append(
-                    f"locations[{i}]: `zoneId` {loc.zone_id!r} is already the zone of region"
-                    f" {owner!r}"
+                    f"locations[{location_at[i]}]: `zoneId` {loc.zone_id!r} is already the zone"
+                    f" of region {owner!r}"
                 )
             refs |= {loc.region_id, loc.zone_id}
         custom: set[str] = set()
@@ -107,7 +118,7 @@ class SqlCatalog(SqlBase):
             )
             custom = {row[0] for row in rows}
         for i, img in enumerate(catalog.images):
-            where = f"images[{i}] ({img.image_id})"
+            where = f"images[{image_at[i]}] ({img.image_id})"
             if img.location not in refs:
                 problems.append(
                     f"{where}: `location` {img.location!r} is in neither the file nor the catalog"
@@ -232,24 +243,26 @@ class DryRun(Exception):
 
 
 def import_report(
-    catalog: CatalogFile, before: CatalogFile, after: CatalogFile, removed: int
+    catalog: CatalogFile, before: CatalogFile, after: CatalogFile, removed: list[Named]
 ) -> ImportReport:
     """What an import did: the database's catalog before and after it, against the file."""
     old_locs = {loc.region_id: loc for loc in before.locations}
     old_imgs = {img.image_id: img for img in before.images}
     new_locs = {loc.region_id: loc for loc in after.locations}
     new_imgs = {img.image_id: img for img in after.images}
-    loc_ids = [loc.region_id for loc in catalog.locations]
-    img_ids = [img.image_id for img in catalog.images]
+    locs = [(loc.region_id, loc.name) for loc in catalog.locations]
+    imgs = [(img.image_id, img.name) for img in catalog.images]
     return ImportReport(
-        locations_added=sum(1 for r in loc_ids if r not in old_locs),
-        locations_updated=sum(1 for r in loc_ids if r in old_locs and old_locs[r] != new_locs[r]),
-        images_added=sum(1 for i in img_ids if i not in old_imgs),
-        images_updated=sum(1 for i in img_ids if i in old_imgs and old_imgs[i] != new_imgs[i]),
-        unchanged=sum(1 for r in loc_ids if old_locs.get(r) == new_locs[r])
-        + sum(1 for i in img_ids if old_imgs.get(i) == new_imgs[i]),
+        locations_added=[n for n in locs if n[0] not in old_locs],
+        locations_updated=[n for n in locs
+                           if n[0] in old_locs and old_locs[n[0]] != new_locs[n[0]]],
+        locations_unchanged=sum(1 for r, _ in locs if old_locs.get(r) == new_locs[r]),
+        images_added=[n for n in imgs if n[0] not in old_imgs],
+        images_updated=[n for n in imgs
+                        if n[0] in old_imgs and old_imgs[n[0]] != new_imgs[n[0]]],
+        images_unchanged=sum(1 for i, _ in imgs if old_imgs.get(i) == new_imgs[i]),
         images_removed=removed,
-    )
+    )  # fmt: skip
 
 
 def image_entry(row: tuple[Any, ...]) -> ImageEntry:
