@@ -117,6 +117,6 @@ def main() -> None:
 
 
 # The commands register themselves on `main` when their modules are imported.
-from vmimages.cli import accounts, catalog, certs, changes, serve  # noqa: E402
+from vmimages.cli import accounts, backup, catalog, certs, changes, serve  # noqa: E402
 
-__all__ = ["accounts", "catalog", "certs", "changes", "main", "serve"]
+__all__ = ["accounts", "backup", "catalog", "certs", "changes", "main", "serve"]

@@ -10,8 +10,8 @@ errors (vmimages.catalog); they never build wire answers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vmimages.accounts import Account, Credential, DeletedAccount
 from vmimages.catalog import (
@@ -167,6 +167,12 @@ class OperatorStore(Protocol):
         is made only when no account exists yet, atomically; else None is returned."""
 
     async def list_accounts(self) -> list[Account]: ...
+
+    def backup_lines(self) -> AsyncIterator[dict[str, Any] | list[Any]]:
+        """Every table's rows, read in one snapshot, as a backup file's lines (sql/backup.py)."""
+
+    async def restore_lines(self, lines: Iterable[Any]) -> dict[str, int]:
+        """Write a backup into this database, which must be empty; rows written by table."""
 
     async def set_account_enabled(self, name: str, enabled: bool) -> Account:
         """Enable or disable an account (a disabled one's credentials answer 401)."""
