@@ -10,8 +10,10 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -107,7 +109,7 @@ def api(server: Server, action: str, params: dict[str, Any], as_: str = "alice")
 
 def shown_ids(page: Page, table: str = "#images") -> list[str]:
     """The image ids a table's name buttons stand for (from their accessible names)."""
-    labels = page.page.locator(f"{table} tbody button").evaluate_all(
+    labels = page.page.locator(f"{table} tbody button.link").evaluate_all(
         "buttons => buttons.map(b => b.getAttribute('aria-label'))"
     )
     return [re.search(r"\((img-[^)]+)\)$", label).group(1) for label in labels]  # type: ignore[union-attr]
@@ -179,9 +181,9 @@ def test_create_watch_rename_and_delete_a_custom_image(served: Any, open_page: A
     page = open_page(server.url)
     page.sign_in(token)
     quota = {q["regionId"]: q for q in api(server, "DescribeImageQuota", {})["images"]}
-    fra_row = page.page.locator("#quota tbody tr", has_text="de-frankfurt-9a")
+    fra_row = page.page.locator("#quota tbody tr", has_text="FRA-A")  # zones, as the CLI says
     allowed = str(quota["de-frankfurt-9a"]["maxCount"])
-    assert fra_row.locator("td").all_text_contents() == ["de-frankfurt-9a", "0", allowed]
+    assert fra_row.locator("td").all_text_contents() == ["FRA-A", "0", allowed]
 
     page.page.get_by_label("Instance id").fill("ins-web-1")
     page.page.get_by_label("Image name").fill("web-golden")
@@ -209,7 +211,7 @@ def test_create_watch_rename_and_delete_a_custom_image(served: Any, open_page: A
     page.page.wait_for_function(
         "() => document.querySelector('#details-fields .status-AVAILABLE') !== null"
     )
-    assert page.page.locator("#custom tbody tr").all_text_contents()[0].startswith("web-golden")
+    assert "web-golden" in page.page.locator("#custom tbody tr").all_text_contents()[0]
 
     page.page.get_by_label("New name").fill("web-renamed")
     page.page.get_by_role("button", name="Rename").click()
@@ -335,8 +337,9 @@ CONTRAST = """() => {
       if (!c.endsWith(', 0)') && c !== 'transparent') return c; }
     return 'rgb(255, 255, 255)'; };
   const out = {};
-  for (const sel of ['body', 'h1', 'label', 'button', 'button.link', 'td.status-AVAILABLE',
-                     'td', '.muted', 'th']) {
+  for (const sel of ['body', 'h1', 'label', 'button', 'button.link', '.badge.status-AVAILABLE',
+                     '.badge.status-UNAVAILABLE', 'button.copy', 'button.sort', 'td', '.muted',
+                     'th', '.notice', 'button:disabled']) {
     const e = document.querySelector(sel); if (!e) continue;
     const a = lum(getComputedStyle(e).color), b = lum(bg(e));
     out[sel] = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
@@ -428,3 +431,140 @@ def test_another_site_in_the_browser_cannot_reach_the_dev_endpoints(
     status, _, _ = server.post(b"{}", {"Content-Type": "application/json"}, "/_vmimages/reset",
                                as_=None)  # fmt: skip
     assert status == 200
+
+
+def test_ids_copy_sort_and_the_view_in_the_address(served: Any, open_page: Any) -> None:
+    server, creds = served
+    page = open_page(server.url)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    page.sign_in(creds.tokens["alice"])
+    # After sign-in the focus is on the list.
+    assert page.page.evaluate("document.activeElement.id") == "images-title"
+    first = api(server, "DescribeImages", {"pageSize": 20})["images"][0]
+    row = page.page.locator("#images tbody tr").first
+    assert row.locator("td.id code").text_content() == first["imageId"]
+    assert f"{first['imageSize']} GB" in (row.text_content() or "")
+    assert row.locator(".badge").text_content() == first["imageStatus"]  # a badge, not colour
+    row.get_by_role("button", name=f"Copy image id {first['imageId']}").click()
+    playwright_api.expect(row.locator("button.copy")).to_have_text("Copied")
+    assert page.page.evaluate("navigator.clipboard.readText()") == first["imageId"]  # exactly
+    playwright_api.expect(page.page.locator("#notice")).to_contain_text(first["imageId"])
+
+    # Sorting by a column sorts every match, not the page shown; again, the other way.
+    page.page.get_by_label("Region").select_option("de-frankfurt-9a")
+    page.page.wait_for_function("() => location.search.includes('regionId=de-frankfurt-9a')")
+    matches = api(server, "DescribeImages", {"regionId": "de-frankfurt-9a", "pageSize": 1000})
+    by_name = sorted(matches["images"], key=lambda i: (i["imageName"].lower(), i["imageId"]))
+    page.page.get_by_role("button", name="Name").click()
+    page.page.wait_for_function("() => location.search.includes('sort=name.asc')")
+    assert shown_ids(page) == [i["imageId"] for i in by_name[:20]]
+    header = page.page.locator("#images th", has=page.page.get_by_role("button", name="Name"))
+    assert header.get_attribute("aria-sort") == "ascending"
+    page.page.get_by_role("button", name="Size").click()
+    page.page.wait_for_function("() => location.search.includes('sort=size.desc')")
+    by_size = sorted(matches["images"], key=lambda i: (-int(i["imageSize"]), i["imageId"]))
+    assert shown_ids(page) == [i["imageId"] for i in by_size[:20]]
+
+    # The view is in the address: a reload (or the link, shared) shows the same list.
+    page.page.get_by_label("Per page").select_option("10")
+    page.page.get_by_role("button", name="Next").click()
+    page.page.wait_for_function("() => location.search.includes('page=2')")
+    shown = shown_ids(page)
+    address = page.page.url
+    assert creds.tokens["alice"] not in address
+    page.page.reload()
+    page.page.wait_for_selector("#images tbody tr")
+    page.page.wait_for_function(
+        "() => document.querySelector('#page').textContent.startsWith('Page 2')"
+    )
+    assert page.page.url == address and shown_ids(page) == shown
+    assert page.page.get_by_label("Region").input_value() == "de-frankfurt-9a"
+
+    # Nothing matches: the list says so and offers to clear the filters.
+    page.page.get_by_label("Name contains").fill("no-such-image-anywhere")
+    page.page.get_by_role("button", name="Search").click()
+    page.page.get_by_text("No image matches these filters.").wait_for()
+    page.page.get_by_role("button", name="Clear the filters").click()
+    page.page.wait_for_function(
+        "n => document.querySelector('#total').textContent === n + ' images'",
+        arg=api(server, "DescribeImages", {})["totalCount"],
+    )
+
+
+def test_what_an_image_allows_errors_and_confirmations_where_the_user_is(
+    served: Any, open_page: Any
+) -> None:
+    server, creds = served
+    page = open_page(server.url)
+    page.api_errors_expected = True
+    page.sign_in(creds.tokens["alice"])
+    # A public image offers no rename and no delete.
+    public = api(server, "DescribeImages", {"imageType": "PUBLIC_IMAGE"})["images"][0]
+    page.page.get_by_role(
+        "button", name=f"Details of {public['imageName']} ({public['imageId']})"
+    ).click()
+    page.page.locator("#details").wait_for(state="visible")
+    assert page.page.locator("#rename-form").is_hidden()
+    assert page.page.locator("#delete").is_hidden()
+    assert "FRA-A" in page.text("#details-fields") or public["regionId"] != "de-frankfurt-9a"
+
+    # Name rules as the user types, the API's own: a bad name is marked and not sent.
+    name = page.page.get_by_label("Image name")
+    name.fill("no spaces!")
+    assert name.get_attribute("aria-invalid") == "true"
+    assert page.page.locator("#c-name-rule.bad").is_visible()
+    page.page.get_by_label("Instance id").fill("ins-web-1")
+    sent: list[str] = []
+    page.page.on("request", lambda r: sent.append(r.headers.get("x-zc-action", "")))
+    page.page.get_by_role("button", name="Create image").click()
+    assert "CreateImage" not in sent
+    name.fill("web-ok")
+    assert name.get_attribute("aria-invalid") == "false"
+
+    # An API error is shown in the part of the page the user acted in, with the focus.
+    page.page.get_by_label("Instance id").fill("ins-nothere")
+    page.page.get_by_role("button", name="Create image").click()
+    page.page.wait_for_selector("#error:not([hidden])")
+    assert page.page.evaluate("document.activeElement.id") == "error"
+    assert page.page.evaluate("document.querySelector('#custom-section #error') !== null")
+    in_view = page.page.evaluate(
+        "(() => { const r = document.querySelector('#error').getBoundingClientRect();"
+        " return r.top >= 0 && r.bottom <= innerHeight; })()"
+    )
+    assert in_view
+
+    # A change says what it did; a delete that cannot be made says why, beside the button.
+    page.page.get_by_label("Instance id").fill("ins-web-1")
+    page.page.get_by_role("button", name="Create image").click()
+    notice = page.page.locator("#notice")
+    playwright_api.expect(notice).to_contain_text("it is being built")
+    assert page.page.locator("#delete").is_disabled()
+    assert "cannot be deleted" in page.text("#delete-reason")
+    (mine,) = api(server, "DescribeImages", {"imageType": "CUSTOM_IMAGE"})["images"]
+    complete_build(server, mine["imageId"])
+    page.page.wait_for_function("() => !document.querySelector('#delete').disabled")
+    assert page.page.locator("#delete-reason").is_hidden()
+    page.page.get_by_label("New name").fill("web-new")
+    page.page.get_by_role("button", name="Rename").click()
+    playwright_api.expect(notice).to_have_text(f"Renamed {mine['imageId']} to web-new.")
+    page.page.get_by_role("button", name="Delete image").click()
+    page.page.locator("dialog#confirm").get_by_role("button", name="Delete").click()
+    playwright_api.expect(notice).to_have_text(f"Deleted {mine['imageId']} (web-new).")
+
+
+@pytest.mark.parametrize("width", [1400, 390])
+def test_screenshots(served: Any, open_page: Any, width: int) -> None:
+    """docs/console.md's pictures: written there when VMIMAGES_SCREENSHOTS=1, else to a
+    temporary file (the page is drawn either way)."""
+    server, creds = served
+    page = open_page(server.url, width=width)
+    page.sign_in(creds.tokens["alice"])
+    page.page.get_by_label("Region").select_option("de-frankfurt-9a")
+    page.page.wait_for_function("() => location.search.includes('regionId')")
+    target = (
+        Path(__file__).parent.parent / "docs" / f"console-{width}.png"
+        if os.environ.get("VMIMAGES_SCREENSHOTS")
+        else Path(tempfile.mkdtemp()) / "c.png"
+    )
+    page.page.screenshot(path=str(target), full_page=width < 1000)
+    assert target.stat().st_size > 10_000

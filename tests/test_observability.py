@@ -362,9 +362,14 @@ def test_metrics_on_a_port_of_their_own(
     server = server_factory(test_db, "--metrics-port", str(port), creds=creds)
     with pytest.raises(urllib.error.HTTPError, match="404"):
         get(server.url + "/metrics")  # no longer on the API's port
-    samples = parse(get(f"http://127.0.0.1:{port}/metrics"))
-    public = value(samples, "vmimages_images", type="PUBLIC_IMAGE", status="AVAILABLE")
     counted = "SELECT count(*) FROM images WHERE owner = 0 AND status = 'AVAILABLE'"
+    deadline = time.monotonic() + 10  # the first count is made in the background at start
+    while True:
+        samples = parse(get(f"http://127.0.0.1:{port}/metrics"))
+        public = value(samples, "vmimages_images", type="PUBLIC_IMAGE", status="AVAILABLE")
+        if public or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert public == sql(test_db, counted)[0][0] > 0
     with pytest.raises(urllib.error.HTTPError, match="404") as other:
         get(f"http://127.0.0.1:{port}/other")
