@@ -149,6 +149,10 @@ def test_builds_in_progress_and_connections(test_db: str, creds: Credentials) ->
         building = scrape(client)
         client.settle(0.8)
         built = scrape(client)
+        taken = []
+        for _ in range(20):
+            taken.append(value(scrape(client), "vmimages_db_connections_in_use"))
+            client.settle(0.013)
     finally:
         client.close()
     assert value(building, "vmimages_builds_in_progress") == 1
@@ -158,8 +162,9 @@ def test_builds_in_progress_and_connections(test_db: str, creds: Credentials) ->
         name = "vmimages_builds_total"
         assert value(built, name, result=result) - value(before, name, result=result) == count
     assert value(built, "vmimages_images", type="CUSTOM_IMAGE", status="AVAILABLE") == 1
-    # Between requests no connection is taken (nor any transaction open).
-    assert value(built, "vmimages_db_connections_in_use") == 0
+    # Between requests no connection is kept (nor any transaction open): the background work
+    # (the image counts every 0.05 s here, the build worker) takes one only while it runs.
+    assert 0 in taken, taken
 
 
 def test_no_metrics_turns_the_path_and_the_counting_off(test_db: str, creds: Credentials) -> None:
