@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from vmimages.testing import free_port
+
 DATABASE = "vmimages"
 
 
@@ -41,12 +43,6 @@ def missing() -> str | None:
     if os.geteuid() == 0 and shutil.which("runuser") is None:
         return "runs PostgreSQL as the postgres user, which needs runuser"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Cluster:

@@ -210,9 +210,8 @@ def test_a_sqlite_backup_restores_into_postgresql(tmp_path: Path) -> None:
         for table, _, _ in TABLES:
             if table not in ("change_counter", "changes"):
                 assert rows_of(target, table) == rows_of(source, table), table
-        assert creds.keys["alice"]  # and the sealed password opens on PostgreSQL too:
-        opened = run_sync(sealed_opens(target, creds.keys["alice"]))
-        assert opened
+        # And the sealed password opens there too, under the same key.
+        assert run_sync(sealed_opens(target, creds.keys["alice"]))
     finally:
         databases.drop_all()
 

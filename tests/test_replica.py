@@ -19,6 +19,7 @@ from zenlayercloud.common.excpetion.zenlayer_cloud_sdk_exception import Zenlayer
 
 from tests import pgpair
 from tests.conftest import Server, add_accounts
+from tests.test_observability import Samples, get, parse, value
 from tests.test_scaleout import admin_work, each_sees_the_others_writes
 from tests.test_sdk import SeedClient, config
 
@@ -64,12 +65,8 @@ def eventually(check: Callable[[], bool], what: str, timeout: float = 15.0) -> N
         time.sleep(0.05)
 
 
-def metric(server: Server, name: str) -> float:
-    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as resp:
-        for line in resp.read().decode().splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
+def metrics_of(server: Server) -> Samples:
+    return parse(get(server.url + "/metrics"))
 
 
 def custom_names(client: SeedClient) -> set[str]:
@@ -116,7 +113,9 @@ def test_nodes_reading_synchronous_replicas_see_every_write_at_once(
         assert reads_from(first) == reads_from(second) == "replica"
         each_sees_the_others_writes(first, second, sync_pair.primary.url(), creds)
         assert reads_from(first) == reads_from(second) == "replica"  # and never left it
-        assert metric(first, "vmimages_replica_fallbacks_total") == 0
+        fallbacks = [v for (name, _), v in metrics_of(first).items()
+                     if name == "vmimages_replica_fallbacks_total"]  # fmt: skip
+        assert sum(fallbacks) == 0
     finally:
         far.close()
 
@@ -140,7 +139,7 @@ def test_an_asynchronous_replica_is_read_within_the_lag_bound_only(
     status, ready = readyz(reader)
     assert status == 200 and ready["database"]["reads"] == "primary"
     assert "behind the primary" in ready["database"]["why"]
-    assert metric(reader, 'vmimages_replica_fallbacks_total{reason="lagging"}') == 1
+    assert value(metrics_of(reader), "vmimages_replica_fallbacks_total", reason="lagging") == 1
     said = "reading from the primary until the replica is fit again: the replica is"
     assert said in reader.log_when(lambda text: said in text)
 
@@ -165,7 +164,9 @@ def test_a_write_through_one_worker_is_read_through_every_other(
     creds = prepared(async_pair)
     reader, _ = node(server_factory, async_pair.primary.url(), creds, "--workers", "2",
                      "--read-database", async_pair.replica.url())  # fmt: skip
-    eventually(lambda: metric(reader, "vmimages_reading_replica") == 2, "both on the replica")
+    eventually(
+        lambda: value(metrics_of(reader), "vmimages_reading_replica") == 2, "both on the replica"
+    )
     async_pair.replay_paused(True)
     fresh = lambda: SeedClient(Credential(*creds.keys["alice"]), config(reader))  # noqa: E731
     assert create(fresh(), "mine").startswith("img-")
@@ -222,8 +223,8 @@ def test_a_replica_that_stops_or_is_promoted(server_factory: Any, async_pair: pg
     # No error but for the requests in flight at each of the two faults.
     assert len(answers) > 20 and set(answers) <= {"OK", "SERVICE_TEMPORARY_UNAVAILABLE"}
     assert answers.count("SERVICE_TEMPORARY_UNAVAILABLE") <= 2, answers
-    assert metric(reader, 'vmimages_replica_fallbacks_total{reason="unreachable"}') >= 1
-    assert metric(reader, 'vmimages_replica_fallbacks_total{reason="not_standby"}') == 1
+    assert value(metrics_of(reader), "vmimages_replica_fallbacks_total", reason="unreachable") >= 1
+    assert value(metrics_of(reader), "vmimages_replica_fallbacks_total", reason="not_standby") == 1
 
 
 def test_a_primary_that_stops(server_factory: Any, async_pair: pgpair.Pair) -> None:
@@ -242,6 +243,14 @@ def test_a_primary_that_stops(server_factory: Any, async_pair: pgpair.Pair) -> N
     refused = create(on_reader, "during")
     assert refused.startswith("SERVICE_TEMPORARY_UNAVAILABLE") and "no changes" in refused
     assert time.monotonic() - started < 2
+    # The same over the wire: 503, the error envelope, the request id in its header.
+    body = json.dumps({"instanceId": "ins-1", "imageName": "raw"}).encode()
+    status, headers, doc = reader.post(
+        body, {"Content-Type": "application/json", "X-TC-Action": "CreateImage"}, "/"
+    )
+    assert (status, doc["code"]) == (503, "SERVICE_TEMPORARY_UNAVAILABLE")
+    assert set(doc) == {"requestId", "code", "message"} and "no changes" in doc["message"]
+    assert headers["x-zc-request-id"] == doc["requestId"]
     said = "the primary database does not answer: writes answer 503"
     assert said in reader.log_when(lambda text: said in text)
 

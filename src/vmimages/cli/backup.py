@@ -12,7 +12,7 @@ from typing import IO, Any
 
 import click
 
-from vmimages.admin import ServerKeyError, key_source
+from vmimages.admin import key_source
 from vmimages.cli import (
     database_option,
     json_option,
@@ -99,11 +99,11 @@ def restore(file: Path, as_json: bool, **options: Any) -> None:
                 f" {recorded}; give that key (VMIMAGES_SECRET_KEY or --key-file)"
             ) from None
         if not vault.holds(recorded):
-            raise click.ClickException(str(ServerKeyError(
+            raise click.ClickException(
                 f"the server key in {key_source(settings)} (fingerprint"
                 f" {', '.join(vault.fingerprints)}) is not the one the backup's access-key"
                 f" passwords are sealed under ({recorded}): give that key"
-            )))  # fmt: skip
+            )
 
     def lines() -> Iterator[Any]:
         with opened(file, "r") as text:
