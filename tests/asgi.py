@@ -1,4 +1,7 @@
-"""A small in-process client: drives the real ASGI app (lifespan included) on one event loop.
+"""A small in-process client: drives the real ASGI app (lifespan included) on one event loop,
+which runs in a thread of its own the whole time, as a server's does: the app's background work
+(the build worker, counts, leases) goes on between calls and while a test works the database
+itself, so a transaction it began is never left half done (holding a row lock) by a paused loop.
 
 Not httpx's ASGITransport, although httpx is a test dependency: that transport never runs the
 app's lifespan (the store would not open nor the build worker start), never sends
@@ -11,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,25 +63,44 @@ class AsgiClient:
         self.app = app
         self.creds = creds or Credentials()
         self.loop = asyncio.new_event_loop()
-        self._lifespan_in: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._lifespan_out: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._lifespan_task = self.loop.create_task(
-            app({"type": "lifespan"}, self._lifespan_in.get, self._lifespan_out.put)
-        )
+        self._thread = threading.Thread(target=self.loop.run_forever, name="asgi-app", daemon=True)
+        self._thread.start()
+
+        async def start() -> tuple[Any, Any, asyncio.Task[None]]:
+            into: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+            out: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+            task = asyncio.create_task(app({"type": "lifespan"}, into.get, out.put))
+            return into, out, task
+
+        self._lifespan_in, self._lifespan_out, self._lifespan_task = self.run(start())
         self._lifespan("lifespan.startup")
 
+    def run(self, work: Coroutine[Any, Any, Any]) -> Any:
+        """Run a coroutine on the app's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result()
+
     def _lifespan(self, event: str) -> None:
-        self._lifespan_in.put_nowait({"type": event})
-        reply = self.loop.run_until_complete(self._lifespan_out.get())
+        async def step() -> dict[str, Any]:
+            self._lifespan_in.put_nowait({"type": event})
+            reply: dict[str, Any] = await self._lifespan_out.get()
+            return reply
+
+        reply = self.run(step())
         assert reply["type"] == event + ".complete", reply
 
     def settle(self, seconds: float = 0.05) -> None:
-        """Let the app's background work (the build worker) run for a while."""
-        self.loop.run_until_complete(asyncio.sleep(seconds))
+        """Give the app's background work (the build worker) a while."""
+        time.sleep(seconds)
 
     def close(self) -> None:
         self._lifespan("lifespan.shutdown")
-        self.loop.run_until_complete(self._lifespan_task)
+
+        async def ended() -> None:
+            await self._lifespan_task
+
+        self.run(ended())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
         self.loop.close()
 
     def request(
@@ -128,7 +152,7 @@ class AsgiClient:
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        self.loop.run_until_complete(self.app(scope, receive, send))
+        self.run(self.app(scope, receive, send))
         start, payload = sent
         return Response(
             status=start["status"],

@@ -424,7 +424,7 @@ def test_the_audit_trail_answers_who_deleted_an_image(
     runner = CliRunner()
     shown = runner.invoke(main, ["changes", "--image", made, "--database", test_db])
     assert shown.exit_code == 0, shown.output
-    created, failed, gone = shown.output.splitlines()
+    created, failed, gone = shown.stdout.splitlines()
     assert f"CREATED  {made} (alice, FRA-A) by account" in created
     assert "imageStatus 'CREATING' -> 'UNAVAILABLE' by unknown" in failed
     assert f"DELETED  {made} (alice, FRA-A) imageName 'doomed' by account" in gone
@@ -441,11 +441,11 @@ def test_the_audit_trail_answers_who_deleted_an_image(
     )
     assert imported.exit_code == 0, imported.output
     shown = runner.invoke(main, ["changes", "--since", str(last), "--json", "--database", test_db])
-    (entry,) = [json.loads(line) for line in shown.output.splitlines()]
+    (entry,) = [json.loads(line) for line in shown.stdout.splitlines()]
     assert entry["imageId"] == "img-op000001" and entry["owner"] == "public"
     assert entry["by"].startswith("vmimages images import (by ")
     alice = runner.invoke(main, ["changes", "--account", "alice", "--database", test_db])
-    assert alice.exit_code == 0 and len(alice.output.splitlines()) == 3
+    assert alice.exit_code == 0 and len(alice.stdout.splitlines()) == 3
     nobody = runner.invoke(main, ["changes", "--account", "nobody", "--database", test_db])
     assert nobody.exit_code == 1 and "nobody" in nobody.output
 

@@ -105,7 +105,7 @@ def test_metrics_answer_while_the_database_does_not(client: AsgiClient) -> None:
     """The image counts of the last scrape stay; everything else is this process's and fresh,
     and the outage itself shows as SERVICE_TEMPORARY_UNAVAILABLE answers."""
     before = scrape(client)
-    client.loop.run_until_complete(client.app.store.close())  # the database is gone
+    client.run(client.app.store.close())  # the database is gone
     assert_error(client.call("DescribeRegions", {}), 503, "SERVICE_TEMPORARY_UNAVAILABLE")
     after = scrape(client)
     assert requests_of(after, "DescribeRegions", "SERVICE_TEMPORARY_UNAVAILABLE", "seed") == (

@@ -19,7 +19,7 @@ def test_healthz_needs_no_credentials_and_no_database(client: AsgiClient) -> Non
     response = client.request("GET", "/healthz", body=b"")
     assert response.status == 200 and response.json() == {"status": "ok"}
     assert REQUEST_ID.fullmatch(response.headers["x-zc-request-id"])
-    client.loop.run_until_complete(client.app.store.close())  # the database is gone
+    client.run(client.app.store.close())  # the database is gone
     assert client.request("GET", "/healthz", body=b"").status == 200
     assert_error(client.request("GET", "/readyz", body=b""), 503,
                  "SERVICE_TEMPORARY_UNAVAILABLE", "does not answer")  # fmt: skip

@@ -352,7 +352,7 @@ def test_a_client_gone_before_its_body_gets_no_answer(client: AsgiClient) -> Non
              "headers": [(b"content-type", b"application/json"),
                          (b"x-zc-action", b"DescribeRegions"),
                          (b"authorization", f"Bearer {token}".encode())]}  # fmt: skip
-    client.loop.run_until_complete(client.app(scope, receive, send))
+    client.run(client.app(scope, receive, send))
     assert sent == []
     assert_ok(client.call("DescribeRegions"))  # and the app serves the next one
 

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -405,5 +406,12 @@ def test_the_documented_github_workflow_runs(tmp_path: Path) -> None:
         for session in sessions:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(session, signal.SIGTERM)
+        for session in sessions:  # gone, its log written out (lines are written in batches)
+            for _ in range(200):
+                try:
+                    os.killpg(session, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
     check_job(folder, output)
     assert "VMIMAGES_TOKEN=zlt_" in github_env.read_text()
