@@ -47,6 +47,8 @@ def _label(row: dict[str, Any]) -> str:
         return "reads only, a look at the change log for every request (`bench/ablate.py`)"
     if row["ablate"] == "write-at-once":
         return "reads only, each answer written at once (`bench/ablate.py`)"
+    if row["ablate"] == "two-writes":
+        return "reads only, head and body written apart, as uvicorn does (`bench/ablate.py`)"
     if row["ablate"] == "no-metrics":
         return "reads only, `--no-metrics` (no counting for `/metrics`)"
     if row["ablate"] == "no-access-log":

@@ -348,7 +348,11 @@ def mixed_runs(store: str, database: str, key_file: str, workload: str) -> list[
     info = json.loads(Path(workload).read_text())
     cases: list[tuple[int, bool, str]] = [(1, False, ""), (1, True, "")]
     if store == "sqlite":
-        cases += [(1, False, "look-per-request"), (1, False, "write-at-once")]
+        cases += [
+            (1, False, "look-per-request"),
+            (1, False, "write-at-once"),
+            (1, False, "two-writes"),
+        ]
         cases += [(1, False, "no-metrics"), (1, False, "no-access-log")]
     else:
         cases.append((2, True, ""))

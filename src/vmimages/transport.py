@@ -9,6 +9,9 @@ full) nor the time a client may take to send a request. This protocol adds, per 
   past `receive_timeout` seconds, 408 and the connection closes;
 - the server's open connections: at most `max_connections`; one more is answered 503 and closed.
 
+It also sends what one turn of the event loop writes on a connection in one write (OneWrite):
+uvicorn writes an answer's head and its body apart, two system calls and two TCP segments.
+
 Each answer is the API's JSON error envelope, as is the answer to bytes that are not HTTP.
 """
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.sslproto
 import ssl
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -78,6 +81,45 @@ def refusal(error: ApiError) -> bytes:
         "connection: close\r\n\r\n"
     )
     return head.encode("latin-1") + body
+
+
+# bench/ablate.py turns this off to measure what it saves (docs/decisions.md, "One write
+# per answer").
+ONE_WRITE_PER_TURN = True
+
+
+class OneWrite:
+    """A connection's transport as uvicorn sees it, but what is written in one turn of the event
+    loop goes out together at the end of the turn: an answer's head and body in one send().
+    Ending the sending or closing sends what is held first; aborting drops it. The rest is the
+    transport's own."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._held:
+            self._loop.call_soon(self.flush)
+        self._held.append(data)
+
+    def flush(self) -> None:
+        if self._held:
+            data, self._held = b"".join(self._held), []
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class Refused(Exception):
@@ -143,6 +185,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _connected(self, transport: asyncio.Transport) -> None:
         self._http = True
+        if ONE_WRITE_PER_TURN:
+            transport = cast(asyncio.Transport, OneWrite(transport, self.loop))
         super().connection_made(transport)
         if len(self.connections) > Limits.max_connections:
             self._refuse(

@@ -1,0 +1,85 @@
+"""One write per turn of the event loop (transport.OneWrite): what uvicorn writes apart goes out
+together, in order, and nothing is lost or sent after the connection ends."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from vmimages.transport import OneWrite
+
+
+class Recorder:
+    """A transport that records what reaches it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes]] = []
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closing, "written after the end"
+        self.calls.append(("write", data))
+
+    def write_eof(self) -> None:
+        self.calls.append(("eof", b""))
+
+    def close(self) -> None:
+        self.closing = True
+        self.calls.append(("close", b""))
+
+    def abort(self) -> None:
+        self.closing = True
+        self.calls.append(("abort", b""))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_extra_info(self, name: str) -> Any:
+        return ("127.0.0.1", 1) if name == "peername" else None
+
+
+def turns(work: Any) -> list[tuple[str, bytes]]:
+    """Run `work(one_write)` in one turn, then let the loop turn again; what the transport got."""
+
+    async def run() -> list[tuple[str, bytes]]:
+        raw = Recorder()
+        work(OneWrite(raw, asyncio.get_running_loop()))  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return raw.calls
+
+    return asyncio.run(run())
+
+
+def test_a_head_and_body_written_in_one_turn_leave_in_one_write() -> None:
+    def answer(out: OneWrite) -> None:
+        out.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        out.write(b"{}")
+        out.write(b"HTTP/1.1 200 OK\r\n\r\n[]")  # a pipelined request's answer, same turn
+
+    assert turns(answer) == [("write", b"HTTP/1.1 200 OK\r\n\r\n{}HTTP/1.1 200 OK\r\n\r\n[]")]
+
+
+def test_what_is_held_goes_out_before_the_end_of_sending_or_the_close() -> None:
+    def refuse(out: OneWrite) -> None:
+        out.write(b"refusal")
+        out.write_eof()
+        out.close()
+
+    assert turns(refuse) == [("write", b"refusal"), ("eof", b""), ("close", b"")]
+
+
+def test_an_aborted_connection_is_sent_nothing_more() -> None:
+    def drop(out: OneWrite) -> None:
+        out.write(b"half an answer")
+        out.abort()
+
+    assert turns(drop) == [("abort", b"")]
+
+
+def test_the_rest_is_the_transports_own() -> None:
+    def ask(out: OneWrite) -> None:
+        assert out.get_extra_info("peername") == ("127.0.0.1", 1)
+        assert out.is_closing() is False
+
+    assert turns(ask) == []
