@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, ClassVar, TextIO
 
 import orjson
 
@@ -64,10 +64,10 @@ class LineWriter:
     once the reader catches up. Without a loop (start-up, the CLI), a line is written at once.
     `detach` writes what is left (for at most CLOSE_WITHIN seconds): no line is lost at exit."""
 
-    TICK = 0.05
-    PIPE_BUF = 4096
-    BATCH = 64 * 1024  # bytes a write to a file may hold
-    CLOSE_WITHIN = 5.0
+    TICK: ClassVar[float] = 0.05
+    PIPE_BUF: ClassVar[int] = 4096
+    BATCH: ClassVar[int] = 64 * 1024  # bytes a write to a file may hold
+    CLOSE_WITHIN: ClassVar[float] = 5.0
 
     def __init__(self, stream: TextIO | None = None, max_pending: int = 100_000) -> None:
         self.stream = stream  # None: sys.stderr as it is when lines are written
