@@ -356,7 +356,7 @@ class RequestLog:
             "code": code,
             "sdk": {"lang": sdk[0], "version": sdk[1], "client": sdk[2]},
         }
-        return orjson.dumps(line).decode()  # fmt: skip
+        return orjson.dumps(line).decode()
 
     def text_line(self, values: Values) -> str:
         now, seconds, request_id, action, version, account, status, code, client, *sdk = values

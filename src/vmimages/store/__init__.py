@@ -174,7 +174,7 @@ class OperatorStore(Protocol):
     async def restore_lines(self, lines: Iterable[Any]) -> dict[str, int]:
         """Write a backup into this database, which must be empty; rows written by table."""
 
-    async def set_account_enabled(self, name: str, enabled: bool) -> Account:
+    async def set_account_enabled(self, name: str, enabled: bool) -> None:
         """Enable or disable an account (a disabled one's credentials answer 401)."""
 
     async def delete_account(self, name: str, *, with_images: bool = False) -> DeletedAccount:

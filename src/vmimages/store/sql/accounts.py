@@ -84,7 +84,7 @@ class SqlAccounts(SqlBase):
             raise AccountNotFound(name)
         return int(row[0])
 
-    async def set_account_enabled(self, name: str, enabled: bool) -> Account:
+    async def set_account_enabled(self, name: str, enabled: bool) -> None:
         """Enable or disable an account: a disabled account's credentials are refused (401),
         on every node from its next request; they work again once it is enabled."""
         async with self.db.transaction() as tx:
@@ -98,8 +98,6 @@ class SqlAccounts(SqlBase):
             if not changed:
                 raise AccountNotFound(name)
             await self.mark_changed(tx, CREDENTIALS_SCOPE)
-        (account,) = [a for a in await self.list_accounts() if a.name == name]
-        return account
 
     async def delete_account(self, name: str, *, with_images: bool = False) -> DeletedAccount:
         """Delete an account: its custom images (only with with_images, else AccountHasImages;

@@ -145,19 +145,26 @@ class SqlBackup(SqlBase):
                         f"{self.db.shown} is not empty ({table} has {found[0]} rows): restore"
                         " into a new database"
                     )
-            table, batch = "", []
+            table = ""
+            batch: list[list[Any]] = []
             header_columns: list[str] = []
             columns: list[str] = []
             complete = False
+
+            async def flush() -> None:  # the rows read of the current table so far
+                nonlocal batch
+                if batch:
+                    await self._write_rows(tx, table, header_columns, batch)
+                    written[table] = written.get(table, 0) + len(batch)
+                    batch = []
+
             for line in lines:
                 if isinstance(line, list):
                     if not table:
                         raise BackupProblem("the backup has a row outside any table")
                     batch.append([from_file(v, k) for v, k in zip(line, columns, strict=True)])
                     if len(batch) >= PAGE:
-                        await self._write_rows(tx, table, header_columns, batch)
-                        written[table] = written.get(table, 0) + len(batch)
-                        batch = []
+                        await flush()
                 elif "table" in line:
                     if line["table"] not in known:
                         raise BackupProblem(
@@ -169,10 +176,7 @@ class SqlBackup(SqlBase):
                         raise BackupProblem(f"{table} has columns unknown here: {sorted(unknown)}")
                     columns = [kind_of(known[table][c]) for c in header_columns]
                 elif "end" in line:
-                    if batch:
-                        await self._write_rows(tx, table, header_columns, batch)
-                        written[table] = written.get(table, 0) + len(batch)
-                        batch = []
+                    await flush()
                     if written.get(table, 0) != line["rows"]:
                         raise BackupProblem(f"{table}: {line['rows']} rows said, not as many read")
                     table = ""
