@@ -12,7 +12,7 @@ from zenlayercloud.common.credential import Credential, TokenCredential
 from zenlayercloud.common.excpetion.zenlayer_cloud_sdk_exception import ZenlayerCloudSdkException
 from zenlayercloud.vm.v20260401.vm_client import VmClient
 
-from tests.conftest import add_accounts, key_file, sql
+from tests.conftest import add_accounts, assert_error, key_file, sql
 from tests.test_scaleout import admin_work, zones
 from tests.test_sdk import SeedClient, config
 from vmimages.cli import main
@@ -55,6 +55,10 @@ def test_disable_enable_and_delete_count_on_every_server_at_once(
     assert "disabled account alice" in operator(db_path, "accounts", "disable", "alice")
     assert all(refused(client) for client in clients("alice"))
     assert not any(refused(client) for client in clients("bob"))
+    for server in servers:  # over the wire: 401 and the error envelope
+        answered = server.answer(b"{}", {"Content-Type": "application/json",
+                                         "X-ZC-Action": "DescribeZones"})  # fmt: skip
+        assert_error(answered, 401, "AUTHFAILURE_INVALID_AUTHORIZATION")
     listed = {a["account"]: a["status"] for a in json.loads(
         operator(db_path, "accounts", "list", "--json"))}  # fmt: skip
     assert listed == {"alice": "DISABLED", "bob": "ENABLED"}
