@@ -183,7 +183,7 @@ def test_create_watch_rename_and_delete_a_custom_image(served: Any, open_page: A
     quota = {q["regionId"]: q for q in api(server, "DescribeImageQuota", {})["images"]}
     fra_row = page.page.locator("#quota tbody tr", has_text="FRA-A")  # zones, as the CLI says
     allowed = str(quota["de-frankfurt-9a"]["maxCount"])
-    assert fra_row.locator("td").all_text_contents() == ["FRA-A", "0", allowed]
+    playwright_api.expect(fra_row.locator("td")).to_have_text(["FRA-A", "0", allowed])
 
     page.page.get_by_label("Instance id").fill("ins-web-1")
     page.page.get_by_label("Image name").fill("web-golden")
@@ -211,7 +211,7 @@ def test_create_watch_rename_and_delete_a_custom_image(served: Any, open_page: A
     page.page.wait_for_function(
         "() => document.querySelector('#details-fields .status-AVAILABLE') !== null"
     )
-    assert "web-golden" in page.page.locator("#custom tbody tr").all_text_contents()[0]
+    playwright_api.expect(page.page.locator("#custom tbody tr").first).to_contain_text("web-golden")
 
     page.page.get_by_label("New name").fill("web-renamed")
     page.page.get_by_role("button", name="Rename").click()
@@ -438,7 +438,9 @@ def test_ids_copy_sort_and_the_view_in_the_address(served: Any, open_page: Any) 
     page = open_page(server.url)
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
     page.sign_in(creds.tokens["alice"])
-    # After sign-in the focus is on the list.
+    # After sign-in the focus is on the list (set once the first list is made, just after its
+    # rows are drawn: waited for, up to the page's timeout).
+    page.page.wait_for_function("document.activeElement.id === 'images-title'")
     assert page.page.evaluate("document.activeElement.id") == "images-title"
     first = api(server, "DescribeImages", {"pageSize": 20})["images"][0]
     row = page.page.locator("#images tbody tr").first
