@@ -4,12 +4,15 @@
   another (the client waits on process A; a rename is made through process B): p50, p99, max
   over `--writes` writes, each made at a random moment of the wait;
 - what `--waiters` clients waiting on one process cost the other requests it serves: q20
-  (bench/run.py's query) through wrk, alone and beside the waiting clients, in 5 turns each.
-  The ratio is of the server's CPU per q20 request (alone over beside): on this shared machine
-  throughput moves by a tenth from one 10 s run to the next, CPU per request much less, and a
-  CPU-bound process's throughput is the inverse of it. The throughputs are printed too.
+  (bench/run.py's query) through wrk, alone and beside the waiting clients, in `--turns` turns each (7)
+  (which goes first alternates, so a drift of the machine falls on both alike). The ratio is of
+  the server's CPU per q20 request (alone over beside): on this shared machine throughput moves
+  by a tenth from one 10 s run to the next, CPU per request much less, and a CPU-bound
+  process's throughput is the inverse of it. The throughputs are printed too;
+- what the waiting clients cost the process with nothing else to do: its CPU (ms a second)
+  over 10 s with none waiting, then over 10 s while they wait.
 
-    python bench/feed.py [--stores sqlite,postgres] [--writes 100] [--waiters 1000]
+    python bench/feed.py [--stores sqlite,postgres] [--writes 100] [--waiters 1000] [--turns 7]
 
 Prints JSON, one object per store. Both processes run `serve`'s defaults.
 """
@@ -29,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import PY, Q20, RESULTS, postgres_schema, serve, stop, wrk
+from run import PY, Q20, RESULTS, cpu_seconds, postgres_schema, serve, stop, wrk
 from wrk_script import signed_script
 
 
@@ -131,12 +134,29 @@ def with_waiters(port: int, token: str, count: int, script: str, pid: int) -> An
     return result[0]
 
 
+def idle_cpu(port: int, token: str, count: int, pid: int, seconds: float = 10) -> float:
+    """The server's CPU in ms a second over `seconds` with `count` clients waiting on it."""
+
+    async def measure() -> float:
+        stop_at = asyncio.Event()
+        holding = asyncio.ensure_future(hold_waiters(port, token, count, stop_at))
+        await asyncio.sleep(2)  # all of them waiting
+        before = sum(cpu_seconds(pid))
+        await asyncio.sleep(seconds)
+        used = sum(cpu_seconds(pid)) - before
+        stop_at.set()
+        await holding
+        return 1000 * used / seconds
+
+    return round(asyncio.run(measure()), 2)
+
+
 def cpu(load: Any) -> float:
     """The server's CPU per request (user and kernel), in µs."""
     return float(load.user_us + load.sys_us)
 
 
-def bench_store(store: str, writes: int, waiters: int) -> dict[str, Any]:
+def bench_store(store: str, writes: int, waiters: int, turns: int) -> dict[str, Any]:
     key_file = str(RESULTS / f"feed-{store}.key")
     if store == "sqlite":
         database = str(RESULTS / "feed.db")
@@ -162,9 +182,15 @@ def bench_store(store: str, writes: int, waiters: int) -> dict[str, Any]:
         script = signed_script(key["accessKeyId"], key["accessKeyPassword"],
                                f"127.0.0.1:{port_a}", "DescribeImages", [Q20])  # fmt: skip
         alone, beside = [], []
-        for _ in range(5):  # in turns: the machine's drift falls on both alike
+        for turn in range(turns):  # in turns, each first in one turn of two
+            if turn % 2:
+                beside.append(with_waiters(port_a, token, waiters, script, a.pid))
             alone.append(wrk(port_a, script, pid=a.pid))
-            beside.append(with_waiters(port_a, token, waiters, script, a.pid))
+            if not turn % 2:
+                beside.append(with_waiters(port_a, token, waiters, script, a.pid))
+        time.sleep(5)  # what the last load left (closing connections, a collection) is done
+        idle = {"none": idle_cpu(port_a, token, 0, a.pid),
+                "waiting": idle_cpu(port_a, token, waiters, a.pid)}  # fmt: skip
     finally:
         stop(a)
         stop(b)
@@ -184,6 +210,7 @@ def bench_store(store: str, writes: int, waiters: int) -> dict[str, Any]:
         "q20_cpu_us_alone": [round(cpu(x), 1) for x in alone],
         "q20_cpu_us_beside_waiters": [round(cpu(x), 1) for x in beside],
         "ratio": round(statistics.median(pairs), 3),
+        "idle_cpu_ms_per_s": idle,
     }
 
 
@@ -192,10 +219,11 @@ def main() -> None:
     parser.add_argument("--stores", default="sqlite,postgres")
     parser.add_argument("--writes", type=int, default=100)
     parser.add_argument("--waiters", type=int, default=1000)
+    parser.add_argument("--turns", type=int, default=7)
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     for store in args.stores.split(","):
-        print(json.dumps(bench_store(store, args.writes, args.waiters)), flush=True)
+        print(json.dumps(bench_store(store, args.writes, args.waiters, args.turns)), flush=True)
 
 
 if __name__ == "__main__":

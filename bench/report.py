@@ -257,7 +257,7 @@ def write_report(
         f" {_verdict(max(empty['p95'], suite['p95']) < 50)}."
     )
     for row in feed or []:
-        delay = row["delay_ms"]
+        delay, idle = row["delay_ms"], row["idle_cpu_ms_per_s"]
         store = "SQLite" if row["store"] == "sqlite" else "PostgreSQL"
         lines.append(
             f"- DescribeImageChanges on {store} (`bench/feed.py`): a write's answer on one process"
@@ -266,9 +266,11 @@ def write_report(
             f" {_verdict(delay['p99'] <= 1000)};"
             f" {row['waiters']:,} clients waiting cost other requests at most 5%: q20 at"
             f" {row['ratio']:.0%} of its throughput alone, by the server's CPU per request"
-            f" (the median of 5 paired turns; requests/s {median(row['q20_rps_beside_waiters']):,.0f}"
-            f" beside them, {median(row['q20_rps_alone']):,.0f} alone) —"
-            f" {_verdict(row['ratio'] >= 0.95)}."
+            f" (the median of {len(row['q20_rps_alone'])} paired turns; requests/s"
+            f" {median(row['q20_rps_beside_waiters']):,.0f} beside them,"
+            f" {median(row['q20_rps_alone']):,.0f} alone) — {_verdict(row['ratio'] >= 0.95)};"
+            f" with no other traffic the process used {idle['waiting']:.0f} ms of CPU a second"
+            f" while they waited, {idle['none']:.0f} ms with none waiting."
         )
     if regions and "skipped" not in regions:
         lines += regions_section(regions)
