@@ -1,5 +1,6 @@
-"""The official Go SDK (vm 2023-03-13), unmodified, against vmimages: over http on the testing
-kit's server, and over https with a development CA as zeno would (SSL_CERT_FILE).
+"""The official Go SDK (vm 2023-03-13, and 2026-04-01 for calls made within one second),
+unmodified, against vmimages: over http on the testing kit's server, and over https with a
+development CA as zeno would (SSL_CERT_FILE).
 
 The SDK is not vendored here (its code is not ours to commit): point VMIMAGES_GO_SDK at a
 checkout of github.com/zenlayer/zenlayercloud-sdk-go and have `go` on PATH (Debian's golang-go
@@ -70,11 +71,19 @@ def linux_in_fra() -> int:
 
 def test_the_go_sdk_over_http(program: Path, vmimages_server: VmimagesServer) -> None:
     vmimages_server.add_instance("ins-go")
+    vmimages_server.build_seconds(0)  # the program polls its second image until it is built
     key = (vmimages_server.access_key_id, vmimages_server.access_key_password)
-    got = run(program, "http", vmimages_server.domain, key, VMIMAGES_INSTANCE="ins-go")
+    got = run(program, "http", vmimages_server.domain, key, VMIMAGES_INSTANCE="ins-go",
+              VMIMAGES_SAME_SECOND="1")  # fmt: skip
     assert got["linuxInFra"] == linux_in_fra()  # `Linux`, as the Go SDK documents it
     assert got["imageId"].startswith("img-") and got["modified"] is True
     assert got["errorCode"] == "INVALID_ZONE_NOT_FOUND" and got["errorRequestId"]
+    # The 2026-04-01 client: polled until built, then in one second DescribeImages,
+    # ModifyImagesAttributes and DeleteImages of it, the last two with one body (so one
+    # signature), all answered; the second delete is the API's not-found, not a replay's 401
+    # (docs/auth.md).
+    assert got["builtAs"] == "AVAILABLE" and got["sameSecond"] is True
+    assert got["deletedAgain"] == "INVALID_IMAGE_NOT_FOUND"
 
 
 def test_the_go_sdk_over_https_with_a_dev_ca(
