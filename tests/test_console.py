@@ -418,7 +418,7 @@ def test_another_site_in_the_browser_cannot_reach_the_dev_endpoints(
     try:
         page = context.new_page()
         page.goto(f"http://127.0.0.2:{other.server_address[1]}/index.html")
-        page.wait_for_function("document.title === 'sent'")
+        page.wait_for_function("() => document.title === 'sent'")
         with page.expect_navigation():
             page.evaluate("document.getElementById('f').submit()")
     finally:
@@ -439,9 +439,9 @@ def test_ids_copy_sort_and_the_view_in_the_address(served: Any, open_page: Any) 
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
     page.sign_in(creds.tokens["alice"])
     # After sign-in the focus is on the list (set once the first list is made, just after its
-    # rows are drawn: waited for, up to the page's timeout).
-    page.page.wait_for_function("document.activeElement.id === 'images-title'")
-    assert page.page.evaluate("document.activeElement.id") == "images-title"
+    # rows are drawn: waited for, up to the page's timeout). Playwright's own check, not a
+    # predicate: a polled expression is compiled in the page, which the console's CSP refuses.
+    playwright_api.expect(page.page.locator("#images-title")).to_be_focused()
     first = api(server, "DescribeImages", {"pageSize": 20})["images"][0]
     row = page.page.locator("#images tbody tr").first
     assert row.locator("td.id code").text_content() == first["imageId"]
