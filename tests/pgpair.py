@@ -51,7 +51,7 @@ class Cluster:
     def __init__(self, root: Path, name: str) -> None:
         self.root, self.name = root, name
         self.data = root / name
-        self.port = free_port()
+        self.port = 0  # chosen by the first start
 
     def url(self, port: int | None = None) -> str:
         """The database's URL (through another port: a proxy); its application name is the
@@ -76,8 +76,25 @@ class Cluster:
                 conf.write(f"{name} = '{value}'\n")
 
     def start(self) -> None:
-        self.run("pg_ctl", "-D", str(self.data), "-l", str(self.root / f"{self.name}.log"),
-                 "-w", "-t", "60", "start")  # fmt: skip
+        """Start the server; the first time, on a free port (another one if something took
+        that port between the look and the bind: a connection's own port may be it), after
+        that on the same port."""
+        log = self.root / f"{self.name}.log"
+        tries = 5 if self.port == 0 else 1
+        for attempt in range(tries):
+            if tries > 1:
+                self.port = free_port()
+                self.configure(port=self.port)  # the last setting of a name counts
+            seen = log.stat().st_size if log.exists() else 0
+            try:
+                self.run("pg_ctl", "-D", str(self.data), "-l", str(log), "-w", "-t", "60",
+                         "start")  # fmt: skip
+                return
+            except RuntimeError:
+                said = log.read_bytes()[seen:] if log.exists() else b""
+                taken = b"could not create any TCP/IP sockets" in said
+                if not taken or attempt == tries - 1:
+                    raise
 
     def stop(self) -> None:
         self.run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
@@ -110,7 +127,7 @@ class Pair:
         common = {"listen_addresses": "127.0.0.1", "unix_socket_directories": str(self.root),
                   "fsync": "off", "full_page_writes": "off", "max_connections": 100,
                   "shared_buffers": "32MB", "hot_standby_feedback": "on"}  # fmt: skip
-        primary.configure(port=primary.port, wal_level="replica", max_wal_senders=5, **common)
+        primary.configure(wal_level="replica", max_wal_senders=5, **common)
         primary.start()
         primary.run("createdb", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
                     DATABASE)  # fmt: skip
@@ -118,7 +135,6 @@ class Pair:
                     "-D", str(replica.data), "-R", "-X", "stream", "--no-sync",
                     "--checkpoint=fast")  # fmt: skip
         replica.configure(
-            port=replica.port,
             primary_conninfo=f"host=127.0.0.1 port={primary.port} user=postgres"
             " application_name=replica1",
             recovery_min_apply_delay=f"{self.apply_delay_ms}ms",

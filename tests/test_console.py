@@ -189,14 +189,16 @@ def test_create_watch_rename_and_delete_a_custom_image(served: Any, open_page: A
     page.page.get_by_label("Image name").fill("web-golden")
     page.page.get_by_label("Description").fill("made in the console")
     page.page.get_by_role("button", name="Create image").click()
-    page.page.wait_for_selector("#details:not([hidden])")
+    # The confirmation comes once the create's own reads are done (lists, quota, details).
+    playwright_api.expect(page.page.locator("#notice")).to_contain_text("it is being built")
     (mine,) = api(server, "DescribeImages", {"imageType": "CUSTOM_IMAGE"})["images"]
     assert mine["imageName"] == "web-golden" and mine["imageStatus"] == "CREATING"
     assert "CREATING" in page.text("#details") and "being built" in page.text("#building")
     playwright_api.expect(fra_row.locator("td").nth(1)).to_have_text("1")
 
-    # While it waits for the build, the console watches the feed (a long poll), and reads no
-    # list again until something changes (docs/changes.md).
+    # While it waits for the build, the console watches the feed (a long poll) from where it
+    # stood before the lists were read, and reads no list again until something changes: not
+    # for the create it has just made (docs/changes.md).
     actions: list[str] = []  # of the requests that ended from now on
     page.page.on("requestfinished", lambda r: actions.append(r.headers.get("x-zc-action", "")))
     page.page.wait_for_timeout(2500)

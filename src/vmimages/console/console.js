@@ -389,10 +389,9 @@ async function loadAll() {
 // The lists again; while images are being built, the feed is watched and the lists read
 // again when it says something changed (the ETags make the unchanged ones cheap).
 async function refresh() {
-  if (state.cursor === null) {
-    // Where the feed stands before the lists are read: no change after it is missed.
-    state.cursor = (await call("DescribeImageChanges", { fromNow: true })).nextCursor;
-  }
+  // Where the feed stands before the lists are read: no change after it is missed, and none
+  // before it (the user's own, just made) makes the lists be read once more.
+  state.cursor = (await call("DescribeImageChanges", { fromNow: true })).nextCursor;
   const building = await loadAll();
   if (building > 0 && !state.watching) watch();
 }
