@@ -90,11 +90,11 @@ class Cluster:
                 self.run("pg_ctl", "-D", str(self.data), "-l", str(log), "-w", "-t", "60",
                          "start")  # fmt: skip
                 return
-            except RuntimeError:
-                said = log.read_bytes()[seen:] if log.exists() else b""
-                taken = b"could not create any TCP/IP sockets" in said
+            except RuntimeError as exc:
+                said = log.read_bytes()[seen:].decode(errors="replace") if log.exists() else ""
+                taken = "could not create any TCP/IP sockets" in said
                 if not taken or attempt == tries - 1:
-                    raise
+                    raise RuntimeError(f"{exc}\n{self.name}'s log:\n{said[-2000:]}") from None
 
     def stop(self) -> None:
         self.run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
