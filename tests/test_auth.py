@@ -345,3 +345,22 @@ def test_action_and_version_are_not_signed(client: AsgiClient) -> None:
     headers["x-zc-version"] = "2026-04-01"
     headers["x-zc-action"] = "DescribeZones"
     assert "zoneSet" in assert_ok(client.request(body=body, headers=headers))
+
+
+def test_a_password_kept_open_opens_for_its_own_key_only(test_db: str, creds: Credentials) -> None:
+    """A running server keeps the passwords it has opened; what it keeps is found only for the
+    sealed value and key id it was opened from: alice's sealed password moved to bob's row,
+    once alice has signed, still does not sign as bob."""
+    c = AsgiClient(create_app(settings_for(test_db)), creds)
+    try:
+        assert_ok(c.call("DescribeRegions", signed=True))  # alice's password opened, and kept
+        (alice_id, alice_password), (bob_id, _) = creds.keys["alice"], creds.keys["bob"]
+        sealed = sql(test_db, "SELECT sealed FROM access_keys WHERE key_id = ?", (alice_id,))
+        sql(test_db, "UPDATE access_keys SET sealed = ? WHERE key_id = ?", (sealed[0][0], bob_id))
+        seq = sql(test_db, "UPDATE change_counter SET seq = seq + 1 WHERE id = 1 RETURNING seq")
+        sql(test_db, "INSERT INTO changes (scope, seq) VALUES (-1, ?) ON CONFLICT (scope)"
+            " DO UPDATE SET seq = excluded.seq", (seq[0][0],))  # fmt: skip
+        c.creds = Credentials(keys={"alice": (bob_id, alice_password)})
+        assert_error(c.call("DescribeRegions", signed=True), 503, "SERVICE_TEMPORARY_UNAVAILABLE")
+    finally:
+        c.close()

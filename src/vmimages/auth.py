@@ -23,6 +23,7 @@ log = logging.getLogger("vmimages.auth")
 
 ALGORITHM = "ZC2-HMAC-SHA256"
 MAX_SKEW_SECONDS = 300
+OPENED_KEPT = 10_000  # opened access-key passwords a process keeps; past it, it starts again
 
 
 def canonical_request(headers: dict[str, str], signed_headers: list[str], body: bytes) -> str:
@@ -131,6 +132,10 @@ class Authenticator:
         # serve --dev --accept-any-credentials: an unknown key id or token is the account of
         # that name (made on first use), its signature unchecked (dev.DevControl.any_account)
         self.accept_any = accept_any
+        # Passwords opened, by (sealed value, key id): opening one (AES-GCM) is a tenth of a
+        # signed request's cost. A key revoked or sealed again has another value or no row,
+        # so what is kept is only ever found for the sealed value it was opened from.
+        self._opened: dict[tuple[bytes, str], str] = {}
 
     def __call__(
         self, headers: dict[str, str], action: str = ""
@@ -193,18 +198,9 @@ class Authenticator:
 
     def verify(self, head: SignedHead, headers: dict[str, str], body: bytes) -> Caller:
         """The signature over the body: the caller, or 401 AUTHFAILURE_SIGNATURE_FAILURE."""
-        try:
-            password = self.vault.open(head.sealed, head.key_id)
-        except VaultError:
-            log.error(
-                "access key %s opens under none of this server's keys: give it the key the"
-                " database records (docs/deploy.md, The server key)", head.key_id,
-            )  # fmt: skip
-            raise ApiError(
-                Code.SERVICE_TEMPORARY_UNAVAILABLE,
-                "This server cannot check access-key signatures now: it does not hold the"
-                " server key they are sealed under. Retry later, or on another server.",
-            ) from None
+        password = self._opened.get((head.sealed, head.key_id))
+        if password is None:
+            password = self.open(head)
         expected = signature(password, head.timestamp, headers, head.signed_headers, body)
         sent = head.sent
         # compare_digest takes str when it is ASCII; the expected value is ASCII hex.
@@ -218,3 +214,23 @@ class Authenticator:
             head.account, sent.lower(), tuple(head.signed_headers),
             int(head.timestamp) + MAX_SKEW_SECONDS, f"key:{head.key_id}",
         )  # fmt: skip
+
+    def open(self, head: SignedHead) -> str:
+        """The access key's password, opened under the server key and kept; 503 when this
+        process holds none of the keys it opens under."""
+        try:
+            password = self.vault.open(head.sealed, head.key_id)
+        except VaultError:
+            log.error(
+                "access key %s opens under none of this server's keys: give it the key the"
+                " database records (docs/deploy.md, The server key)", head.key_id,
+            )  # fmt: skip
+            raise ApiError(
+                Code.SERVICE_TEMPORARY_UNAVAILABLE,
+                "This server cannot check access-key signatures now: it does not hold the"
+                " server key they are sealed under. Retry later, or on another server.",
+            ) from None
+        if len(self._opened) >= OPENED_KEPT:
+            self._opened.clear()
+        self._opened[head.sealed, head.key_id] = password
+        return password

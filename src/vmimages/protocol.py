@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import uuid
 from typing import Any
 
 import orjson
@@ -22,11 +21,18 @@ PUBLISHED_VERSIONS = ("2023-03-13", "2026-04-01")
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
+# A version-4 UUID's fixed bits (RFC 9562 section 5.4): its version, 4, and its variant, 10.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+
+
 def new_request_id() -> str:
     """`T` + an uppercase version-4 UUID, as Zenlayer writes them. Request ids must be unique,
     not secret: they come from the process's random generator (which Python reseeds in a
-    forked child), not from the operating system's, which costs a system call each."""
-    return "T" + str(uuid.UUID(int=random.getrandbits(128), version=4)).upper()
+    forked child), not from the operating system's, which costs a system call each. Formatted
+    here, not by `uuid.UUID`, whose checks cost as much again as the rest of the id."""
+    digits = "%032X" % (random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
+    return f"T{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def headers_of(raw_headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
