@@ -298,6 +298,11 @@ class RequestLog:
         self.format = self.json_line if log_format == "json" else self.text_line
         self._second = -1
         self._stamp = ""
+        # json_head's fields after the message, the same in every request line: made once.
+        fixed = json_head("", "info", REQUEST_LOGGER, "")
+        for key in ("@timestamp", "log.level", "message"):
+            del fixed[key]
+        self._json_fixed = orjson.dumps(fixed)[1:-1].decode()
 
     def __call__(self, record: RequestRecord, seconds: float) -> None:
         """Take the values of a request's line; `seconds` is how long it took."""
@@ -335,28 +340,36 @@ class RequestLog:
         return f"{self._stamp}{int((now - second) * 1000):03d}{'Z' if utc else ''}"
 
     def json_line(self, values: Values) -> str:
+        """json_head's fields, then the request's: the fixed ones as made once, the others
+        serialised by orjson (a client's values are escaped there)."""
         now, seconds, request_id, action, version, account, status, code, client, *sdk = values
-        line = json_head(self.stamp(now, True), "info", REQUEST_LOGGER,
-                         what_happened(action, status, code, seconds))  # fmt: skip
-        line["event"] = {
-            "duration": int(seconds * 1e9),
-            "outcome": "success" if status < 400 else "failure",
-        }
-        line["http"] = {"request": {"id": request_id}, "response": {"status_code": status}}
-        line["user"] = {"id": None if account is None else str(account)}
-        line["client"] = (
-            {"address": None, "port": None}
-            if client is None
-            else {"address": client[0], "port": client[1]}
+        message = orjson.dumps(what_happened(action, status, code, seconds)).decode()
+        request = orjson.dumps(
+            {
+                "event": {
+                    "duration": int(seconds * 1e9),
+                    "outcome": "success" if status < 400 else "failure",
+                },
+                "http": {"request": {"id": request_id}, "response": {"status_code": status}},
+                "user": {"id": None if account is None else str(account)},
+                "client": (
+                    {"address": None, "port": None}
+                    if client is None
+                    else {"address": client[0], "port": client[1]}
+                ),
+                "vmimages": {
+                    "action": action,
+                    "dialect": DIALECTS.get(version, "published"),
+                    "api_version": version or None,
+                    "code": code,
+                    "sdk": {"lang": sdk[0], "version": sdk[1], "client": sdk[2]},
+                },
+            }
+        ).decode()
+        return (
+            f'{{"@timestamp":"{self.stamp(now, True)}","log.level":"info","message":{message},'
+            f"{self._json_fixed},{request[1:]}"
         )
-        line["vmimages"] = {
-            "action": action,
-            "dialect": DIALECTS.get(version, "published"),
-            "api_version": version or None,
-            "code": code,
-            "sdk": {"lang": sdk[0], "version": sdk[1], "client": sdk[2]},
-        }
-        return orjson.dumps(line).decode()
 
     def text_line(self, values: Values) -> str:
         now, seconds, request_id, action, version, account, status, code, client, *sdk = values
