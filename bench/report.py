@@ -38,22 +38,31 @@ def _share(load: Any, top: Any) -> str:
     return f"{100 * load.rps / top.rps:.0f}%"
 
 
+def _row_share(row: dict[str, Any]) -> float:
+    """A realistic row's share of its ceiling: the median of its turns' (bench/run.py, TURNS)."""
+    share: float = row["share"]
+    return share
+
+
+def _rows(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """A catalog's realistic rows with their ceiling (not the choices measured against them)."""
+    return [row for row in r.get("mixed", []) if not row["ablate"]]
+
+
 def _verdict(ok: bool) -> str:
     return "**met**" if ok else "**not met**"
 
 
-def _label(row: dict[str, Any]) -> str:
-    if row["ablate"] == "look-per-request":
-        return "reads only, a look at the change log for every request (`bench/ablate.py`)"
-    if row["ablate"] == "write-at-once":
-        return "reads only, each answer written at once (`bench/ablate.py`)"
-    if row["ablate"] == "two-writes":
-        return "reads only, head and body written apart, as uvicorn does (`bench/ablate.py`)"
-    if row["ablate"] == "no-metrics":
-        return "reads only, `--no-metrics` (no counting for `/metrics`)"
-    if row["ablate"] == "no-access-log":
-        return "reads only, `--no-access-log` (no line per request)"
-    return "reads and 50 writes/s" if row["writes"] else "reads only"
+CHOICE_LABELS = {
+    "look-per-request": "one look at the change log per turn of the event loop"
+    " (`bench/ablate.py look-per-request`: a look for every request)",
+    "write-at-once": "answers written after the turn (`bench/ablate.py write-at-once`: each"
+    " written as soon as it is made)",
+    "two-writes": "one write per answer (`bench/ablate.py two-writes`: head and body written"
+    " apart, as uvicorn does)",
+    "no-metrics": "metrics on (`--no-metrics`: no counting for `/metrics`)",
+    "no-access-log": "the request log on (`--no-access-log`: no line per request)",
+}
 
 
 def write_report(
@@ -88,9 +97,11 @@ def write_report(
         "",
         "CPU is the server's (all its processes), per request, in microseconds: user + kernel"
         " (the kernel's share includes the loopback work of its sockets). The machine's speed"
-        " drifts over a run, so the ceiling is measured again next to every realistic row and"
-        " before each catalog's rows, and each row's \"% of ceiling\" is against the ceiling"
-        " measured next to it (shown in its own column).",
+        " drifts over a run, so the ceiling is measured again before each catalog's rows, and"
+        " each realistic row is measured in alternated turns with the ceiling (both servers up"
+        " side by side, wrk loading one then the other, the other first every second turn):"
+        ' its figures are the medians of its turns, and its "% of ceiling" the median of its'
+        " turns' ratios.",
         "",
         *settings_paragraph(),
         "",
@@ -129,17 +140,22 @@ def write_report(
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in big:
-        for row in r.get("mixed", []):
+        for row in _rows(r):
             writer = row.get("writer")
             wrote = "-"
             if writer is not None:
                 failed = sum(n for k, n in writer["outcomes"].items() if not k.endswith(" OK"))
                 wrote = f"{writer['per_second']:.0f} ({failed} refused)"
             lines.append(
-                f"| {r['store']} | {row['processes']} | {_label(row)} | {row['load'].row()} |"
-                f" {row['ceiling'].rps:,.0f} | {_share(row['load'], row['ceiling'])} |"
+                f"| {r['store']} | {row['processes']} |"
+                f" {'reads and 50 writes/s' if row['writes'] else 'reads only'} |"
+                f" {row['load'].row()} | {row['ceiling'].rps:,.0f} | {_row_share(row):.0%} |"
                 f" {_cpu(row['load'])} | {wrote} |"
             )
+    turns = next((row["turns"] for r in big for row in _rows(r)), None)
+    if turns is not None:
+        lines += ["", f"Each row: the medians of {turns} turns, alternated with the ceiling's."]
+    lines += choices_section(big)
     lines += settings_costs(runs)
     lines += [
         "",
@@ -178,7 +194,7 @@ def write_report(
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
-        mixed = max((row["rss_mb"] for row in r.get("mixed", [])), default=None)
+        mixed = max((row["rss_mb"] for row in _rows(r)), default=None)
         shown = "-" if mixed is None else f"{mixed:.0f}"
         sql = f"{r['rss_sql_mb']:.0f}" if "rss_sql_mb" in r else "-"
         lines.append(
@@ -345,6 +361,32 @@ NO_LOG_BEFORE = (("sqlite", False, 0.31, "SQLite, reads only"),
 LOG_BUDGET_US = 5.0
 
 
+def choices_section(big: list[dict[str, Any]]) -> list[str]:
+    """What each speed choice and each setting on by default is worth: the shipped server and
+    the one with it turned off, reads only, in alternated turns (bench/run.py, CHOICES)."""
+    rows = [row for r in big if r["store"] == "sqlite" for row in r.get("mixed", [])
+            if row["ablate"]]  # fmt: skip
+    if not rows:
+        return []
+    lines = [
+        "",
+        "What each choice is worth, on SQLite with reads only: the shipped server and the same"
+        " with one choice turned off, up side by side and loaded in alternated turns (medians of"
+        f" {rows[0]['turns']} turns; the last column is the median of the turns' ratios, above 1"
+        " when turning the choice off costs more CPU):",
+        "",
+        "| choice (turned off as) | CPU µs/request, shipped | CPU µs/request, turned off |"
+        " turned off / shipped |",
+        "|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {CHOICE_LABELS.get(row['ablate'], row['ablate'])} | {_cpu(row['shipped'])} |"
+            f" {_cpu(row['load'])} | {row['cpu_over_shipped']:.3f} |"
+        )
+    return lines
+
+
 def settings_costs(runs: list[dict[str, Any]]) -> list[str]:
     """What metrics and the request log cost: in-process CPU per q20 request, the apps'
     rounds taken in turn (bench/inprocess.py --settings-costs)."""
@@ -362,8 +404,8 @@ def settings_costs(runs: list[dict[str, Any]]) -> list[str]:
         f" {costs['no_metrics']:.1f} µs, so metrics cost {metrics:.1f} µs; with"
         f" `--no-access-log` {costs['no_access_log']:.1f} µs, so the request line costs"
         f" {text:.1f} µs in text; with `--log-format json` {costs['json_log']:.1f} µs, so"
-        f" {json_log:.1f} µs in JSON. The wrk rows above are single runs a few minutes apart on a"
-        " machine whose speed drifts by a fifth: they cannot resolve a few microseconds, and the"
+        f" {json_log:.1f} µs in JSON. Over the wire (the table above) a few microseconds are a"
+        " few percent of a request, within what the machine's drift leaves between turns: the"
         " in-process figures are the measure.",
     ]
 
@@ -391,7 +433,7 @@ def settings_targets(runs: list[dict[str, Any]]) -> list[str]:
         row = _mixed(runs, store, 1, writes)
         if row is None:
             continue
-        share = row["load"].rps / row["ceiling"].rps
+        share = _row_share(row)
         out.append(
             f"- With the defaults (request log on), realistic traffic, {label}, at least what"
             f" the request log off reached before ({before:.0%} of the ceiling): {share:.0%}"
@@ -423,8 +465,8 @@ def targets(runs: list[dict[str, Any]], largest: int) -> list[str]:
         row = _mixed(runs, store, 1, writes)
         if row is None:
             continue
-        near = row["ceiling"]  # measured next to this row
-        share = row["load"].rps / near.rps
+        near = row["ceiling"]  # measured in turns with this row
+        share = _row_share(row)
         out.append(
             f"- {label}, at least {goal:.0%} of the ceiling: {share:.0%}"
             f" ({row['load'].rps:,.0f} of {near.rps:,.0f} requests/s) — {_verdict(share >= goal)}."
@@ -479,8 +521,8 @@ def targets(runs: list[dict[str, Any]], largest: int) -> list[str]:
     for r in runs:
         if r["size"] != largest or not r.get("mixed"):
             continue
-        rss = max(row["rss_mb"] for row in r["mixed"])
-        startup = max(row["startup_s"] for row in r["mixed"] if row["processes"] == 1)
+        rss = max(row["rss_mb"] for row in _rows(r))
+        startup = max(row["startup_s"] for row in _rows(r) if row["processes"] == 1)
         out.append(
             f"- {r['store']}, {_size(largest)} images and {r['accounts']:,} accounts: at most"
             f" 300 MB resident per process ({rss:.0f} MB after the realistic traffic) and"

@@ -18,8 +18,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
@@ -341,50 +344,123 @@ SETTINGS_VARIANTS = {
 }
 
 
+# Realistic rows are measured in alternated turns: a row's server and the server it is compared
+# with stay up side by side, and wrk loads one, then the other, then the other first, so the
+# machine's drift falls on both alike (a single run minutes apart drifts by a fifth here).
+TURNS = int(os.environ.get("BENCH_TURNS", "3"))
+TURN_SECONDS = int(os.environ.get("BENCH_TURN_SECONDS", "6"))
+# The choices measured against the shipped server: speed choices turned off (bench/ablate.py)
+# and the settings that are on by default turned off.
+CHOICES = ["look-per-request", "write-at-once", "two-writes", "no-metrics", "no-access-log"]
+
+
+def middle(loads: list[Load]) -> Load:
+    """One figure for several turns: the median of each field."""
+
+    def mid(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return median(known) if known else None
+
+    return Load(
+        rps=median(x.rps for x in loads), p50_ms=median(x.p50_ms for x in loads),
+        p99_ms=median(x.p99_ms for x in loads), errors=sum(x.errors for x in loads),
+        user_us=mid([x.user_us for x in loads]), sys_us=mid([x.sys_us for x in loads]),
+    )  # fmt: skip
+
+
+def turns(first: Callable[[], Load], second: Callable[[], Load]) -> tuple[list[Load], list[Load]]:
+    """TURNS runs of each, alternated, the other one first every second turn."""
+    a: list[Load] = []
+    b: list[Load] = []
+    for turn in range(TURNS):
+        order = [(first, a), (second, b)] if turn % 2 == 0 else [(second, b), (first, a)]
+        for run, into in order:
+            into.append(run())
+    return a, b
+
+
+def serve_for_row(database: str, key_file: str, processes: int, choice: str = "") -> Any:
+    options = SETTINGS_VARIANTS.get(choice, [])
+    proc, port, startup = serve(database, key_file, "--image-build-seconds", "0",
+                                "--workers", str(processes), *options,
+                                ablate="" if options else choice)  # fmt: skip
+    wait_ready(port)
+    return proc, port, startup
+
+
 def mixed_runs(store: str, database: str, key_file: str, workload: str) -> list[dict[str, Any]]:
     """The realistic traffic (bench/workload.py), reads only and with the write stream, on one
-    server process and, on PostgreSQL, on two; on SQLite also with a look at the change log for
-    every request (bench/ablate.py), and a profile of the run with writes."""
+    server process and, on PostgreSQL, on two, each in turns with the ceiling; on SQLite also
+    each of CHOICES in turns with the shipped server, and a profile of the run with writes."""
     info = json.loads(Path(workload).read_text())
-    cases: list[tuple[int, bool, str]] = [(1, False, ""), (1, True, "")]
-    if store == "sqlite":
-        cases += [
-            (1, False, "look-per-request"),
-            (1, False, "write-at-once"),
-            (1, False, "two-writes"),
-        ]
-        cases += [(1, False, "no-metrics"), (1, False, "no-access-log")]
-    else:
-        cases.append((2, True, ""))
-    rows = []
-    for processes, writes, ablate in cases:
-        top = ceiling()  # measured next to each row, as above
-        options = SETTINGS_VARIANTS.get(ablate, [])
-        proc, port, startup = serve(database, key_file, "--image-build-seconds", "0",
-                                    "--workers", str(processes), *options,
-                                    ablate="" if options else ablate)  # fmt: skip
+    cases: list[tuple[int, bool]] = [(1, False), (1, True)]
+    if store == "postgres":
+        cases.append((2, True))
+    rows: list[dict[str, Any]] = []
+
+    def reads(port: int, pid: int, written: list[dict[str, Any]] | None = None) -> Load:
+        """One turn of the realistic reads; with `written`, the write stream beside them
+        (through the warm-up and the measured run, and a second longer), its figures added."""
+        script = requests_script([(h, b) for _, h, b in read_requests(info, f"127.0.0.1:{port}")])
+        writer = None if written is None else write_stream(port, workload, TURN_SECONDS + 3)
+        load = wrk(port, script, seconds=TURN_SECONDS, pid=pid)
+        if writer is not None and written is not None:
+            out, _ = writer.communicate(timeout=60)
+            written.append(json.loads(out))
+        return load
+
+    for processes, writes in cases:
+        written: list[dict[str, Any]] = []
+        top_proc, top_port = baseline("fixed_app", CEILING_IMAGES="0")
+        proc, port, startup = serve_for_row(database, key_file, processes)
         try:
-            wait_ready(port)
-            host = f"127.0.0.1:{port}"
-            script = requests_script([(h, b) for _, h, b in read_requests(info, host)])
-            writer = None
-            if writes:  # through the warm-up and the measured run, and a second longer
-                writer = write_stream(port, workload, DURATION + 3)
-            load = wrk(port, script, pid=proc.pid)
-            row: dict[str, Any] = {"processes": processes, "writes": writes, "ablate": ablate,
-                                   "load": load, "ceiling": top, "startup_s": startup,
-                                   "rss_mb": rss_mb(proc.pid)}  # fmt: skip
-            if writer is not None:
-                out, _ = writer.communicate(timeout=60)
-                row["writer"] = json.loads(out)
-            if store == "sqlite" and writes and not ablate:
+            headers = {"Host": f"127.0.0.1:{top_port}", "Content-Type": "application/json"}
+            fixed = plain_script("POST", "/", headers, "{}")
+            tops, loads = turns(
+                partial(wrk, top_port, fixed, seconds=TURN_SECONDS, pid=top_proc.pid),
+                partial(reads, port, proc.pid, written if writes else None),
+            )
+            row: dict[str, Any] = {
+                "processes": processes, "writes": writes, "ablate": "",
+                "load": middle(loads), "ceiling": middle(tops), "turns": len(loads),
+                "share": median(x.rps / t.rps for x, t in zip(loads, tops, strict=True)),
+                "startup_s": startup, "rss_mb": rss_mb(proc.pid),
+            }  # fmt: skip
+            if written:
+                row["writer"] = {
+                    "per_second": median(w["per_second"] for w in written),
+                    "outcomes": {k: sum(w["outcomes"].get(k, 0) for w in written)
+                                 for k in {k for w in written for k in w["outcomes"]}},
+                }  # fmt: skip
+            if store == "sqlite" and writes:
+                host = f"127.0.0.1:{port}"
+                script = requests_script([(h, b) for _, h, b in read_requests(info, host)])
                 row["profile"] = profile(proc.pid, port, workload, script)
         finally:
             stop(proc)
-        print(
-            f"mixed {store} x{processes} writes={writes} {ablate}: {row['load']}", file=sys.stderr
-        )
+            stop(top_proc)
+        print(f"mixed {store} x{processes} writes={writes}: {row['load']}", file=sys.stderr)
         rows.append(row)
+    if store != "sqlite":
+        return rows
+    for choice in CHOICES:  # each beside the shipped server, reads only
+        shipped_proc, shipped_port, _ = serve_for_row(database, key_file, 1)
+        proc, port, _ = serve_for_row(database, key_file, 1, choice)
+        try:
+            shipped, loads = turns(
+                partial(reads, shipped_port, shipped_proc.pid), partial(reads, port, proc.pid)
+            )
+        finally:
+            stop(proc)
+            stop(shipped_proc)
+        cpu = [(x.user_us or 0) + (x.sys_us or 0) for x in loads]
+        base = [(x.user_us or 0) + (x.sys_us or 0) for x in shipped]
+        rows.append({
+            "processes": 1, "writes": False, "ablate": choice, "turns": len(loads),
+            "load": middle(loads), "shipped": middle(shipped),
+            "cpu_over_shipped": median(c / b for c, b in zip(cpu, base, strict=True)),
+        })  # fmt: skip
+        print(f"choice {choice}: {rows[-1]['cpu_over_shipped']:.3f} of shipped", file=sys.stderr)
     return rows
 
 
