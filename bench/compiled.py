@@ -1,13 +1,18 @@
 """Does compiling the request path pay? The same checkout twice: as it is (pure Python) and
-with the request path's modules compiled by mypyc, as they are. `inprocess.py --settings-costs`
-runs on each in turn, ROUNDS times, so the machine's drift falls on both alike; prints the CPU
-microseconds of one q20 request as shipped (serve's defaults), the median of each, and the ratio.
+with the request path's modules compiled by mypyc, as they are.
 
-    python bench/compiled.py [--rounds 5]
+In-process: `inprocess.py --settings-costs` runs on each in turn, ROUNDS times, so the machine's
+drift falls on both alike; the CPU microseconds of one q20 request as shipped (serve's
+defaults), the median of each, and the ratio. Over the wire: `vmimages serve` from each copy,
+side by side, loaded with the realistic reads (workload.py) in alternated turns (run.py's
+TURNS and TURN_SECONDS); the server's CPU per request, the median of each, and the median of
+the turns' ratios. Prints JSON.
+
+    python bench/compiled.py [--rounds 3]
 
 Needs a C compiler and Python's headers (mypyc comes with mypy, a test dependency). Nothing is
-compiled in the checkout itself: the copies live in a temporary folder (docs/decisions.md, "Not
-compiled").
+compiled in the checkout itself: the copies live in a temporary folder (docs/decisions.md,
+"Not compiled yet").
 """
 
 from __future__ import annotations
@@ -19,20 +24,28 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PY = sys.executable
-# The modules a request runs through (errors.py stays out: mypyc does not compile an Enum
-# with an __init__ of its own).
+sys.path.insert(0, str(HERE))
+
+import run  # noqa: E402
+from workload import read_requests  # noqa: E402
+from wrk_script import requests_script  # noqa: E402
+
+# The modules a request runs through. Left out: errors.py (mypyc does not compile an Enum with
+# an __init__ of its own) and logs.py (compiled, its logging.Handler subclass is a native class
+# that a weak reference does not keep track of: logging keeps every handler in a WeakSet, and
+# the server crashed with a segmentation fault in the garbage collector within seconds of load).
 REQUEST_PATH = [
     "vmimages/app.py", "vmimages/auth.py", "vmimages/protocol.py", "vmimages/validation.py",
-    "vmimages/store/memory.py", "vmimages/catalog.py", "vmimages/logs.py",
-    "vmimages/requestbody.py", "vmimages/replay.py", "vmimages/loop.py", "vmimages/vault.py",
-    "vmimages/ratelimit.py", "vmimages/actions/__init__.py", "vmimages/actions/changes.py",
-    "vmimages/actions/images.py", "vmimages/actions/lifecycle.py",
-    "vmimages/actions/locations.py",
+    "vmimages/store/memory.py", "vmimages/catalog.py", "vmimages/requestbody.py",
+    "vmimages/replay.py", "vmimages/loop.py", "vmimages/vault.py", "vmimages/ratelimit.py",
+    "vmimages/actions/__init__.py", "vmimages/actions/changes.py", "vmimages/actions/images.py",
+    "vmimages/actions/lifecycle.py", "vmimages/actions/locations.py",
 ]  # fmt: skip
 
 
@@ -42,15 +55,64 @@ def copy(to: Path) -> Path:
     return to
 
 
+def in_process(trees: dict[str, Path], base: Path, info: dict[str, str], rounds: int) -> dict:
+    spent: dict[str, list[float]] = {name: [] for name in trees}
+    for _ in range(rounds):
+        for name, tree in trees.items():
+            measured = subprocess.run(
+                [PY, str(tree / "bench" / "inprocess.py"), "--database", str(base / "c.db"),
+                 "--key-file", str(base / "c.key"), "--key", info["accessKeyId"],
+                 "--password", info["accessKeyPassword"], "--settings-costs"],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            spent[name].append(json.loads(measured.stdout.strip().splitlines()[-1])["shipped"])
+    pure_us, compiled_us = (statistics.median(spent[n]) for n in ("pure", "compiled"))
+    return {"pure_us": pure_us, "compiled_us": compiled_us,
+            "compiled_over_pure": compiled_us / pure_us, "rounds": spent}  # fmt: skip
+
+
+def over_the_wire(trees: dict[str, Path], base: Path) -> dict:
+    info = json.loads((base / "c.json").read_text())
+    database, key_file = str(base / "c.db"), str(base / "c.key")
+    servers = {
+        name: run.serve(database, key_file, "--image-build-seconds", "0", PYTHONPATH=f"{tree}/src")
+        for name, tree in trees.items()
+    }
+
+    def reads(name: str) -> run.Load:
+        proc, port, _ = servers[name]
+        script = requests_script([(h, b) for _, h, b in read_requests(info, f"127.0.0.1:{port}")])
+        return run.wrk(port, script, seconds=run.TURN_SECONDS, pid=proc.pid)
+
+    try:
+        for _, port, _ in servers.values():
+            run.wait_ready(port)
+        pure, compiled = run.turns(partial(reads, "pure"), partial(reads, "compiled"))
+    finally:
+        for proc, _, _ in servers.values():
+            run.stop(proc)
+    cpu = {name: [(x.user_us or 0) + (x.sys_us or 0) for x in loads]
+           for name, loads in (("pure", pure), ("compiled", compiled))}  # fmt: skip
+    return {
+        "pure_us": statistics.median(cpu["pure"]),
+        "compiled_us": statistics.median(cpu["compiled"]),
+        "compiled_over_pure": statistics.median(
+            c / p for c, p in zip(cpu["compiled"], cpu["pure"], strict=True)
+        ),
+        "turns": cpu,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    run.RESULTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
         base = Path(folder)
-        pure, compiled = copy(base / "pure"), copy(base / "compiled")
+        trees = {"pure": copy(base / "pure"), "compiled": copy(base / "compiled")}
         mypyc = Path(PY).parent / "mypyc"
-        subprocess.run([str(mypyc), *REQUEST_PATH], cwd=compiled / "src", check=True,
+        subprocess.run([str(mypyc), *REQUEST_PATH], cwd=trees["compiled"] / "src", check=True,
                        stdout=subprocess.DEVNULL)  # fmt: skip
         made = subprocess.run(
             [PY, str(HERE / "generate.py"), "--database", str(base / "c.db"), "--images",
@@ -58,19 +120,9 @@ def main() -> None:
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         info = json.loads(made.stdout.strip().splitlines()[-1])
-        spent: dict[str, list[float]] = {"pure": [], "compiled": []}
-        for _ in range(args.rounds):
-            for name, tree in (("pure", pure), ("compiled", compiled)):
-                run = subprocess.run(
-                    [PY, str(tree / "bench" / "inprocess.py"), "--database", str(base / "c.db"),
-                     "--key-file", str(base / "c.key"), "--key", info["accessKeyId"],
-                     "--password", info["accessKeyPassword"], "--settings-costs"],
-                    capture_output=True, text=True, check=True,
-                )  # fmt: skip
-                spent[name].append(json.loads(run.stdout.strip().splitlines()[-1])["shipped"])
-    pure_us, compiled_us = (statistics.median(spent[n]) for n in ("pure", "compiled"))
-    print(json.dumps({"pure_us": pure_us, "compiled_us": compiled_us,
-                      "compiled_over_pure": compiled_us / pure_us, "rounds": spent}))  # fmt: skip
+        figures = in_process(trees, base, info, args.rounds)
+        figures["wire"] = over_the_wire(trees, base)
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -79,6 +79,7 @@ def write_report(
     seconds: float,
     feed: list[dict[str, Any]] | None = None,
     regions: dict[str, Any] | None = None,
+    compiled: dict[str, Any] | None = None,
 ) -> None:
     largest = max(r["size"] for r in runs)
     big = [r for r in runs if r["size"] == largest]
@@ -157,6 +158,7 @@ def write_report(
         lines += ["", f"Each row: the medians of {turns} turns, alternated with the ceiling's."]
     lines += choices_section(big)
     lines += settings_costs(runs)
+    lines += compiled_section(compiled)
     lines += [
         "",
         "Writes refused are the workload's own races (a DeleteImages of an image still"
@@ -387,6 +389,26 @@ def choices_section(big: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def compiled_section(compiled: dict[str, Any] | None) -> list[str]:
+    """The request path compiled with mypyc against the same checkout in pure Python
+    (bench/compiled.py; docs/decisions.md, "Not compiled yet")."""
+    if compiled is None:
+        return []
+    wire = compiled["wire"]
+    return [
+        "",
+        "The request path compiled with mypyc, not shipped (`bench/compiled.py`: the same"
+        " checkout twice, pure and with the request path's modules compiled; docs/decisions.md,"
+        f' "Not compiled yet"): one q20 in-process {compiled["pure_us"]:.1f} µs pure and'
+        f" {compiled['compiled_us']:.1f} µs compiled (median of"
+        f" {len(compiled['rounds']['pure'])} rounds in turn; compiled / pure"
+        f" {compiled['compiled_over_pure']:.2f}); the realistic reads on a 100k SQLite catalog,"
+        f" the server's CPU per request, {wire['pure_us']:.0f} µs pure and"
+        f" {wire['compiled_us']:.0f} µs compiled (median of {len(wire['turns']['pure'])}"
+        f" alternated turns; compiled / pure {wire['compiled_over_pure']:.2f}).",
+    ]
+
+
 def settings_costs(runs: list[dict[str, Any]]) -> list[str]:
     """What metrics and the request log cost: in-process CPU per q20 request, the apps'
     rounds taken in turn (bench/inprocess.py --settings-costs)."""
@@ -595,7 +617,7 @@ def render(results: Path, report: Path) -> None:
     f = loads(json.loads(results.read_text()))
     write_report(report, f["machine"], f["ceiling"], f["ceiling_q20_body"], f["floor"],
                  f["moto"], f["runs"], f["hostile"], f["kit"], f.get("publishing"),
-                 f["seconds"], f.get("feed"), f.get("regions"))  # fmt: skip
+                 f["seconds"], f.get("feed"), f.get("regions"), f.get("compiled"))  # fmt: skip
 
 
 if __name__ == "__main__":  # re-render the report from the last run's figures, measuring nothing

@@ -565,6 +565,10 @@ def main() -> None:
                               capture_output=True, text=True, check=True).stdout  # fmt: skip
     feed = [json.loads(line) for line in measured.splitlines() if line.startswith("{")]
     print(f"feed: {feed}", file=sys.stderr)
+    measured = subprocess.run([PY, str(HERE / "compiled.py")], capture_output=True, text=True,
+                              check=False).stdout  # fmt: skip
+    compiled = json.loads(measured) if measured.strip() else None  # None: no C compiler here
+    print(f"compiled: {compiled}", file=sys.stderr)
     regions = None
     if "postgres" in STORES:  # a node far from its primary, with and without a local replica
         measured = subprocess.run([PY, str(HERE / "replica.py")], capture_output=True, text=True,
@@ -574,7 +578,7 @@ def main() -> None:
     figures = {"machine": machine(), "seconds": time.monotonic() - started, "ceiling": top,
                "ceiling_q20_body": sized, "floor": least, "moto": peer, "runs": runs,
                "hostile": hostile, "kit": kit, "publishing": publishing,
-               "feed": feed, "regions": regions}  # fmt: skip
+               "feed": feed, "regions": regions, "compiled": compiled}  # fmt: skip
     (RESULTS / "results.json").write_text(json.dumps(figures, indent=1, default=vars))
     from report import render
 
