@@ -1,5 +1,5 @@
-"""Does compiling the request path pay? The same checkout twice: as it is (pure Python) and
-with the request path's modules compiled by mypyc, as they are.
+"""What compiling the request path buys: the same checkout twice, pure Python and with the
+request path's modules compiled by mypyc (as `pip install` builds it where it can, setup.py).
 
 In-process: `inprocess.py --settings-costs` runs on each in turn, ROUNDS times, so the machine's
 drift falls on both alike; the CPU microseconds of one q20 request as shipped (serve's
@@ -12,7 +12,7 @@ the turns' ratios. Prints JSON.
 
 Needs a C compiler and Python's headers (mypyc comes with mypy, a test dependency). Nothing is
 compiled in the checkout itself: the copies live in a temporary folder (docs/decisions.md,
-"Not compiled yet").
+"Compiled where it can be").
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import tomllib
 from functools import partial
 from pathlib import Path
 
@@ -36,17 +37,9 @@ import run  # noqa: E402
 from workload import read_requests  # noqa: E402
 from wrk_script import requests_script  # noqa: E402
 
-# The modules a request runs through. Left out: errors.py (mypyc does not compile an Enum with
-# an __init__ of its own) and logs.py (compiled, its logging.Handler subclass is a native class
-# that a weak reference does not keep track of: logging keeps every handler in a WeakSet, and
-# the server crashed with a segmentation fault in the garbage collector within seconds of load).
-REQUEST_PATH = [
-    "vmimages/app.py", "vmimages/auth.py", "vmimages/protocol.py", "vmimages/validation.py",
-    "vmimages/store/memory.py", "vmimages/catalog.py", "vmimages/requestbody.py",
-    "vmimages/replay.py", "vmimages/loop.py", "vmimages/vault.py", "vmimages/ratelimit.py",
-    "vmimages/actions/__init__.py", "vmimages/actions/changes.py", "vmimages/actions/images.py",
-    "vmimages/actions/lifecycle.py", "vmimages/actions/locations.py",
-]  # fmt: skip
+# The modules compiled: the shipped build's (pyproject.toml, [tool.vmimages] compiled; the
+# reasons errors.py and logs.py stay out are there).
+REQUEST_PATH = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["vmimages"]["compiled"]
 
 
 def copy(to: Path) -> Path:

@@ -80,6 +80,7 @@ def write_report(
     feed: list[dict[str, Any]] | None = None,
     regions: dict[str, Any] | None = None,
     compiled: dict[str, Any] | None = None,
+    build: str | None = None,
 ) -> None:
     largest = max(r["size"] for r in runs)
     big = [r for r in runs if r["size"] == largest]
@@ -104,7 +105,7 @@ def write_report(
         ' its figures are the medians of its turns, and its "% of ceiling" the median of its'
         " turns' ratios.",
         "",
-        *settings_paragraph(),
+        *settings_paragraph(build),
         "",
         "## Baselines",
         "",
@@ -339,7 +340,7 @@ DEFAULTS_SHOWN = ("access_log", "log_format", "log_level", "metrics", "read_cach
                   "receive_timeout", "request_timeout", "db_pool_size")  # fmt: skip
 
 
-def settings_paragraph() -> list[str]:
+def settings_paragraph(build: str | None) -> list[str]:
     """serve's defaults, listed once: every row runs with them unless it names what it
     changes."""
     from vmimages.config import Settings
@@ -347,7 +348,8 @@ def settings_paragraph() -> list[str]:
     shipped = Settings()
     listed = ", ".join(f"`{name}` {str(getattr(shipped, name)).lower()}" for name in DEFAULTS_SHOWN)
     return [
-        "Every vmimages row runs `vmimages serve` with the settings it has with no flags (the"
+        f"Every vmimages row runs `vmimages serve` (the {build or 'installed'} build) with the"
+        " settings it has with no flags (the"
         f" request log on, in text, written to /dev/null; metrics on): {listed}. A row that"
         " changes one names it in its traffic column (`--no-metrics`, `--no-access-log`,"
         " `--workers 2` as 2 processes, the memory layer off); the realistic rows set"
@@ -391,15 +393,15 @@ def choices_section(big: list[dict[str, Any]]) -> list[str]:
 
 def compiled_section(compiled: dict[str, Any] | None) -> list[str]:
     """The request path compiled with mypyc against the same checkout in pure Python
-    (bench/compiled.py; docs/decisions.md, "Not compiled yet")."""
+    (bench/compiled.py; docs/decisions.md, "Compiled where it can be")."""
     if compiled is None:
         return []
     wire = compiled["wire"]
     return [
         "",
-        "The request path compiled with mypyc, not shipped (`bench/compiled.py`: the same"
-        " checkout twice, pure and with the request path's modules compiled; docs/decisions.md,"
-        f' "Not compiled yet"): one q20 in-process {compiled["pure_us"]:.1f} µs pure and'
+        "The compiled build against the pure-Python one (`bench/compiled.py`: the same checkout"
+        " twice, pure and with the request path's modules compiled; docs/decisions.md,"
+        f' "Compiled where it can be"): one q20 in-process {compiled["pure_us"]:.1f} µs pure and'
         f" {compiled['compiled_us']:.1f} µs compiled (median of"
         f" {len(compiled['rounds']['pure'])} rounds in turn; compiled / pure"
         f" {compiled['compiled_over_pure']:.2f}); the realistic reads on a 100k SQLite catalog,"
@@ -617,7 +619,8 @@ def render(results: Path, report: Path) -> None:
     f = loads(json.loads(results.read_text()))
     write_report(report, f["machine"], f["ceiling"], f["ceiling_q20_body"], f["floor"],
                  f["moto"], f["runs"], f["hostile"], f["kit"], f.get("publishing"),
-                 f["seconds"], f.get("feed"), f.get("regions"), f.get("compiled"))  # fmt: skip
+                 f["seconds"], f.get("feed"), f.get("regions"), f.get("compiled"),
+                 f.get("build"))  # fmt: skip
 
 
 if __name__ == "__main__":  # re-render the report from the last run's figures, measuring nothing

@@ -34,6 +34,8 @@ sys.path.insert(0, str(HERE))
 from workload import read_requests  # noqa: E402
 from wrk_script import plain_script, requests_script, signed_script  # noqa: E402
 
+import vmimages  # noqa: E402
+
 SIZES = [int(s) for s in os.environ.get("BENCH_SIZES", "1000,100000,1000000").split(",")]
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
 STORES = os.environ.get("BENCH_STORES", "sqlite,postgres").split(",")
@@ -578,7 +580,8 @@ def main() -> None:
     figures = {"machine": machine(), "seconds": time.monotonic() - started, "ceiling": top,
                "ceiling_q20_body": sized, "floor": least, "moto": peer, "runs": runs,
                "hostile": hostile, "kit": kit, "publishing": publishing,
-               "feed": feed, "regions": regions, "compiled": compiled}  # fmt: skip
+               "feed": feed, "regions": regions, "compiled": compiled,
+               "build": vmimages.build()}  # fmt: skip
     (RESULTS / "results.json").write_text(json.dumps(figures, indent=1, default=vars))
     from report import render
 

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import re
 import tempfile
 import time
+import tomllib
 import urllib.error
 import urllib.request
 import uuid
@@ -23,6 +25,26 @@ from vmimages.config import Settings
 from vmimages.store import open_store
 from vmimages.store.sql import SqlStore
 from vmimages.testing import start_serve, stop_process
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The compiled build runs the modules as they were compiled at install: one whose source
+    changed since would test old code. Say so and stop (`pip install -e .` compiles again)."""
+    listed = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    stale = []
+    for name in listed["tool"]["vmimages"]["compiled"]:
+        module = importlib.import_module(name.removesuffix(".py").replace("/", "."))
+        built = Path(module.__file__ or "")
+        source = built.parent / (built.name.split(".")[0] + ".py")
+        if built.suffix != ".py" and source.stat().st_mtime > built.stat().st_mtime:
+            stale.append(str(source))
+    if stale:
+        pytest.exit(
+            f"changed since they were compiled: {', '.join(stale)}; run `pip install -e .`"
+            " again (or remove the compiled modules, `git clean -fX src`, for the pure build)",
+            returncode=3,
+        )
+
 
 # The whole suite runs on SQLite, or on PostgreSQL with VMIMAGES_TEST_STORE=postgres (CI runs
 # both). Each test gets a fresh database: a file, or a schema of its own.

@@ -15,6 +15,7 @@ from tests.conftest import TEST_CATALOG, add_accounts, add_custom
 from vmimages.catalog import IMAGE_STATUSES, IMAGE_TYPES, OS_TYPES, ImageQuery, InvalidImageStatus
 from vmimages.catalogfile import parse_catalog
 from vmimages.store import open_store
+from vmimages.store.memory import ReadModel
 from vmimages.store.sql import SqlStore
 
 CUSTOM = [  # (image id, owner, zone, name, category, status, created)
@@ -235,15 +236,13 @@ def test_a_process_catches_up_after_missing_many_changes(customs: str) -> None:
     run(customs, work)
 
 
-def test_what_is_kept_is_bounded(customs: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_what_is_kept_is_bounded(customs: str) -> None:
     """Past its bounds the memory forgets (the least recent account first, answers whole) and
     reads again: answers stay those of the database."""
-    from vmimages.store import memory as module
-
-    monkeypatch.setattr(module, "MAX_CUSTOM_IMAGES", 3)
-    monkeypatch.setattr(module, "MAX_ANSWER_WEIGHT", 4)
 
     async def work(sql: SqlStore, memory: SqlStore) -> None:
+        memory.read_model = ReadModel(memory, max_custom_images=3, max_answer_weight=4)
+        await memory.read_model.load()
         counted = Counted()
         accounts = await account_ids(sql)
         queries = [ImageQuery(viewer=accounts[name], page_size=2) for name in ("alice", "bob")]

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REQUEST_ID, add_accounts, sql
+from vmimages import __version__, build
 from vmimages.catalog import fold
 from vmimages.catalogfile import default_catalog
 
@@ -127,16 +128,22 @@ def test_processes_on_one_database_each_answer_right(server_factory: Any, db_pat
     assert sql(database, "SELECT count(*) FROM images") == [(len(default_catalog().images),)]
 
 
+def log_once_it_says(server: Any, text: str) -> str:
+    """The server's log, once it holds `text` (or after 5 s: the caller's assert shows it)."""
+    log = ""
+    for _ in range(50):
+        log = server.log.read_text()
+        if text in log:
+            break
+        time.sleep(0.1)
+    return log
+
+
 def test_first_start_prints_a_working_credential(server_factory: Any, db_path: str) -> None:
     """A new user is not stuck: serve on a new database makes an account and prints its token."""
     database = db_path
     server = server_factory(database)
-    log = ""
-    for _ in range(50):
-        log = server.log.read_text()
-        if "token:" in log:
-            break
-        time.sleep(0.1)
+    log = log_once_it_says(server, "token:")
     token = re.search(r"token:\s+(zlt_\w+)", log)
     key = re.search(r"accessKeyId:\s+(\w+)\s+accessKeyPassword:\s+(\w+)", log)
     assert token and key, log
@@ -178,3 +185,10 @@ def test_the_first_run_hints_work_when_pasted(server_factory: Any, tmp_path: Any
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert made in listed.stdout
+
+
+def test_the_start_up_line_says_which_build_runs(server_factory: Any, db_path: str) -> None:
+    """The compiled build and the pure-Python one behave the same; the log says which runs (the
+    server runs the build this test process imports: the same installation)."""
+    log = log_once_it_says(server_factory(db_path), "serving the Zenlayer")
+    assert f"vmimages {__version__} ({build()} build): serving the Zenlayer" in log, log

@@ -23,6 +23,7 @@ from vmimages import (
     __version__,
     actions,
     admin,
+    build,
     console,
     dev,
     errors,
@@ -143,7 +144,7 @@ class App:
                     await self.dev.open()
                 self.compacting = asyncio.create_task(self.compact_history())
                 if self.settings.metrics:
-                    metrics.BUILD_INFO.labels(__version__, self.settings.store_kind).set(1)
+                    metrics.BUILD_INFO.labels(__version__, build(), self.settings.store_kind).set(1)
                     self.counting = asyncio.create_task(self.count_images())
                     if self.settings.metrics_port:
                         self.metrics_server = await asyncio.start_server(

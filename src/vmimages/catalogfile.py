@@ -108,21 +108,24 @@ def parse_catalog_partly(doc: Any) -> tuple[CatalogFile, FileCheck]:
         where = f"locations[{i}]"
         known = len(check.problems)
         optional = partial(check.field, where, entry, required=False)
-        location = Location(
-            id=0,
-            region_id=check.field(where, entry, "regionId", str, pattern=LOCATION_ID),
-            zone_id=check.field(where, entry, "zoneId", str, pattern=LOCATION_ID),
-            name=check.field(where, entry, "name", str, max_len=128),
-            support_security_group=optional("supportSecurityGroup", bool, default=True),
-            support_network_type=optional(
+        # The fields first: a field with a problem is None, which no Location may hold.
+        fields = {
+            "id": 0,
+            "region_id": check.field(where, entry, "regionId", str, pattern=LOCATION_ID),
+            "zone_id": check.field(where, entry, "zoneId", str, pattern=LOCATION_ID),
+            "name": check.field(where, entry, "name", str, max_len=128),
+            "support_security_group": optional("supportSecurityGroup", bool, default=True),
+            "support_network_type": optional(
                 "supportNetworkType", str, choices=NETWORK_TYPES, default="VPC"
             ),
-            support_ipv6=optional("supportIpv6", bool, default=False),
-            support_cpu_pass_through=optional("supportCpuPassThrough", bool, default=False),
-            network_line_type=optional("networkLineType", str, choices=LINE_TYPES, default="BGP"),
-        )
+            "support_ipv6": optional("supportIpv6", bool, default=False),
+            "support_cpu_pass_through": optional("supportCpuPassThrough", bool, default=False),
+            "network_line_type": optional(
+                "networkLineType", str, choices=LINE_TYPES, default="BGP"
+            ),
+        }
         if len(check.problems) == known:
-            locations.append(location)
+            locations.append(Location(**fields))
             location_at.append(i)
     images: list[ImageEntry] = []
     for i, entry in enumerate(entries(check, doc, "images")):
@@ -130,24 +133,24 @@ def parse_catalog_partly(doc: Any) -> tuple[CatalogFile, FileCheck]:
         if isinstance(entry.get("imageId"), str):
             where += f" ({entry['imageId']})"
         known = len(check.problems)
-        image = ImageEntry(
-            image_id=check.field(where, entry, "imageId", str, pattern=IMAGE_ID),
-            name=check.field(where, entry, "imageName", str, max_len=128),
-            location=check.field(where, entry, "location", str, pattern=LOCATION_ID),
-            category=check.field(where, entry, "category", str, pattern=CATEGORY),
-            os_type=check.field(where, entry, "osType", str, choices=OS_TYPES),
-            version=check.field(where, entry, "imageVersion", str, max_len=32),
-            size_gb=check.field(where, entry, "imageSize", int),
-            status=check.field(where, entry, "imageStatus", str, choices=IMAGE_STATUSES),
-            description=check.field(
+        fields = {
+            "image_id": check.field(where, entry, "imageId", str, pattern=IMAGE_ID),
+            "name": check.field(where, entry, "imageName", str, max_len=128),
+            "location": check.field(where, entry, "location", str, pattern=LOCATION_ID),
+            "category": check.field(where, entry, "category", str, pattern=CATEGORY),
+            "os_type": check.field(where, entry, "osType", str, choices=OS_TYPES),
+            "version": check.field(where, entry, "imageVersion", str, max_len=32),
+            "size_gb": check.field(where, entry, "imageSize", int),
+            "status": check.field(where, entry, "imageStatus", str, choices=IMAGE_STATUSES),
+            "description": check.field(
                 where, entry, "imageDescription", str, max_len=255, required=False
             ),
-            create_time=check.field(where, entry, "createTime", str, pattern=CREATE_TIME),
-        )
+            "create_time": check.field(where, entry, "createTime", str, pattern=CREATE_TIME),
+        }
         if isinstance(entry.get("imageSize"), int) and not 1 <= entry["imageSize"] <= 65536:
             check.problems.append(f"{where}: `imageSize` must be 1 to 65536 (GB)")
         if len(check.problems) == known:
-            images.append(image)
+            images.append(ImageEntry(**fields))
             image_at.append(i)
     check_unique(check, "locations", [loc.region_id for loc in locations], "regionId")
     check_unique(check, "locations", [loc.zone_id for loc in locations], "zoneId")

@@ -64,8 +64,9 @@ BUILT = Counter(
 )
 BUILD_INFO = Gauge(
     "vmimages_build_info",
-    "Always 1: the version that runs and the kind of database it stores in.",
-    ["version", "store"],
+    "Always 1: the version that runs, its build (compiled or pure) and the kind of database"
+    " it stores in.",
+    ["version", "build", "store"],
     multiprocess_mode="max",
 )
 IMAGES = Gauge(

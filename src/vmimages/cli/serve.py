@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from vmimages import __version__, admin, dev, logs
+from vmimages import __version__, admin, build, dev, logs
 from vmimages.cli import (
     database_option,
     key_file_option,
@@ -206,8 +206,8 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
             first, first, where, first, where,
         )  # fmt: skip
     log.info(
-        "vmimages %s: serving the Zenlayer VM image API on %s/api/v2/vm from %s%s",
-        __version__, url, settings.database_shown,
+        "vmimages %s (%s build): serving the Zenlayer VM image API on %s/api/v2/vm from %s%s",
+        __version__, build(), url, settings.database_shown,
         f", reading from {settings.read_database_shown}" if settings.read_database else "",
     )  # fmt: skip
     if settings.dev:

@@ -93,8 +93,15 @@ def in_order(images: list[Image]) -> list[Image]:
 class ReadModel:
     """What one process keeps of the catalog; `store` is the SQL store it reads from."""
 
-    def __init__(self, store: SqlStore) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        max_custom_images: int = MAX_CUSTOM_IMAGES,
+        max_answer_weight: int = MAX_ANSWER_WEIGHT,
+    ) -> None:
         self.store = store
+        self.max_custom_images = max_custom_images
+        self.max_answer_weight = max_answer_weight
         self._seen = -1  # the change number memory is true to; -1: nothing read yet
         self._epoch = 0  # counts drops: a read that a drop overtook is not kept
         self._locations: list[Location] = []
@@ -304,7 +311,7 @@ class ReadModel:
         offset = query.offset
         page = ImagePage(len(matches), matches[offset : offset + query.page_size])
         if epoch == self._epoch:
-            if self._answer_weight >= MAX_ANSWER_WEIGHT:  # dropped whole; made again on use
+            if self._answer_weight >= self.max_answer_weight:  # dropped whole; made again on use
                 self._answers.clear()
                 self._answer_weight = 0
             self._answers.setdefault(viewer, {})[query] = page
@@ -323,7 +330,7 @@ class ReadModel:
         if epoch == self._epoch:
             self._custom[account] = images
             self._custom_count += len(images)
-            while self._custom_count > MAX_CUSTOM_IMAGES and len(self._custom) > 1:
+            while self._custom_count > self.max_custom_images and len(self._custom) > 1:
                 oldest = next(iter(self._custom))
                 self._drop_account(oldest)
         return images
