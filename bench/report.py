@@ -252,6 +252,13 @@ def write_report(
         for frame, meaning in PROFILED:
             if frame in shares:
                 lines.append(f"| `{frame}`: {meaning} | {shares[frame]:.0%} |")
+        if "App.dispatch" not in shares:
+            lines += [
+                "",
+                "The compiled build's modules run as machine code, which py-spy does not see as"
+                " Python frames: only uvicorn's steps show. The request path's own steps show"
+                " in a profile of the pure-Python build.",
+            ]
     if hostile is not None:
         lines += hostile_section(hostile)
     lines += ["", "## Targets", ""]
@@ -351,8 +358,8 @@ def settings_paragraph(build: str | None) -> list[str]:
         f"Every vmimages row runs `vmimages serve` (the {build or 'installed'} build) with the"
         " settings it has with no flags (the"
         f" request log on, in text, written to /dev/null; metrics on): {listed}. A row that"
-        " changes one names it in its traffic column (`--no-metrics`, `--no-access-log`,"
-        " `--workers 2` as 2 processes, the memory layer off); the realistic rows set"
+        " changes one names it in its traffic column (`--workers 2` as 2 processes, the memory"
+        " layer off), or is in the table of what each choice is worth; the realistic rows set"
         " `--image-build-seconds 0`, so that builds end while the reads run.",
     ]
 
@@ -536,9 +543,8 @@ def targets(runs: list[dict[str, Any]], largest: int) -> list[str]:
         )
         if cold > 80:
             out.append(
-                "  Why: such a request pays the whole request path (the signature alone is a"
-                ' sixth of it, "Where the time goes"), filters the account\'s visible set in'
-                " Python and makes the page's JSON; the mean also carries requests whose"
+                "  Why: such a request pays the whole request path (signature, parameters,"
+                " envelope), filters the account's visible set and makes the page's JSON; the mean also carries requests whose"
                 " credential this process had not looked up yet. An account's first request"
                 " reads its custom images (up to 100 rows) from the database."
             )
