@@ -1,12 +1,10 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import re
 import tempfile
 import time
-import tomllib
 import urllib.error
 import urllib.request
 import uuid
@@ -17,6 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+import vmimages
 from tests.asgi import AsgiClient, Credentials, Response
 from vmimages import admin
 from vmimages.app import create_app
@@ -30,14 +29,7 @@ from vmimages.testing import start_serve, stop_process
 def pytest_sessionstart(session: pytest.Session) -> None:
     """The compiled build runs the modules as they were compiled at install: one whose source
     changed since would test old code. Say so and stop (`pip install -e .` compiles again)."""
-    listed = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
-    stale = []
-    for name in listed["tool"]["vmimages"]["compiled"]:
-        module = importlib.import_module(name.removesuffix(".py").replace("/", "."))
-        built = Path(module.__file__ or "")
-        source = built.parent / (built.name.split(".")[0] + ".py")
-        if built.suffix != ".py" and source.stat().st_mtime > built.stat().st_mtime:
-            stale.append(str(source))
+    stale = vmimages.stale_modules()
     if stale:
         pytest.exit(
             f"changed since they were compiled: {', '.join(stale)}; run `pip install -e .`"

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import REQUEST_ID, add_accounts, sql
-from vmimages import __version__, build
+from vmimages import __version__, build, stale_modules
 from vmimages.catalog import fold
 from vmimages.catalogfile import default_catalog
 
@@ -192,3 +194,18 @@ def test_the_start_up_line_says_which_build_runs(server_factory: Any, db_path: s
     server runs the build this test process imports: the same installation)."""
     log = log_once_it_says(server_factory(db_path), "serving the Zenlayer")
     assert f"vmimages {__version__} ({build()} build): serving the Zenlayer" in log, log
+
+
+def test_a_source_changed_since_it_was_compiled_is_named(tmp_path: Path) -> None:
+    """An editable install compiles in place; a source edited since runs as it was compiled
+    until installed again: the tests stop on it and `serve` warns (vmimages.stale_modules)."""
+    (tmp_path / "actions").mkdir()
+    fresh, edited = tmp_path / "app", tmp_path / "actions" / "images"
+    for module, source_age in ((fresh, 20), (edited, 0)):
+        built = module.with_name(module.name + ".cpython-311-x86_64-linux-gnu.so")
+        built.write_bytes(b"")
+        os.utime(built, (time.time() - 10, time.time() - 10))
+        module.with_suffix(".py").write_text("")
+        os.utime(module.with_suffix(".py"), (time.time() - source_age,) * 2)
+    assert stale_modules(str(tmp_path)) == [str(edited.with_suffix(".py"))]
+    assert stale_modules() == []  # this installation's: the suite would not have started

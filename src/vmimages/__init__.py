@@ -9,3 +9,17 @@ def build() -> str:
     from vmimages import app
 
     return "pure" if (app.__file__ or "").endswith(".py") else "compiled"
+
+
+def stale_modules(package: str | None = None) -> list[str]:
+    """Sources changed since they were compiled (`pip install -e .` compiles in place): the
+    compiled build runs them as they were until installed again. Empty for the pure build.
+    `package`: the folder to look in, this package's unless told."""
+    from pathlib import Path
+
+    stale = []
+    for built in Path(package or Path(__file__).parent).rglob("*.so"):  # imported before a .py beside it
+        source = built.parent / (built.name.split(".")[0] + ".py")
+        if source.exists() and source.stat().st_mtime > built.stat().st_mtime:
+            stale.append(str(source))
+    return sorted(stale)

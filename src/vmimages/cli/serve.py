@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from vmimages import __version__, admin, build, dev, logs
+from vmimages import __version__, admin, build, dev, logs, stale_modules
 from vmimages.cli import (
     database_option,
     key_file_option,
@@ -205,6 +205,9 @@ def serve(no_catalog: bool | None, **options: Any) -> None:
             " `vmimages tokens create --account %s%s`",
             first, first, where, first, where,
         )  # fmt: skip
+    for source in stale_modules():
+        log.warning("%s changed since it was compiled: this server runs it as it was; run"
+                    " `pip install -e .` again", source)  # fmt: skip
     log.info(
         "vmimages %s (%s build): serving the Zenlayer VM image API on %s/api/v2/vm from %s%s",
         __version__, build(), url, settings.database_shown,
