@@ -18,7 +18,8 @@ def stale_modules(package: str | None = None) -> list[str]:
     from pathlib import Path
 
     stale = []
-    for built in Path(package or Path(__file__).parent).rglob("*.so"):  # imported before a .py beside it
+    # A compiled module is imported before the .py beside it.
+    for built in Path(package or Path(__file__).parent).rglob("*.so"):
         source = built.parent / (built.name.split(".")[0] + ".py")
         if source.exists() and source.stat().st_mtime > built.stat().st_mtime:
             stale.append(str(source))
