@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import random
 import uuid
 from typing import Any
 
@@ -365,6 +366,16 @@ def test_request_ids_are_version_4_uuids() -> None:
         parsed = uuid.UUID(request_id[1:])
         assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
         assert request_id[1:] == str(parsed).upper()
+
+
+def test_seeding_the_process_random_generator_does_not_repeat_request_ids() -> None:
+    """A library or a test that seeds `random` (hypothesis does, per example) gets no request
+    id twice."""
+    random.seed(7)
+    first = [protocol.new_request_id() for _ in range(3)]
+    random.seed(7)
+    again = [protocol.new_request_id() for _ in range(3)]
+    assert not set(first) & set(again)
 
 
 def test_a_forked_process_draws_other_request_ids() -> None:

@@ -6,6 +6,7 @@ API.md §1, §2 and §4. Everything here is pure: bytes and headers in, values o
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 from typing import Any
 
@@ -26,12 +27,18 @@ _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
 _UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
+# Request ids' own random generator, seeded from the operating system: a `random.seed()` elsewhere
+# in the process (a library's, a test's) does not repeat them; a forked child seeds it again.
+_IDS = random.Random()
+os.register_at_fork(after_in_child=_IDS.seed)
+
+
 def new_request_id() -> str:
     """`T` + an uppercase version-4 UUID, as Zenlayer writes them. Request ids must be unique,
-    not secret: they come from the process's random generator (which Python reseeds in a
-    forked child), not from the operating system's, which costs a system call each. Formatted
-    here, not by `uuid.UUID`, whose checks cost as much again as the rest of the id."""
-    digits = "%032X" % (random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
+    not secret: they come from a random generator of their own (_IDS), not from the operating
+    system's, which costs a system call each. Formatted here, not by `uuid.UUID`, whose checks
+    cost as much again as the rest of the id."""
+    digits = "%032X" % (_IDS.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
     return f"T{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
