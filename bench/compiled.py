@@ -34,8 +34,6 @@ PY = sys.executable
 sys.path.insert(0, str(HERE))
 
 import run  # noqa: E402
-from workload import read_requests  # noqa: E402
-from wrk_script import requests_script  # noqa: E402
 
 # The modules compiled: the shipped build's (pyproject.toml, [tool.vmimages] compiled; the
 # reasons errors.py and logs.py stay out are there).
@@ -74,7 +72,7 @@ def over_the_wire(trees: dict[str, Path], base: Path) -> dict:
 
     def reads(name: str) -> run.Load:
         proc, port, _ = servers[name]
-        script = requests_script([(h, b) for _, h, b in read_requests(info, f"127.0.0.1:{port}")])
+        script = run.realistic_script(info, port)
         return run.wrk(port, script, seconds=run.TURN_SECONDS, pid=proc.pid)
 
     try:
@@ -84,14 +82,11 @@ def over_the_wire(trees: dict[str, Path], base: Path) -> dict:
     finally:
         for proc, _, _ in servers.values():
             run.stop(proc)
-    cpu = {name: [(x.user_us or 0) + (x.sys_us or 0) for x in loads]
-           for name, loads in (("pure", pure), ("compiled", compiled))}  # fmt: skip
+    cpu = {"pure": [x.cpu_us for x in pure], "compiled": [x.cpu_us for x in compiled]}
     return {
         "pure_us": statistics.median(cpu["pure"]),
         "compiled_us": statistics.median(cpu["compiled"]),
-        "compiled_over_pure": statistics.median(
-            c / p for c, p in zip(cpu["compiled"], cpu["pure"], strict=True)
-        ),
+        "compiled_over_pure": run.cpu_over(compiled, pure),
         "turns": cpu,
     }
 

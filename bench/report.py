@@ -38,12 +38,6 @@ def _share(load: Any, top: Any) -> str:
     return f"{100 * load.rps / top.rps:.0f}%"
 
 
-def _row_share(row: dict[str, Any]) -> float:
-    """A realistic row's share of its ceiling: the median of its turns' (bench/run.py, TURNS)."""
-    share: float = row["share"]
-    return share
-
-
 def _rows(r: dict[str, Any]) -> list[dict[str, Any]]:
     """A catalog's realistic rows with their ceiling (not the choices measured against them)."""
     return [row for row in r.get("mixed", []) if not row["ablate"]]
@@ -151,7 +145,7 @@ def write_report(
             lines.append(
                 f"| {r['store']} | {row['processes']} |"
                 f" {'reads and 50 writes/s' if row['writes'] else 'reads only'} |"
-                f" {row['load'].row()} | {row['ceiling'].rps:,.0f} | {_row_share(row):.0%} |"
+                f" {row['load'].row()} | {row['ceiling'].rps:,.0f} | {row['share']:.0%} |"
                 f" {_cpu(row['load'])} | {wrote} |"
             )
     turns = next((row["turns"] for r in big for row in _rows(r)), None)
@@ -464,7 +458,7 @@ def settings_targets(runs: list[dict[str, Any]]) -> list[str]:
         row = _mixed(runs, store, 1, writes)
         if row is None:
             continue
-        share = _row_share(row)
+        share = row["share"]
         out.append(
             f"- With the defaults (request log on), realistic traffic, {label}, at least what"
             f" the request log off reached before ({before:.0%} of the ceiling): {share:.0%}"
@@ -497,7 +491,7 @@ def targets(runs: list[dict[str, Any]], largest: int) -> list[str]:
         if row is None:
             continue
         near = row["ceiling"]  # measured in turns with this row
-        share = _row_share(row)
+        share = row["share"]
         out.append(
             f"- {label}, at least {goal:.0%} of the ceiling: {share:.0%}"
             f" ({row['load'].rps:,.0f} of {near.rps:,.0f} requests/s) — {_verdict(share >= goal)}."
@@ -544,8 +538,8 @@ def targets(runs: list[dict[str, Any]], largest: int) -> list[str]:
         if cold > 80:
             out.append(
                 "  Why: such a request pays the whole request path (signature, parameters,"
-                " envelope), filters the account's visible set and makes the page's JSON; the mean also carries requests whose"
-                " credential this process had not looked up yet. An account's first request"
+                " envelope), filters the account's visible set and makes the page's JSON; the"
+                " mean also carries requests whose credential this process had not looked up yet. An account's first request"
                 " reads its custom images (up to 100 rows) from the database."
             )
     for r in runs:

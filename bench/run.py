@@ -57,6 +57,11 @@ class Load:
     def row(self) -> str:
         return f"{self.rps:,.0f} | {self.p50_ms:.2f} | {self.p99_ms:.2f}"
 
+    @property
+    def cpu_us(self) -> float:
+        """The server's CPU per request, user and kernel (0 when not measured)."""
+        return (self.user_us or 0) + (self.sys_us or 0)
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -195,11 +200,16 @@ def baseline(module: str, **env: str) -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
+def ceiling_script(port: int) -> str:
+    """wrk's script for the ceiling app on `port`: a POST of `{}`."""
+    headers = {"Host": f"127.0.0.1:{port}", "Content-Type": "application/json"}
+    return plain_script("POST", "/", headers, "{}")
+
+
 def ceiling(images: int = 0) -> Load:
     proc, port = baseline("fixed_app", CEILING_IMAGES=str(images))
     try:
-        headers = {"Host": f"127.0.0.1:{port}", "Content-Type": "application/json"}
-        return wrk(port, plain_script("POST", "/", headers, "{}"), pid=proc.pid)
+        return wrk(port, ceiling_script(port), pid=proc.pid)
     finally:
         stop(proc)
 
@@ -381,6 +391,16 @@ def turns(first: Callable[[], Load], second: Callable[[], Load]) -> tuple[list[L
     return a, b
 
 
+def realistic_script(info: dict[str, Any], port: int) -> str:
+    """wrk's script of the realistic reads (workload.py) for a server on `port`."""
+    return requests_script([(h, b) for _, h, b in read_requests(info, f"127.0.0.1:{port}")])
+
+
+def cpu_over(loads: list[Load], base: list[Load]) -> float:
+    """The median of the turns' ratios of CPU per request: `loads` over `base`."""
+    return median(x.cpu_us / b.cpu_us for x, b in zip(loads, base, strict=True))
+
+
 def serve_for_row(database: str, key_file: str, processes: int, choice: str = "") -> Any:
     options = SETTINGS_VARIANTS.get(choice, [])
     proc, port, startup = serve(database, key_file, "--image-build-seconds", "0",
@@ -403,7 +423,7 @@ def mixed_runs(store: str, database: str, key_file: str, workload: str) -> list[
     def reads(port: int, pid: int, written: list[dict[str, Any]] | None = None) -> Load:
         """One turn of the realistic reads; with `written`, the write stream beside them
         (through the warm-up and the measured run, and a second longer), its figures added."""
-        script = requests_script([(h, b) for _, h, b in read_requests(info, f"127.0.0.1:{port}")])
+        script = realistic_script(info, port)
         writer = None if written is None else write_stream(port, workload, TURN_SECONDS + 3)
         load = wrk(port, script, seconds=TURN_SECONDS, pid=pid)
         if writer is not None and written is not None:
@@ -416,10 +436,10 @@ def mixed_runs(store: str, database: str, key_file: str, workload: str) -> list[
         top_proc, top_port = baseline("fixed_app", CEILING_IMAGES="0")
         proc, port, startup = serve_for_row(database, key_file, processes)
         try:
-            headers = {"Host": f"127.0.0.1:{top_port}", "Content-Type": "application/json"}
-            fixed = plain_script("POST", "/", headers, "{}")
             tops, loads = turns(
-                partial(wrk, top_port, fixed, seconds=TURN_SECONDS, pid=top_proc.pid),
+                partial(
+                    wrk, top_port, ceiling_script(top_port), seconds=TURN_SECONDS, pid=top_proc.pid
+                ),
                 partial(reads, port, proc.pid, written if writes else None),
             )
             row: dict[str, Any] = {
@@ -435,9 +455,7 @@ def mixed_runs(store: str, database: str, key_file: str, workload: str) -> list[
                                  for k in {k for w in written for k in w["outcomes"]}},
                 }  # fmt: skip
             if store == "sqlite" and writes:
-                host = f"127.0.0.1:{port}"
-                script = requests_script([(h, b) for _, h, b in read_requests(info, host)])
-                row["profile"] = profile(proc.pid, port, workload, script)
+                row["profile"] = profile(proc.pid, port, workload, realistic_script(info, port))
         finally:
             stop(proc)
             stop(top_proc)
@@ -455,12 +473,10 @@ def mixed_runs(store: str, database: str, key_file: str, workload: str) -> list[
         finally:
             stop(proc)
             stop(shipped_proc)
-        cpu = [(x.user_us or 0) + (x.sys_us or 0) for x in loads]
-        base = [(x.user_us or 0) + (x.sys_us or 0) for x in shipped]
         rows.append({
             "processes": 1, "writes": False, "ablate": choice, "turns": len(loads),
             "load": middle(loads), "shipped": middle(shipped),
-            "cpu_over_shipped": median(c / b for c, b in zip(cpu, base, strict=True)),
+            "cpu_over_shipped": cpu_over(loads, shipped),
         })  # fmt: skip
         print(f"choice {choice}: {rows[-1]['cpu_over_shipped']:.3f} of shipped", file=sys.stderr)
     return rows
@@ -567,9 +583,11 @@ def main() -> None:
                               capture_output=True, text=True, check=True).stdout  # fmt: skip
     feed = [json.loads(line) for line in measured.splitlines() if line.startswith("{")]
     print(f"feed: {feed}", file=sys.stderr)
-    measured = subprocess.run([PY, str(HERE / "compiled.py")], capture_output=True, text=True,
-                              check=False).stdout  # fmt: skip
-    compiled = json.loads(measured) if measured.strip() else None  # None: no C compiler here
+    made = subprocess.run([PY, str(HERE / "compiled.py")], capture_output=True, text=True,
+                          check=False)  # fmt: skip
+    compiled = json.loads(made.stdout) if made.returncode == 0 else None  # None: cannot compile
+    if compiled is None:
+        print(f"compiled.py failed:\n{made.stderr[-2000:]}", file=sys.stderr)
     print(f"compiled: {compiled}", file=sys.stderr)
     regions = None
     if "postgres" in STORES:  # a node far from its primary, with and without a local replica

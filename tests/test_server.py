@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -209,3 +210,21 @@ def test_a_source_changed_since_it_was_compiled_is_named(tmp_path: Path) -> None
         os.utime(module.with_suffix(".py"), (time.time() - source_age,) * 2)
     assert stale_modules(str(tmp_path)) == [str(edited.with_suffix(".py"))]
     assert stale_modules() == []  # this installation's: the suite would not have started
+
+
+def test_serve_warns_of_a_source_changed_since_it_was_compiled(
+    server_factory: Any, db_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve` on an installation with a module whose source is newer than its compiled form
+    (made up here, beside a copy of the package) says so before it serves."""
+    import vmimages
+
+    installed = tmp_path / "installed"
+    shutil.copytree(Path(vmimages.__file__).parent, installed / "vmimages")
+    built = installed / "vmimages" / "edited.cpython-311-x86_64-linux-gnu.so"
+    built.write_bytes(b"")  # never imported: no module imports `vmimages.edited`
+    os.utime(built, (time.time() - 10,) * 2)
+    (installed / "vmimages" / "edited.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", str(installed))
+    log = log_once_it_says(server_factory(db_path), "serving the Zenlayer")
+    assert f"{installed / 'vmimages' / 'edited.py'} changed since it was compiled" in log, log
