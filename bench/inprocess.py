@@ -1,9 +1,9 @@
 """Requests through the app in-process, no sockets.
 
 With --key and --password: one q20 request, warm and with the CPU's caches made cold (below).
-With --workload: DescribeImages requests of the realistic traffic (bench/workload.py), each
-answered for the first time by a fresh process: the first request of an account it has not seen
-yet, then a query that account has not asked before. Prints the CPU time of each kind, per
+With --workload: DescribeImages requests of the realistic traffic (bench/workload.py), one at a
+time, each answered for the first time by one process: the first request of an account it has
+not seen yet, then a query that account has not asked before (the request log on, to /dev/null). Prints the CPU time of each kind, per
 request, in microseconds.
 
 Warm: requests back to back, so the code and data they touch stay in the CPU's caches. Cold:
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging.config
 import os
 import statistics
 import sys
@@ -43,6 +44,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
 
+from vmimages import logs  # noqa: E402
 from vmimages.app import create_app  # noqa: E402
 from vmimages.auth import authorization_header  # noqa: E402
 from vmimages.config import Settings  # noqa: E402
@@ -114,6 +116,14 @@ async def measure(app: Any, request: dict[str, Any]) -> tuple[float, float]:
     return 1e6 * statistics.median(warm), 1e6 * statistics.median(cold)
 
 
+def log_to_devnull() -> None:
+    """serve's logging (text), its lines written to /dev/null by the writer serve's lifespan
+    attaches to the event loop: what a line costs is its making, not a reader's speed."""
+    logging.config.dictConfig(logs.log_config("text", "info"))
+    logs.WRITER.stream = open(os.devnull, "w")  # noqa: SIM115
+    logs.WRITER.attach(asyncio.get_running_loop())
+
+
 async def first_sight(args: argparse.Namespace) -> None:
     from workload import read_requests
 
@@ -123,6 +133,7 @@ async def first_sight(args: argparse.Namespace) -> None:
     owner.update({p["token"]: p["account"] for p in info["people"]})
     app = create_app(Settings(database=args.database, key_file=args.key_file))
     await app.store.open()
+    log_to_devnull()  # the request log on, as shipped, its lines written as serve writes them
     seen_accounts: set[str] = set()
     seen_queries: set[tuple[str, str, str]] = set()
     spent: dict[str, list[float]] = {"new_account": [], "new_query": []}
@@ -154,6 +165,7 @@ async def first_sight(args: argparse.Namespace) -> None:
         await app(request, receive, send)
         spent[kind].append(time.process_time() - started)
     await app.store.close()
+    logs.WRITER.detach()
     if set(statuses) != {200}:
         raise SystemExit(f"the app answered {sorted(set(statuses))}")
     print(json.dumps({kind: {"count": len(times), "mean_us": 1e6 * statistics.fmean(times),
@@ -162,12 +174,6 @@ async def first_sight(args: argparse.Namespace) -> None:
 
 
 async def settings_costs(args: argparse.Namespace) -> None:
-    import logging.config
-
-    from vmimages import logs
-
-    logging.config.dictConfig(logs.log_config("text", "info"))
-    logs.WRITER.stream = open(os.devnull, "w")  # noqa: SIM115
     shipped = Settings(database=args.database, key_file=args.key_file)  # serve's defaults
     apps = {
         "shipped": create_app(shipped),
@@ -177,7 +183,7 @@ async def settings_costs(args: argparse.Namespace) -> None:
     }
     for app in apps.values():
         await app.store.open()
-    logs.WRITER.attach(asyncio.get_running_loop())  # as serve's lifespan does
+    log_to_devnull()
     request = scope(args.key, args.password)
 
     async def receive() -> dict[str, Any]:

@@ -181,13 +181,16 @@ def etag_of(body: bytes, request_id: str) -> bytes:
     """A weak ETag of an answer: a hash of its body after the request id's second mention (the
     envelope says it twice, first), so that the same answer to another request has the same
     tag, and any other answer another."""
-    answer = body.split(request_id.encode(), 2)[-1]
-    return weak_etag(hashlib.blake2b(answer, digest_size=16).hexdigest())
+    return weak_etag(body.split(request_id.encode(), 2)[-1])
 
 
-def weak_etag(hexdigest: str) -> bytes:
-    """The ETag header's value for an answer's hash (its maker's: etag_of, or a page's)."""
-    return b'W/"' + hexdigest.encode() + b'"'
+def weak_etag(*parts: bytes) -> bytes:
+    """The ETag header's value for an answer made of `parts` (etag_of's, or a page's): 128 bits
+    of their SHA-256, which CPUs compute in hardware (docs/decisions.md, "ETags")."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return b'W/"' + digest.hexdigest()[:32].encode() + b'"'
 
 
 def matches(if_none_match: str | None, etag: bytes) -> bool:

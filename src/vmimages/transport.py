@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.sslproto
 import ssl
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -39,11 +39,11 @@ class Limits:
     """This process's limits: set from the settings when the app is made (create_app), in
     every worker process, and read by each connection."""
 
-    max_header_bytes = DEFAULT_MAX_HEADER_BYTES
-    receive_timeout = DEFAULT_RECEIVE_TIMEOUT
-    max_connections = DEFAULT_MAX_CONNECTIONS
-    max_body_bytes = 1 << 20
-    tls: ssl.SSLContext | None = None  # serve https (done by the protocol, from the accept on)
+    max_header_bytes: ClassVar[int] = DEFAULT_MAX_HEADER_BYTES
+    receive_timeout: ClassVar[float] = DEFAULT_RECEIVE_TIMEOUT
+    max_connections: ClassVar[int] = DEFAULT_MAX_CONNECTIONS
+    max_body_bytes: ClassVar[int] = 1 << 20
+    tls: ClassVar[ssl.SSLContext | None] = None  # serve https (done by the protocol)
 
     @classmethod
     def configure(
