@@ -39,11 +39,11 @@ from vmimages.config import Settings
 from vmimages.errors import ApiError, Code
 from vmimages.feed import Feed
 from vmimages.history import Actor
-from vmimages.logs import RequestLog, RequestRecord, dialect
 from vmimages.loop import InFlight
 from vmimages.ratelimit import RateLimiter
 from vmimages.replay import ReplayGuard
 from vmimages.requestbody import BodyBudget, ClientGone, read_body
+from vmimages.requestlog import RequestLog, RequestRecord, dialect
 from vmimages.store import OperatorStore, RequestStore
 from vmimages.store.sql import SqlStore
 from vmimages.transport import Limits
@@ -375,8 +375,11 @@ class App:
         # budget of bodies being checked (requestbody.BodyBudget), then the signature.
         who = await self.authenticate(headers, name)
         if isinstance(who, SignedHead):
-            with self.bodies.reserve(headers):
+            reserved = self.bodies.take(headers)  # (a context manager costs more than this)
+            try:
                 body = await read_body(receive, self.settings.max_body_bytes)
+            finally:
+                self.bodies.give_back(reserved)
             caller = self.authenticate.verify(who, headers, body)
         else:
             body = await read_body(receive, self.settings.max_body_bytes)

@@ -44,7 +44,7 @@ def signature(
     password: str, timestamp: str, headers: dict[str, str], signed_headers: list[str], body: bytes
 ) -> str:
     message = string_to_sign(timestamp, headers, signed_headers, body)
-    return hmac.new(password.encode(), message, hashlib.sha256).hexdigest()
+    return hmac.digest(password.encode(), message, "sha256").hex()
 
 
 def authorization_header(
