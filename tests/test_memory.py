@@ -12,10 +12,17 @@ import pytest
 from prometheus_client import REGISTRY
 
 from tests.conftest import TEST_CATALOG, add_accounts, add_custom
-from vmimages.catalog import IMAGE_STATUSES, IMAGE_TYPES, OS_TYPES, ImageQuery, InvalidImageStatus
+from vmimages.catalog import (
+    IMAGE_STATUSES,
+    IMAGE_TYPES,
+    OS_TYPES,
+    Image,
+    ImageQuery,
+    InvalidImageStatus,
+)
 from vmimages.catalogfile import parse_catalog
 from vmimages.store import open_store
-from vmimages.store.memory import ReadModel
+from vmimages.store.memory import ReadModel, in_order, merged
 from vmimages.store.sql import SqlStore
 
 CUSTOM = [  # (image id, owner, zone, name, category, status, created)
@@ -116,6 +123,23 @@ def random_queries(viewers: list[int | None], locations: list[int]) -> list[Imag
             page_size=rng.choice([1, 2, 3, 20]),
         ))  # fmt: skip
     return out
+
+
+def test_merged_lists_are_in_the_apis_order() -> None:
+    """A page's own images put among the public ones (merged) come out as sorting both would
+    put them, with many images created in the same second (the order then goes by id)."""
+    rng = random.Random(7)
+
+    def image(owner: int) -> Image:
+        day = f"2024-05-0{rng.randint(1, 3)}T01:42:01Z"
+        image_id = f"img-{rng.randrange(10**8):08d}"
+        return Image(image_id, "n", owner, "r", "z", "Ubuntu", "linux", "22.04", 20, "AVAILABLE",
+                     None, day)  # fmt: skip
+
+    for _ in range(500):
+        public = in_order([image(0) for _ in range(rng.randint(0, 30))])
+        own = in_order([image(5) for _ in range(rng.randint(0, 8))])
+        assert merged(public, own) == in_order(public + own)
 
 
 def test_memory_answers_as_the_database_does(customs: str) -> None:
