@@ -217,6 +217,14 @@ def test_json_logs_and_metrics_of_two_workers(
         b"{}", {"X-ZC-Action": "DescribeImages", **sdk}, "/", as_=None
     )
     assert status == 401
+    # A request is counted just after its answer is written: a scrape that another worker
+    # answers at once may come before the count. Wait for it, then scrape again.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        samples = parse(get(server.url + "/metrics"))
+        if requests_of(samples, "DescribeImages", "AUTHFAILURE_INVALID_AUTHORIZATION", "seed"):
+            break
+        time.sleep(0.05)
     # Either worker may answer the scrape; each time the figures are both workers' together.
     for _ in range(4):
         samples = parse(get(server.url + "/metrics"))
