@@ -375,11 +375,8 @@ class App:
         # budget of bodies being checked (requestbody.BodyBudget), then the signature.
         who = await self.authenticate(headers, name)
         if isinstance(who, SignedHead):
-            reserved = self.bodies.take(headers)  # (a context manager costs more than this)
-            try:
+            with self.bodies.reserve(headers):
                 body = await read_body(receive, self.settings.max_body_bytes)
-            finally:
-                self.bodies.give_back(reserved)
             caller = self.authenticate.verify(who, headers, body)
         else:
             body = await read_body(receive, self.settings.max_body_bytes)

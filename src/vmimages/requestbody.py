@@ -3,7 +3,8 @@ when the client leaves. The app's pipeline calls `read_body` and gets bytes or a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Any
 
 from vmimages import protocol
@@ -61,9 +62,8 @@ class BodyBudget:
         self.max_body = max_body
         self.used = 0
 
-    def take(self, headers: dict[str, str]) -> int:
-        """Reserve a body's bytes before it is read (503 when they do not fit); the caller gives
-        them back (`give_back`) once the body is checked, whatever happened."""
+    @contextmanager
+    def reserve(self, headers: dict[str, str]) -> Iterator[None]:
         declared = headers.get("content-length", "")
         size = self.max_body
         if declared.isascii() and declared.isdigit():
@@ -74,7 +74,7 @@ class BodyBudget:
                 "The server is receiving too many request bodies at once. Retry later.",
             )
         self.used += size
-        return size
-
-    def give_back(self, size: int) -> None:
-        self.used -= size
+        try:
+            yield
+        finally:
+            self.used -= size
