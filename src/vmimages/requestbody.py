@@ -3,8 +3,7 @@ when the client leaves. The app's pipeline calls `read_body` and gets bytes or a
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from vmimages import protocol
@@ -62,8 +61,8 @@ class BodyBudget:
         self.max_body = max_body
         self.used = 0
 
-    @contextmanager
-    def reserve(self, headers: dict[str, str]) -> Iterator[None]:
+    def reserve(self, headers: dict[str, str]) -> Reservation:
+        """The room for one body, as a context manager: `with budget.reserve(headers):`."""
         declared = headers.get("content-length", "")
         size = self.max_body
         if declared.isascii() and declared.isdigit():
@@ -74,7 +73,19 @@ class BodyBudget:
                 "The server is receiving too many request bodies at once. Retry later.",
             )
         self.used += size
-        try:
-            yield
-        finally:
-            self.used -= size
+        return Reservation(self, size)
+
+
+class Reservation:
+    """A body's room in its BodyBudget, given back when the `with` block ends, however it
+    ends (a class, where @contextmanager would make a generator and a wrapper per request)."""
+
+    def __init__(self, budget: BodyBudget, size: int) -> None:
+        self.budget = budget
+        self.size = size
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: object, traceback: object) -> None:
+        self.budget.used -= self.size

@@ -7,7 +7,7 @@ cannot be reached, so the store and the edge never see a driver's own exceptions
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from functools import lru_cache
 from typing import Any, Protocol
@@ -20,6 +20,23 @@ Args = Sequence[Any]
 
 class IntegrityError(Exception):
     """A unique or foreign-key constraint refused a write."""
+
+
+class Translated:
+    """A driver's exceptions as the store's, around each query: `with translated:`, where
+    `translated = Translated(as_store_error)` and `as_store_error` answers the store's
+    exception for a driver's (None: let it through). A class, where @contextmanager would make
+    a generator and a wrapper object for every query."""
+
+    def __init__(self, as_store_error: Callable[[BaseException], Exception | None]) -> None:
+        self.as_store_error = as_store_error
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, traceback: object) -> None:
+        if exc is not None and (error := self.as_store_error(exc)) is not None:
+            raise error from exc
 
 
 class Connection(Protocol):

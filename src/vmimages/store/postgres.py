@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -18,7 +18,15 @@ import asyncpg
 from vmimages.catalog import CatalogFile, StoreUnavailable
 from vmimages.config import masked_database
 from vmimages.metrics import DB_CONNECTIONS
-from vmimages.store.db import Args, Connection, Database, IntegrityError, Row, numbered
+from vmimages.store.db import (
+    Args,
+    Connection,
+    Database,
+    IntegrityError,
+    Row,
+    Translated,
+    numbered,
+)
 from vmimages.store.query import POSTGRES
 from vmimages.store.sql import SqlStore
 
@@ -47,43 +55,44 @@ class PgConnection:
         self.conn = conn
 
     async def execute(self, sql: str, args: Args = ()) -> int:
-        with translated():
+        with translated:
             status = await self.conn.execute(numbered(sql), *args)
         last = status.rsplit(" ", 1)[-1]
         return int(last) if last.isdigit() else 0
 
     async def executemany(self, sql: str, rows: Sequence[Args]) -> None:
-        with translated():
+        with translated:
             await self.conn.executemany(numbered(sql), rows)
 
     async def fetchone(self, sql: str, args: Args = ()) -> Row | None:
-        with translated():
+        with translated:
             record = await self.conn.fetchrow(numbered(sql), *args)
         return None if record is None else tuple(record)
 
     async def fetchall(self, sql: str, args: Args = ()) -> list[Row]:
-        with translated():
+        with translated:
             records = await self.conn.fetch(numbered(sql), *args)
         return [tuple(r) for r in records]
 
     async def script(self, sql: str) -> None:
-        with translated():
+        with translated:
             await self.conn.execute(sql)
 
 
-@contextmanager
-def translated() -> Iterator[None]:
+def as_store_error(exc: BaseException) -> Exception | None:
     """asyncpg's exceptions as the store's: IntegrityError, StoreUnavailable."""
-    try:
-        yield
-    except asyncpg.exceptions.IntegrityConstraintViolationError as exc:
-        raise IntegrityError(str(exc)) from exc
-    except asyncpg.exceptions.InvalidCatalogNameError as exc:
-        raise StoreUnavailable(
+    if isinstance(exc, asyncpg.exceptions.IntegrityConstraintViolationError):
+        return IntegrityError(str(exc))
+    if isinstance(exc, asyncpg.exceptions.InvalidCatalogNameError):
+        return StoreUnavailable(
             f"PostgreSQL: {exc}: create it first (for example `createdb NAME`), or fix the URL"
-        ) from exc
-    except UNAVAILABLE as exc:
-        raise StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}") from exc
+        )
+    if isinstance(exc, UNAVAILABLE):
+        return StoreUnavailable(f"PostgreSQL: {type(exc).__name__}: {exc}")
+    return None
+
+
+translated = Translated(as_store_error)
 
 
 async def keep_session(conn: asyncpg.Connection) -> None:
@@ -112,7 +121,7 @@ class PostgresDatabase:
             raise StoreUnavailable(
                 f"PostgreSQL: the database URL {self.shown} is not valid: {exc}"
             ) from None
-        with translated():
+        with translated:
             self._pool = await asyncpg.create_pool(
                 self.dsn,
                 min_size=0,  # no floor to restore: a lost database logs one line per request
@@ -142,7 +151,7 @@ class PostgresDatabase:
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[PgConnection]:
-        with translated():
+        with translated:
             async with self.pool.acquire(timeout=self.timeout) as conn:
                 with DB_CONNECTIONS.track_inprogress():
                     try:
@@ -158,7 +167,7 @@ class PostgresDatabase:
     async def transaction(self, write: bool = True) -> AsyncIterator[Connection]:
         isolation = "read_committed" if write else "repeatable_read"
         async with self._connection() as pg:
-            with translated():
+            with translated:
                 async with pg.conn.transaction(isolation=isolation, readonly=not write):
                     yield pg
 

@@ -12,13 +12,13 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from vmimages.catalog import CatalogFile, NoDatabase, StoreUnavailable
 from vmimages.metrics import DB_CONNECTIONS
-from vmimages.store.db import Args, Connection, IntegrityError, Row
+from vmimages.store.db import Args, Connection, IntegrityError, Row, Translated
 from vmimages.store.query import SQLITE
 from vmimages.store.sql import SqlStore, migrations
 
@@ -37,16 +37,17 @@ def split_statements(script: str) -> Iterable[str]:
         raise ValueError(f"incomplete SQL statement at the end of a migration: {pending!r}")
 
 
-@contextmanager
-def translated() -> Iterator[None]:
+def as_store_error(exc: BaseException) -> Exception | None:
     """sqlite3's exceptions as the store's: IntegrityError, StoreUnavailable."""
-    try:
-        yield
-    except sqlite3.IntegrityError as exc:
-        raise IntegrityError(str(exc)) from exc
-    except sqlite3.OperationalError as exc:
+    if isinstance(exc, sqlite3.IntegrityError):
+        return IntegrityError(str(exc))
+    if isinstance(exc, sqlite3.OperationalError):
         # "database is locked" past the busy timeout, disk I/O errors: retry later.
-        raise StoreUnavailable(f"SQLite: {exc}") from exc
+        return StoreUnavailable(f"SQLite: {exc}")
+    return None
+
+
+translated = Translated(as_store_error)
 
 
 def private_file(path: str) -> None:
@@ -115,7 +116,7 @@ class SqliteDatabase:
             finally:
                 db.close()
 
-        with translated():
+        with translated:
             return await asyncio.to_thread(read)
 
     async def has_table(self, name: str) -> bool:
@@ -143,14 +144,14 @@ class SqliteDatabase:
         return None
 
     def _run(self, sql: str, args: Args) -> sqlite3.Cursor:
-        with translated():
+        with translated:
             return self.db.execute(sql, tuple(args))
 
     async def execute(self, sql: str, args: Args = ()) -> int:
         return self._run(sql, args).rowcount
 
     async def executemany(self, sql: str, rows: Sequence[Args]) -> None:
-        with translated():
+        with translated:
             self.db.executemany(sql, rows)
 
     async def fetchone(self, sql: str, args: Args = ()) -> Row | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from vmimages.accounts import (
@@ -27,10 +27,10 @@ NAMED = "a.name = ? AND a.id > 0 AND a.deleted_at IS NULL"
 
 
 class SqlAccounts(SqlBase):
-    async def find_access_key(self, key_id: str) -> tuple[int, bytes] | None:
+    def find_access_key(self, key_id: str) -> Coroutine[Any, Any, tuple[int, bytes] | None]:
         if self.read_model is not None:
-            return await self.read_model.find_access_key(key_id)
-        return await self.access_key_row(key_id)
+            return self.read_model.find_access_key(key_id)
+        return self.access_key_row(key_id)
 
     async def access_key_row(self, key_id: str) -> tuple[int, bytes] | None:
         row = await self.db.fetchone(
@@ -41,10 +41,10 @@ class SqlAccounts(SqlBase):
         )
         return None if row is None else (int(row[0]), bytes(row[1]))
 
-    async def find_token(self, token_hash: bytes) -> int | None:
+    def find_token(self, token_hash: bytes) -> Coroutine[Any, Any, int | None]:
         if self.read_model is not None:
-            return await self.read_model.find_token(token_hash)
-        return await self.token_row(token_hash)
+            return self.read_model.find_token(token_hash)
+        return self.token_row(token_hash)
 
     async def token_row(self, token_hash: bytes) -> int | None:
         row = await self.db.fetchone(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from importlib import resources
 from sys import intern
 from typing import TYPE_CHECKING, Any
@@ -109,7 +109,18 @@ def row_to_location(row: tuple[Any, ...]) -> Location:
     )
 
 
+async def nothing() -> None:
+    return None
+
+
 class SqlBase:
+    """What every part of the SQL store shares: the database, and the read model if any.
+
+    A read the read model answers (refresh, find_access_key, describe_images...) is a plain
+    method that returns the read model's coroutine, or the SQL query's: the caller awaits it,
+    and the request path runs no coroutine of this Python class of its own (these modules are
+    not compiled: docs/decisions.md, "Compiled where it can be")."""
+
     def __init__(
         self, db: Database, *, initial_catalog: CatalogFile | None = None, create: bool = True
     ) -> None:
@@ -119,11 +130,12 @@ class SqlBase:
         # The catalog kept in memory for the request path (memory.py); None: reads ask SQL.
         self.read_model: ReadModel | None = None
 
-    async def refresh(self) -> None:
+    def refresh(self) -> Coroutine[Any, Any, None]:
         """With a read model, catch up with every change committed before (memory.py);
         without one, nothing to do: every read asks the database."""
         if self.read_model is not None:
-            await self.read_model.refresh()
+            return self.read_model.refresh()
+        return nothing()
 
     async def ready(self) -> str | None:
         """None when the database answers and every shipped migration is applied; else what

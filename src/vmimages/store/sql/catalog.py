@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -141,11 +142,14 @@ class SqlCatalog(SqlBase):
         )
         return CatalogFile(locations=locations, images=[image_entry(row) for row in rows])
 
-    async def find_location(
+    def find_location(
         self, *, region_id: str | None = None, zone_id: str | None = None
-    ) -> Location:
+    ) -> Coroutine[Any, Any, Location]:
         if self.read_model is not None:
-            return await self.read_model.find_location(region_id=region_id, zone_id=zone_id)
+            return self.read_model.find_location(region_id=region_id, zone_id=zone_id)
+        return self.location_row(region_id=region_id, zone_id=zone_id)
+
+    async def location_row(self, *, region_id: str | None, zone_id: str | None) -> Location:
         column, value, kind = (
             ("region_id", region_id, "region")
             if region_id is not None
@@ -158,11 +162,16 @@ class SqlCatalog(SqlBase):
             raise LocationNotFound(kind, str(value))
         return row_to_location(row)
 
-    async def list_locations(
+    def list_locations(
         self, *, region_ids: tuple[str, ...] | None = None, zone_ids: tuple[str, ...] | None = None
-    ) -> list[Location]:
+    ) -> Coroutine[Any, Any, list[Location]]:
         if self.read_model is not None:
-            return await self.read_model.list_locations(region_ids=region_ids, zone_ids=zone_ids)
+            return self.read_model.list_locations(region_ids=region_ids, zone_ids=zone_ids)
+        return self.location_rows(region_ids=region_ids, zone_ids=zone_ids)
+
+    async def location_rows(
+        self, *, region_ids: tuple[str, ...] | None, zone_ids: tuple[str, ...] | None
+    ) -> list[Location]:
         column, wanted = (
             ("region_id", region_ids) if region_ids is not None else ("zone_id", zone_ids)
         )
@@ -176,10 +185,10 @@ class SqlCatalog(SqlBase):
         sql += " ORDER BY region_id"
         return [row_to_location(row) for row in await self.db.fetchall(sql, args)]
 
-    async def describe_images(self, query: ImageQuery) -> ImagePage:
+    def describe_images(self, query: ImageQuery) -> Coroutine[Any, Any, ImagePage]:
         if self.read_model is not None:
-            return await self.read_model.describe_images(query)
-        return await self.query_images(query)
+            return self.read_model.describe_images(query)
+        return self.query_images(query)
 
     async def query_images(self, query: ImageQuery) -> ImagePage:
         """DescribeImages in SQL (the answer of a store without a read model)."""

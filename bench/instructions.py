@@ -1,0 +1,136 @@
+"""Instructions per request, counted: one q20 through the app in-process, under valgrind.
+
+On a shared machine a request's time moves by 20% from one run to the next; the number of
+instructions the CPU executes for it does not (the same run twice agrees within 0.1%). This
+counts them with valgrind's cachegrind, for this checkout and, with --vs, for another one (a
+`git worktree` with its own `.venv`, installed as the README says), on the same small SQLite
+catalog: the first figure a change to the request path should move. Instructions are not time
+(a cache miss costs more than an instruction), so what it finds is confirmed over the wire
+(bench/run) before it is called a gain.
+
+    python bench/instructions.py [--vs ../other-checkout] [--requests 2000]
+
+Each checkout's count is the difference between two runs of the same process, `--requests` +
+200 requests and 200, divided by `--requests`: start-up and imports fall out. Needs valgrind
+(`apt-get install valgrind`). The request path is the shipped one (serve's defaults: metrics on,
+the request log in text to /dev/null); each request is its own turn of the event loop, so each
+also pays the look at the change log that a turn under load shares between its requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging.config
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+BODY = json.dumps({"osType": "linux", "pageSize": 20}).encode()
+FEW = 200
+
+
+def count(checkout: Path, database: str, key_file: str, info: dict[str, Any], n: int) -> int:
+    """Instructions valgrind counts for `n` requests, in the checkout's own Python."""
+    python = checkout / ".venv" / "bin" / "python"
+    command = [
+        "valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+        str(python), str(Path(__file__).resolve()), "--loop", str(n), "--database", database,
+        "--key-file", key_file, "--key", info["accessKeyId"], "--password", info["accessKeyPassword"],
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if found is None:
+        raise SystemExit(f"valgrind printed no count:\n{done.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def per_request(checkout: Path, database: str, key_file: str, info: dict[str, Any], n: int) -> int:
+    few = count(checkout, database, key_file, info, FEW)
+    many = count(checkout, database, key_file, info, FEW + n)
+    return round((many - few) / n)
+
+
+async def loop(args: argparse.Namespace) -> None:
+    """The measured process: the app of whichever checkout this Python imports vmimages from."""
+    from vmimages import logs
+    from vmimages.app import create_app
+    from vmimages.auth import authorization_header
+    from vmimages.config import Settings
+
+    app = create_app(Settings(database=args.database, key_file=args.key_file))
+    await app.store.open()
+    # serve's logging (text), its lines written to /dev/null, as bench/inprocess.py does.
+    logging.config.dictConfig(logs.log_config("text", "info"))
+    logs.WRITER.stream = open(os.devnull, "w")  # noqa: SIM115
+    logs.WRITER.attach(asyncio.get_running_loop())
+    host, stamp = "127.0.0.1:8080", str(int(time.time()))
+    signed = {"content-type": "application/json", "host": host}
+    headers = {
+        **signed, "x-zc-action": "DescribeImages", "x-zc-timestamp": stamp,
+        "x-zc-signature-method": "ZC2-HMAC-SHA256", "content-length": str(len(BODY)),
+        "authorization": authorization_header(args.key, args.password, stamp, signed, BODY),
+    }  # fmt: skip
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/api/v2/vm", "raw_path": b"/api/v2/vm", "query_string": b"",
+        "root_path": "", "server": ("127.0.0.1", 8080), "client": ("127.0.0.1", 50000),
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+    }  # fmt: skip
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": BODY, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    for _ in range(args.loop):
+        await app(dict(scope), receive, send)
+    logs.WRITER.flush()
+    await app.store.close()
+    if set(statuses) != {200}:
+        raise SystemExit(f"the app answered {set(statuses)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--vs", type=Path, help="another checkout, with its own .venv")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--loop", type=int)  # the measured process (count() starts it)
+    for name in ("--database", "--key-file", "--key", "--password"):
+        parser.add_argument(name)
+    args = parser.parse_args()
+    if args.loop is not None:
+        asyncio.run(loop(args))
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        database, key_file = f"{folder}/bench.db", f"{folder}/bench.key"
+        made = subprocess.run(
+            [sys.executable, str(HERE / "generate.py"), "--database", database, "--images",
+             "1000", "--key-file", key_file, "--workload", f"{folder}/workload.json"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        info = json.loads(made.stdout.strip().splitlines()[-1])
+        checkouts = {"this": HERE.parent, **({"vs": args.vs.resolve()} if args.vs else {})}
+        counts = {
+            name: per_request(path, database, key_file, info, args.requests)
+            for name, path in checkouts.items()
+        }
+    result: dict[str, Any] = {f"{name}_instructions": n for name, n in counts.items()}
+    if "vs" in counts:
+        result["this_over_vs"] = round(counts["this"] / counts["vs"], 4)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
