@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import REQUEST_ID, Server, add_accounts
+from vmimages.errors import ApiError
+from vmimages.requestbody import BodyBudget
 
 pytestmark = pytest.mark.socket
 
@@ -326,6 +328,27 @@ def test_signed_bodies_are_read_within_a_budget(
             assert again.recv(100).startswith(b"HTTP/1.1 200")
     finally:
         server.stop()
+
+
+def test_a_bodys_room_is_given_back_however_its_reading_ends() -> None:
+    """A body's reservation ends with its `with` block, also when reading the body fails (a
+    client that leaves, a body over the limit): no failure shrinks the budget for good."""
+    budget = BodyBudget(limit=1000, max_body=600)
+
+    def read_and_fail() -> None:
+        with budget.reserve({"content-length": "400"}):
+            assert budget.used == 400
+            raise ConnectionError("the client left")
+
+    with pytest.raises(ConnectionError):
+        read_and_fail()
+    assert budget.used == 0
+    with budget.reserve({}):  # no declared length: the largest body allowed
+        assert budget.used == 600
+        with pytest.raises(ApiError) as refused:
+            budget.reserve({"content-length": "500"})
+        assert refused.value.status == 503 and "too many request bodies" in refused.value.message
+    assert budget.used == 0
 
 
 def test_tls_handshakes_count_and_have_a_deadline(

@@ -6,20 +6,28 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import sqlite3
 import stat
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 
 from tests.asgi import AsgiClient
 from tests.conftest import ON_POSTGRES, TEST_CATALOG, add_accounts, add_custom, sql, sqlite_only
 from vmimages.app import create_app
-from vmimages.catalog import CUSTOM_IMAGE, PUBLIC_IMAGE, ImageQuery, LocationNotFound
+from vmimages.catalog import (
+    CUSTOM_IMAGE,
+    PUBLIC_IMAGE,
+    ImageQuery,
+    LocationNotFound,
+    StoreUnavailable,
+)
 from vmimages.catalogfile import default_catalog, parse_catalog
 from vmimages.config import Settings
 from vmimages.store import open_store
-from vmimages.store.db import numbered
+from vmimages.store.db import IntegrityError, numbered
 from vmimages.store.query import image_filter
 from vmimages.store.sql import SqlStore, migrations
 
@@ -154,6 +162,35 @@ def test_find_location_by_either_id(store: SqlStore) -> None:
     with pytest.raises(LocationNotFound) as err:
         run(store.find_location(zone_id="de-frankfurt-9a"))
     assert err.value.kind == "zone"
+
+
+def test_a_drivers_errors_become_the_stores(store: SqlStore) -> None:
+    """A broken constraint is IntegrityError on both stores, the driver's exception kept as its
+    cause; an exception the adapter does not translate goes through as it was."""
+    version = run(store.db.fetchone("SELECT min(version) FROM schema_migrations"))[0]
+    with pytest.raises(IntegrityError) as broken:
+        run(store.db.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?, 'now')", (version,)
+        ))  # fmt: skip
+    cause = type(broken.value.__cause__).__name__  # sqlite3's, or asyncpg's
+    assert cause in ("IntegrityError", "UniqueViolationError"), cause
+    # A statement's own error that is neither: the driver's exception, untouched.
+    if kind() == "sqlite":
+        statement, args, error = "SELECT ?", (), sqlite3.ProgrammingError  # (too few arguments)
+    else:
+        statement, args, error = "SELECT 1 / 0", (), asyncpg.exceptions.DivisionByZeroError
+    with pytest.raises(error):
+        run(store.db.fetchone(statement, args))
+
+
+@sqlite_only
+def test_a_busy_or_failing_sqlite_file_is_store_unavailable(store: SqlStore) -> None:
+    """sqlite3's OperationalError (a lock held past the busy timeout, a disk error) is
+    StoreUnavailable, which the edge answers 503 (test_protocol), with sqlite's message."""
+    with pytest.raises(StoreUnavailable) as err:
+        run(store.db.fetchall("SELECT * FROM no_such_table"))
+    assert "SQLite: no such table" in str(err.value)
+    assert type(err.value.__cause__).__name__ == "OperationalError"
 
 
 QUERIES = [
