@@ -4,6 +4,7 @@ what a node does when the replica or the primary stops, lags or is promoted."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
@@ -22,6 +23,10 @@ from tests.conftest import Server, add_accounts, assert_error
 from tests.test_observability import Samples, get, parse, value
 from tests.test_scaleout import admin_work, each_sees_the_others_writes
 from tests.test_sdk import SeedClient, config
+from vmimages.catalog import WritesUnavailable
+from vmimages.store.db import Args, Row
+from vmimages.store.postgres import PostgresDatabase
+from vmimages.store.replica import ReplicatedDatabase
 
 pytestmark = [
     pytest.mark.socket,  # in CI (CI=true) a machine without the binaries fails instead
@@ -256,6 +261,58 @@ def test_a_primary_that_stops(server_factory: Any, async_pair: pgpair.Pair) -> N
     eventually(lambda: readyz(reader)[1]["database"]["writes"] == "primary", "writes again")
     assert create(on_reader, "after").startswith("img-")
     assert custom_names(on_reader) == {"before", "after"}
+
+
+class StoppedAfterAWrite(PostgresDatabase):
+    """A real primary that `stop_after_next_write` stops (pg_ctl, fast) just after a write
+    commits, before the node asks how far its log is: a race of shutdown and commit, made
+    certain."""
+
+    def __init__(self, cluster: pgpair.Cluster) -> None:
+        super().__init__(cluster.url())
+        self.cluster, self.armed, self.stopping = cluster, False, False
+
+    async def execute(self, sql: str, args: Args = ()) -> int:
+        changed = await super().execute(sql, args)
+        self.stopping, self.armed = self.armed, False  # no await until the position is asked
+        return changed
+
+    async def fetchone(self, sql: str, args: Args = ()) -> Row | None:
+        if self.stopping:
+            self.stopping = False
+            self.cluster.stop()
+        return await super().fetchone(sql, args)
+
+
+def test_a_primary_that_stops_between_a_commit_and_its_position(sync_pair: pgpair.Pair) -> None:
+    """The write is answered; the node counts the primary lost at once (as a look would), so
+    reads stay on the replica, which under remote_apply has the write, instead of going to a
+    primary that does not answer; writes are refused until a look reaches it again."""
+
+    async def scenario() -> None:
+        primary = StoppedAfterAWrite(sync_pair.primary)
+        db = ReplicatedDatabase(primary, PostgresDatabase(sync_pair.replica.url()))
+        await db.connect()
+        try:
+            await db.script("CREATE TABLE t (v int)")
+            assert db.where() == {"reads": "replica", "writes": "primary"}
+            primary.armed = True
+            assert await db.execute("INSERT INTO t VALUES (1)") == 1
+            assert db.where() == {"reads": "replica", "writes": "unavailable: the primary is down"}
+            assert await db.fetchall("SELECT v FROM t") == [(1,)]
+            with pytest.raises(WritesUnavailable):
+                await db.execute("INSERT INTO t VALUES (2)")
+            sync_pair.primary.start()
+            deadline = time.monotonic() + 15
+            while db.where()["writes"] != "primary":
+                assert time.monotonic() < deadline, "writes not taken again"
+                await asyncio.sleep(0.05)
+            assert await db.execute("INSERT INTO t VALUES (2)") == 1
+            assert await db.fetchall("SELECT v FROM t ORDER BY v") == [(1,), (2,)]
+        finally:
+            await db.close()
+
+    asyncio.run(scenario())
 
 
 def test_a_read_database_needs_postgresql(tmp_path: Any) -> None:

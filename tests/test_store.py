@@ -174,13 +174,19 @@ def test_a_drivers_errors_become_the_stores(store: SqlStore) -> None:
         ))  # fmt: skip
     cause = type(broken.value.__cause__).__name__  # sqlite3's, or asyncpg's
     assert cause in ("IntegrityError", "UniqueViolationError"), cause
-    # A statement's own error that is neither: the driver's exception, untouched.
-    if kind() == "sqlite":
-        statement, args, error = "SELECT ?", (), sqlite3.ProgrammingError  # (too few arguments)
-    else:
-        statement, args, error = "SELECT 1 / 0", (), asyncpg.exceptions.DivisionByZeroError
-    with pytest.raises(error):
-        run(store.db.fetchone(statement, args))
+    # A statement's own error that is neither: the driver's exception, untouched. An argument
+    # of the wrong type is the caller's mistake, not an outage: never StoreUnavailable (503).
+    wrong: list[tuple[str, tuple[object, ...], type[Exception]]] = (
+        [("SELECT ?", (), sqlite3.ProgrammingError)]  # (too few arguments)
+        if kind() == "sqlite"
+        else [
+            ("SELECT 1 / 0", (), asyncpg.exceptions.DivisionByZeroError),
+            ("SELECT ?::int", ("one",), asyncpg.exceptions.DataError),
+        ]
+    )
+    for statement, args, error in wrong:
+        with pytest.raises(error):
+            run(store.db.fetchone(statement, args))
 
 
 @sqlite_only

@@ -20,7 +20,12 @@ to the replica while the replica is fit, else to the primary. What keeps a read 
 
 A primary that does not answer: reads stay on the replica (its staleness is measured against
 the primary's last known position), writes answer 503 at once, and both recover when a look
-reaches the primary again. docs/deploy.md, "Regions and read replicas", gives the set-up.
+reaches the primary again. A primary that stops between committing a write and saying how far its
+log is counts as lost at once, as a look would find it: the write's position is unknown, so until
+a look reaches the primary again this node's reads of the replica are held to the lag bound only,
+like every read while the primary is lost (under remote_apply the write is on the replica anyway);
+the first look that reaches it takes its position as the write's. docs/deploy.md, "Regions and
+read replicas", gives the set-up.
 """
 
 from __future__ import annotations
@@ -115,6 +120,8 @@ class ReplicatedDatabase:
         self.lag = float("inf")  # the replica's staleness at the last look, in seconds
         self._samples: deque[tuple[float, int]] = deque()  # (when asked, primary's position)
         self._primary_lost_at: float | None = None
+        # When a write's position could not be asked; the next look asked after it gives it.
+        self._unsure: float | None = None
         self._primary_reads = 0  # reads under way on the primary
         self._returning: asyncio.Event | None = None  # set when reads may go on
         self._catching_up = asyncio.Lock()
@@ -199,11 +206,14 @@ class ReplicatedDatabase:
 
     async def _after_write(self) -> None:
         """Note how far the primary's log is after a write, so this process reads nothing
-        older; if that cannot be asked, leave the replica until a fresh look."""
+        older. If the primary cannot say (it stopped just after the commit), it is lost, as a
+        look would find it: reads stay where they are (sending them to a primary that does not
+        answer would only fail them) and the next look that reaches it gives the position."""
         try:
             self.written.raise_to(await self._primary_position())
-        except StoreUnavailable:
-            self._leave(UNREACHABLE, "the primary did not say how far its log is after a write")
+        except StoreUnavailable as exc:
+            self._unsure = time.monotonic()
+            self._lose_primary(self._unsure, exc)
 
     async def _primary_position(self) -> int:
         row = await self.primary.fetchone("SELECT pg_current_wal_lsn()::text")
@@ -286,15 +296,15 @@ class ReplicatedDatabase:
         try:
             position = await self._primary_position()
         except StoreUnavailable as exc:
-            if self.primary_up:
-                log.warning("the primary database does not answer: writes answer 503 (%s)", exc)
-                self._primary_lost_at = asked
-            self.primary_up = False
+            self._lose_primary(asked, exc)
         else:
             if not self.primary_up:
                 log.warning("the primary database answers again: writes are taken")
             self.primary_up, self._primary_lost_at = True, None
             self._samples.append((asked, position))
+            if self._unsure is not None and asked > self._unsure:  # asked after that write
+                self.written.raise_to(position)
+                self._unsure = None
         while len(self._samples) > 1 and self._samples[0][0] < asked - 4 * self.max_lag - 1:
             self._samples.popleft()
 
@@ -323,6 +333,12 @@ class ReplicatedDatabase:
         if self.lag > self.max_lag:
             return False, LAGGING, f"the replica is {self.lag:.1f} s behind the primary"
         return True, "", ""
+
+    def _lose_primary(self, when: float, exc: StoreUnavailable) -> None:
+        if self.primary_up:
+            log.warning("the primary database does not answer: writes answer 503 (%s)", exc)
+            self._primary_lost_at = when
+        self.primary_up = False
 
     def _staleness(self, now: float) -> float:
         """How long ago the primary stood where the replica has replayed to: the replica has
