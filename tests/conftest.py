@@ -44,6 +44,13 @@ STORE = os.environ.get("VMIMAGES_TEST_STORE", "sqlite")
 POSTGRES_URL = os.environ.get("VMIMAGES_TEST_POSTGRES_URL", "postgresql://127.0.0.1/test")
 ON_POSTGRES = STORE == "postgres"
 sqlite_only = pytest.mark.skipif(ON_POSTGRES, reason="about the SQLite file itself")
+# A test that neither the store nor the build under test changes (it installs this checkout
+# into a Python of its own, say) runs once per scripts/check: in its first run, on SQLite.
+# scripts/check sets VMIMAGES_CHECK_AGAIN for its runs on the pure build, after the compiled.
+first_run_only = pytest.mark.skipif(
+    ON_POSTGRES or bool(os.environ.get("VMIMAGES_CHECK_AGAIN")),
+    reason="the same in every run of scripts/check: it runs in the first",
+)
 
 
 T = TypeVar("T")

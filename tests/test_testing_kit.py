@@ -25,7 +25,7 @@ from zenlayercloud.vm.v20260401.vm_client import VmClient
 
 from tests import logschema
 from tests.asgi import AsgiClient, Credentials
-from tests.conftest import REQUEST_ID, assert_error, settings_for
+from tests.conftest import REQUEST_ID, assert_error, first_run_only, settings_for
 from vmimages.app import create_app
 from vmimages.catalog import PUBLIC_OWNER
 from vmimages.catalogfile import default_catalog
@@ -357,6 +357,7 @@ def check_job(folder: Path, output: str) -> None:
     assert any('"CreateImage"' in line for line in lines)
 
 
+@first_run_only  # a fresh Python of its own installs this checkout
 def test_the_documented_ci_script_runs(tmp_path: Path) -> None:
     """docs/testing.md's CI script as written: a fresh venv installs this checkout by path."""
     folder, env = job_folder(tmp_path)
@@ -367,6 +368,7 @@ def test_the_documented_ci_script_runs(tmp_path: Path) -> None:
     check_job(folder, run.stdout)
 
 
+@first_run_only
 def test_the_documented_github_workflow_runs(tmp_path: Path) -> None:
     """docs/ci/github-actions.yml's `run:` steps in order, each in bash as the runner runs
     them (-e, pipefail), with the job's env, `${{ vars.X }}` from the environment and
