@@ -14,6 +14,8 @@ import urllib.request
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import logschema
@@ -22,6 +24,7 @@ from tests.conftest import REQUEST_ID, assert_error, key_file, settings_for, sql
 from tests.test_lifecycle import add_instances
 from vmimages import __version__, build
 from vmimages.app import create_app
+from vmimages.requestlog import word
 from vmimages.testing import free_port
 
 JSON = {"Content-Type": "application/json"}
@@ -276,6 +279,16 @@ def test_json_logs_and_metrics_of_two_workers(
     text = "\n".join(lines)
     for secret in [*creds.tokens.values(), *(password for _, password in creds.keys.values())]:
         assert secret not in text
+
+
+PLAIN_WORD = re.compile(r"[!#-<>-~]+")  # printable ASCII but space, `"` and `=`
+
+
+@given(st.text(max_size=12) | st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=12))
+def test_a_clients_value_is_written_as_it_is_only_when_it_is_one_plain_word(value: str) -> None:
+    expected = value if PLAIN_WORD.fullmatch(value) else json.dumps(value)
+    assert word(value) == expected
+    assert word(value).isascii() and word(value).isprintable()
 
 
 TEXT_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) [\w.]+: ")

@@ -34,15 +34,7 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOG_FORMATS = ("text", "json")
 REQUEST_LOGGER = "vmimages.request"
 
-# Headers the SDKs send (API.md §1: no meaning to the server), logged under these keys.
-SDK_HEADERS = (
-    ("x-zc-sdk-lang", "sdkLang"),
-    ("x-zc-sdk-version", "sdkVersion"),
-    ("x-zc-request-client", "requestClient"),
-)
-
-
-Deferred = tuple[Callable[[tuple[Any, ...]], str], tuple[Any, ...]]
+Deferred = tuple[Callable[[Any], str], Any]
 
 
 class LineWriter:

@@ -13,15 +13,13 @@ pass for another field or another line.
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
 from vmimages.errors import SHOWN, shown
-from vmimages.logs import REQUEST_LOGGER, SDK_HEADERS, WRITER, LineWriter, json_head
+from vmimages.logs import REQUEST_LOGGER, WRITER, LineWriter, json_head
 
 
 @dataclass(slots=True)
@@ -54,21 +52,42 @@ def what_happened(action: str | None, status: int, code: str, seconds: float) ->
     """A request line's message: `DescribeImages answered 200 OK in 0.49 ms`, or `refused` for
     a 4xx, `failed` for a 5xx; the action as the request named it (bounded), if it did."""
     verb = "answered" if status < 400 else "refused" if status < 500 else "failed"
-    subject = quoted(action) if action and not plain_word(action) else action or "A request"
+    subject = word(action) if action else "A request"
     return f"{subject} {verb} {status} {code} in {seconds * 1000:.2f} ms"
 
 
-# A client's value is written as it is when it is one plain word (printable ASCII but for
-# space, `"` and `=`), else quoted as a JSON string with everything outside printable ASCII
-# escaped (C1 controls and line separators included): it cannot pass for another field or line.
-plain_word = re.compile(r"[!#-<>-~]+").fullmatch
-quoted = json.dumps
+def word(value: str) -> str:
+    """A client's value in a text line: as it is when it is one plain word (printable ASCII but
+    for space, `"` and `=`), else quoted as a JSON string with everything outside printable
+    ASCII escaped (C1 controls and line separators included): it cannot pass for another field
+    or line."""
+    plain = (
+        value.isascii()
+        and value.isprintable()
+        and " " not in value
+        and '"' not in value
+        and "=" not in value
+    )
+    return value if plain and value else json.dumps(value)
 
 
-# A request line's values, taken when the request ends and formatted when the line is written:
-# (time.time(), seconds taken, requestId, action, version, account, status, code, client address,
-# sdkLang, sdkVersion, requestClient), the values a client chose bounded already.
-Values = tuple[Any, ...]
+@dataclass(slots=True)
+class LineValues:
+    """A request line's values, taken when the request ends and formatted when the line is
+    written; the values a client chose (the action, the SDK headers) bounded already."""
+
+    now: float  # time.time() when the request ended
+    seconds: float  # how long it took
+    request_id: str
+    action: str | None
+    version: str | None
+    account: int | None
+    status: int
+    code: str
+    client: tuple[str, int] | None
+    sdk_lang: str | None
+    sdk_version: str | None
+    request_client: str | None
 
 
 def bounded(value: str | None) -> str | None:
@@ -95,6 +114,8 @@ class RequestLog:
 
     def __call__(self, record: RequestRecord, seconds: float) -> None:
         """Take the values of a request's line; `seconds` is how long it took."""
+        # The headers the SDKs send (API.md §1: no meaning to the server), logged as sdkLang,
+        # sdkVersion and requestClient.
         headers = record.headers or {}
         lang, sdk_version, client_name, action = (
             headers.get("x-zc-sdk-lang"), headers.get("x-zc-sdk-version"),
@@ -111,13 +132,14 @@ class RequestLog:
             action, lang, sdk_version, client_name = map(
                 bounded, (action, lang, sdk_version, client_name)
             )
-        values = (time.time(), seconds, record.request_id, action, record.version,
-                  record.account, record.status, record.code, record.client, lang, sdk_version,
-                  client_name)  # fmt: skip
+        values = LineValues(time.time(), seconds, record.request_id, action, record.version,
+                            record.account, record.status, record.code, record.client, lang,
+                            sdk_version, client_name)  # fmt: skip
         self.writer.write((self.format, values))
 
     def stamp(self, now: float, utc: bool) -> str:
-        """The line's date and time as logging writes it (JSON: UTC), made once a second."""
+        """The line's date and time as logging writes it (JSON: UTC, with a Z after the
+        milliseconds), the part to the second made once a second."""
         second = int(now)
         if second != self._second:
             self._second = second
@@ -126,54 +148,60 @@ class RequestLog:
                 if utc
                 else time.strftime("%Y-%m-%d %H:%M:%S,", time.localtime(second))
             )
-        return f"{self._stamp}{int((now - second) * 1000):03d}{'Z' if utc else ''}"
+        return self._stamp + str(int((now - second) * 1000)).zfill(3)
 
-    def json_line(self, values: Values) -> str:
+    def json_line(self, v: LineValues) -> str:
         """json_head's fields, then the request's: the fixed ones as made once, the others
         serialised by orjson (a client's values are escaped there)."""
-        now, seconds, request_id, action, version, account, status, code, client, *sdk = values
-        message = orjson.dumps(what_happened(action, status, code, seconds)).decode()
+        status, client = v.status, v.client
+        message = orjson.dumps(what_happened(v.action, status, v.code, v.seconds)).decode()
         request = orjson.dumps(
             {
                 "event": {
-                    "duration": int(seconds * 1e9),
+                    "duration": int(v.seconds * 1e9),
                     "outcome": "success" if status < 400 else "failure",
                 },
-                "http": {"request": {"id": request_id}, "response": {"status_code": status}},
-                "user": {"id": None if account is None else str(account)},
+                "http": {"request": {"id": v.request_id}, "response": {"status_code": status}},
+                "user": {"id": None if v.account is None else str(v.account)},
                 "client": (
                     {"address": None, "port": None}
                     if client is None
                     else {"address": client[0], "port": client[1]}
                 ),
                 "vmimages": {
-                    "action": action,
-                    "dialect": DIALECTS.get(version, "published"),
-                    "api_version": version or None,
-                    "code": code,
-                    "sdk": {"lang": sdk[0], "version": sdk[1], "client": sdk[2]},
+                    "action": v.action,
+                    "dialect": DIALECTS.get(v.version, "published"),
+                    "api_version": v.version or None,
+                    "code": v.code,
+                    "sdk": {
+                        "lang": v.sdk_lang,
+                        "version": v.sdk_version,
+                        "client": v.request_client,
+                    },
                 },
             }
         ).decode()
         return (
-            f'{{"@timestamp":"{self.stamp(now, True)}","log.level":"info","message":{message},'
+            f'{{"@timestamp":"{self.stamp(v.now, True)}Z","log.level":"info","message":{message},'
             f"{self._json_fixed},{request[1:]}"
         )
 
-    def text_line(self, values: Values) -> str:
-        now, seconds, request_id, action, version, account, status, code, client, *sdk = values
-        line = f"{self.stamp(now, False)} INFO {REQUEST_LOGGER}: requestId={request_id}"
-        if action:
-            line += f" action={action if plain_word(action) else quoted(action)}"
-        line += f" dialect={DIALECTS.get(version, 'published')}"
-        if version:
-            line += f" version={version}"
-        if account is not None:
-            line += f" account={account}"
-        line += f" status={status} code={code} duration_ms={round(seconds * 1000, 3)}"
-        if client is not None:
-            line += f" client={client[0]}:{client[1]}"
-        for (_, key), value in zip(SDK_HEADERS, sdk, strict=True):
-            if value:
-                line += f" {key}={value if plain_word(value) else quoted(value)}"
+    def text_line(self, v: LineValues) -> str:
+        line = f"{self.stamp(v.now, False)} INFO {REQUEST_LOGGER}: requestId={v.request_id}"
+        if v.action:
+            line += f" action={word(v.action)}"
+        line += f" dialect={DIALECTS.get(v.version, 'published')}"
+        if v.version:
+            line += f" version={v.version}"
+        if v.account is not None:
+            line += f" account={v.account}"
+        line += f" status={v.status} code={v.code} duration_ms={v.seconds * 1000:.3f}"
+        if v.client is not None:
+            line += f" client={v.client[0]}:{v.client[1]}"
+        if v.sdk_lang:
+            line += f" sdkLang={word(v.sdk_lang)}"
+        if v.sdk_version:
+            line += f" sdkVersion={word(v.sdk_version)}"
+        if v.request_client:
+            line += f" requestClient={word(v.request_client)}"
         return line
