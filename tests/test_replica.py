@@ -268,7 +268,7 @@ def test_a_primary_that_stops(server_factory: Any, async_pair: pgpair.Pair) -> N
 
 
 class StoppedAfterAWrite(PostgresDatabase):
-    """A real primary that `stop_after_next_write` stops (pg_ctl, fast) just after a write
+    """A real primary that, once `armed`, is stopped (pg_ctl, fast) just after its next write
     commits, before the node asks how far its log is: a race of shutdown and commit, made
     certain."""
 
