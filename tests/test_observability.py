@@ -24,7 +24,8 @@ from tests.conftest import REQUEST_ID, assert_error, key_file, settings_for, sql
 from tests.test_lifecycle import add_instances
 from vmimages import __version__, build
 from vmimages.app import create_app
-from vmimages.requestlog import word
+from vmimages.logs import LineWriter
+from vmimages.requestlog import LineValues, RequestLog, what_happened, word
 from vmimages.testing import free_port
 
 JSON = {"Content-Type": "application/json"}
@@ -289,6 +290,59 @@ def test_a_clients_value_is_written_as_it_is_only_when_it_is_one_plain_word(valu
     expected = value if PLAIN_WORD.fullmatch(value) else json.dumps(value)
     assert word(value) == expected
     assert word(value).isascii() and word(value).isprintable()
+
+
+values = st.text(max_size=12) | st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=12)
+
+
+@given(
+    action=st.none() | values,
+    version=st.sampled_from([None, "", "2023-03-13", "2026-04-01"]),
+    account=st.none() | st.integers(min_value=1, max_value=2**40),
+    status=st.sampled_from([200, 304, 400, 401, 429, 500, 503]),
+    client=st.none()
+    | st.tuples(st.sampled_from(["127.0.0.1", "::1"]), st.integers(min_value=1, max_value=65535)),
+    sdk=st.tuples(st.none() | values, st.none() | values, st.none() | values),
+    seconds=st.floats(min_value=0, max_value=30, allow_nan=False),
+)
+def test_a_json_request_line_holds_the_schemas_fields_whatever_the_values(
+    action: str | None,
+    version: str | None,
+    account: int | None,
+    status: int,
+    client: tuple[str, int] | None,
+    sdk: tuple[str | None, str | None, str | None],
+    seconds: float,
+) -> None:
+    code = "OK" if status < 400 else "INVALID_PARAMETER"
+    request_id = "T1234ABCD-1234-4123-8123-123456789ABC"
+    v = LineValues(1_700_000_000.25, seconds, request_id, action, version, account, status, code,
+                   client, *sdk)  # fmt: skip
+    line = RequestLog("json", LineWriter(max_pending=0)).json_line(v)
+    assert "\n" not in line  # one line, whatever the values hold
+    parsed = json.loads(line)
+    assert list(parsed) == ["@timestamp", "log.level", "message", "ecs.version", "log",
+                            "service", "host", "process", "event", "http", "user", "client",
+                            "vmimages"]  # fmt: skip
+    assert parsed["@timestamp"] == "2023-11-14T22:13:20.250Z"
+    assert parsed["message"] == what_happened(action, status, code, seconds)
+    assert parsed["log"] == {"logger": "vmimages.request"} and parsed["log.level"] == "info"
+    assert parsed["event"] == {"duration": int(seconds * 1e9),
+                               "outcome": "success" if status < 400 else "failure"}  # fmt: skip
+    assert parsed["http"] == {"request": {"id": request_id}, "response": {"status_code": status}}
+    assert parsed["user"] == {"id": None if account is None else str(account)}
+    assert parsed["client"] == (
+        {"address": None, "port": None} if client is None
+        else {"address": client[0], "port": client[1]}
+    )  # fmt: skip
+    assert parsed["vmimages"] == {
+        "action": action,
+        "dialect": {None: "unknown", "": "seed"}.get(version, "published"),
+        "api_version": version or None,
+        "code": code,
+        "sdk": {"lang": sdk[0], "version": sdk[1], "client": sdk[2]},
+    }
+    logschema.check(line)
 
 
 TEXT_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) [\w.]+: ")

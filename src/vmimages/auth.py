@@ -11,7 +11,7 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, NamedTuple
+from typing import Any
 
 from vmimages.accounts import token_hash, token_id
 from vmimages.errors import ApiError, Code, shown
@@ -89,27 +89,43 @@ def parse_authorization(value: str) -> tuple[str, list[str], str]:
     return key_id, signed, fields["Signature"]
 
 
-class Caller(NamedTuple):
+class Caller:
     """Who sent a request, and with what: a signed request carries its signature (for the
     replay checks, replay.py), the headers it signed, and until when its timestamp holds."""
 
-    account: int
-    signature: str | None = None
-    signed_headers: tuple[str, ...] = ()
-    valid_until: float = 0.0
-    credential: str | None = None  # "key:ACCESS_KEY_ID" or "token:TOKEN_ID" (the history's)
+    __slots__ = ("account", "credential", "signature", "signed_headers", "valid_until")
+
+    def __init__(
+        self,
+        account: int,
+        signature: str | None = None,
+        signed_headers: tuple[str, ...] = (),
+        valid_until: float = 0.0,
+        credential: str | None = None,  # "key:ACCESS_KEY_ID" or "token:TOKEN_ID" (the history's)
+    ) -> None:
+        self.account = account
+        self.signature = signature
+        self.signed_headers = signed_headers
+        self.valid_until = valid_until
+        self.credential = credential
 
 
-class SignedHead(NamedTuple):
+class SignedHead:
     """A signed request whose head checks out (its key exists, its timestamp holds, its account
     is within its rate limit): only the signature over the body is left to check (`verify`)."""
 
-    account: int
-    key_id: str
-    sealed: bytes
-    timestamp: str
-    signed_headers: list[str]
-    sent: str
+    __slots__ = ("account", "key_id", "sealed", "sent", "signed_headers", "timestamp")
+
+    def __init__(
+        self, account: int, key_id: str, sealed: bytes, timestamp: str,
+        signed_headers: list[str], sent: str,
+    ) -> None:  # fmt: skip
+        self.account = account
+        self.key_id = key_id
+        self.sealed = sealed
+        self.timestamp = timestamp
+        self.signed_headers = signed_headers
+        self.sent = sent
 
 
 class Authenticator:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 
 import orjson
 
@@ -22,22 +21,38 @@ from vmimages.errors import SHOWN, shown
 from vmimages.logs import REQUEST_LOGGER, WRITER, LineWriter, json_head
 
 
-@dataclass(slots=True)
 class RequestRecord:
     """What the request line and the request metrics say about one request; the pipeline
-    fills it in as it learns each part (app.py)."""
+    fills it in as it learns each part (app.py). A plain class, as every object made for each
+    request is: compiled, its __init__ is machine code, where a dataclass's or a NamedTuple's
+    is Python that the interpreter runs (docs/decisions.md, "Compiled where it can be")."""
 
-    request_id: str
-    started: float  # time.perf_counter() when handling began
-    client: tuple[str, int] | None = None
-    headers: dict[str, str] | None = None
-    action: str | None = None  # as the request named it, known or not
-    version: str | None = None  # SEED (""), a published version, or None if not valid
-    account: int | None = None  # once authenticated
-    status: int = 200
-    code: str = "OK"
-    body_read: bool = False  # whether the request's body was read (app.py closes if not)
-    etag: bytes | None = None  # the answer's ETag (protocol.etag_of), for the actions with one
+    __slots__ = (
+        "account",
+        "action",
+        "body_read",
+        "client",
+        "code",
+        "etag",
+        "headers",
+        "request_id",
+        "started",
+        "status",
+        "version",
+    )
+
+    def __init__(self, request_id: str, started: float, client: tuple[str, int] | None) -> None:
+        self.request_id = request_id
+        self.started = started  # time.perf_counter() when handling began
+        self.client = client
+        self.headers: dict[str, str] | None = None
+        self.action: str | None = None  # as the request named it, known or not
+        self.version: str | None = None  # SEED (""), a published version, or None if not valid
+        self.account: int | None = None  # once authenticated
+        self.status = 200
+        self.code = "OK"
+        self.body_read = False  # whether the request's body was read (app.py closes if not)
+        self.etag: bytes | None = None  # the answer's ETag (protocol.etag_of), if it has one
 
 
 DIALECTS = {None: "unknown", "": "seed"}  # any other version (a valid one) is published's
@@ -53,7 +68,8 @@ def what_happened(action: str | None, status: int, code: str, seconds: float) ->
     a 4xx, `failed` for a 5xx; the action as the request named it (bounded), if it did."""
     verb = "answered" if status < 400 else "refused" if status < 500 else "failed"
     subject = word(action) if action else "A request"
-    return f"{subject} {verb} {status} {code} in {seconds * 1000:.2f} ms"
+    # "%.2f" % x, not f"{x:.2f}": compiled, the latter is a str.format call, twice the cost.
+    return f"{subject} {verb} {status} {code} in {'%.2f' % (seconds * 1000)} ms"
 
 
 def word(value: str) -> str:
@@ -71,23 +87,48 @@ def word(value: str) -> str:
     return value if plain and value else json.dumps(value)
 
 
-@dataclass(slots=True)
 class LineValues:
     """A request line's values, taken when the request ends and formatted when the line is
     written; the values a client chose (the action, the SDK headers) bounded already."""
 
-    now: float  # time.time() when the request ended
-    seconds: float  # how long it took
-    request_id: str
-    action: str | None
-    version: str | None
-    account: int | None
-    status: int
-    code: str
-    client: tuple[str, int] | None
-    sdk_lang: str | None
-    sdk_version: str | None
-    request_client: str | None
+    __slots__ = (
+        "account",
+        "action",
+        "client",
+        "code",
+        "now",
+        "request_client",
+        "request_id",
+        "sdk_lang",
+        "sdk_version",
+        "seconds",
+        "status",
+        "version",
+    )
+
+    def __init__(
+        self, now: float, seconds: float, request_id: str, action: str | None,
+        version: str | None, account: int | None, status: int, code: str,
+        client: tuple[str, int] | None, sdk_lang: str | None, sdk_version: str | None,
+        request_client: str | None,
+    ) -> None:  # fmt: skip
+        self.now = now  # time.time() when the request ended
+        self.seconds = seconds  # how long it took
+        self.request_id = request_id
+        self.action = action
+        self.version = version
+        self.account = account
+        self.status = status
+        self.code = code
+        self.client = client
+        self.sdk_lang = sdk_lang
+        self.sdk_version = sdk_version
+        self.request_client = request_client
+
+
+def js(value: str | None) -> str:
+    """A value in a JSON line: null, or a string as orjson escapes it."""
+    return "null" if value is None else orjson.dumps(value).decode()
 
 
 def bounded(value: str | None) -> str | None:
@@ -151,39 +192,23 @@ class RequestLog:
         return self._stamp + str(int((now - second) * 1000)).zfill(3)
 
     def json_line(self, v: LineValues) -> str:
-        """json_head's fields, then the request's: the fixed ones as made once, the others
-        serialised by orjson (a client's values are escaped there)."""
-        status, client = v.status, v.client
-        message = orjson.dumps(what_happened(v.action, status, v.code, v.seconds)).decode()
-        request = orjson.dumps(
-            {
-                "event": {
-                    "duration": int(v.seconds * 1e9),
-                    "outcome": "success" if status < 400 else "failure",
-                },
-                "http": {"request": {"id": v.request_id}, "response": {"status_code": status}},
-                "user": {"id": None if v.account is None else str(v.account)},
-                "client": (
-                    {"address": None, "port": None}
-                    if client is None
-                    else {"address": client[0], "port": client[1]}
-                ),
-                "vmimages": {
-                    "action": v.action,
-                    "dialect": DIALECTS.get(v.version, "published"),
-                    "api_version": v.version or None,
-                    "code": v.code,
-                    "sdk": {
-                        "lang": v.sdk_lang,
-                        "version": v.sdk_version,
-                        "client": v.request_client,
-                    },
-                },
-            }
-        ).decode()
+        """json_head's fields, then the request's, in one template: the fixed ones as made
+        once, each value that may hold any character (a client's, the message) serialised by
+        orjson (`js`), the server's own (ids, codes, numbers) as they are."""
+        status = v.status
+        user = "null" if v.account is None else f'"{v.account}"'
+        address, port = ("null", "null") if v.client is None else (js(v.client[0]), v.client[1])
         return (
-            f'{{"@timestamp":"{self.stamp(v.now, True)}Z","log.level":"info","message":{message},'
-            f"{self._json_fixed},{request[1:]}"
+            f'{{"@timestamp":"{self.stamp(v.now, True)}Z","log.level":"info","message":'
+            f"{js(what_happened(v.action, status, v.code, v.seconds))},{self._json_fixed},"
+            f'"event":{{"duration":{int(v.seconds * 1e9)},'
+            f'"outcome":"{"success" if status < 400 else "failure"}"}},'
+            f'"http":{{"request":{{"id":"{v.request_id}"}},"response":{{"status_code":{status}}}}},'
+            f'"user":{{"id":{user}}},"client":{{"address":{address},"port":{port}}},'
+            f'"vmimages":{{"action":{js(v.action)},"dialect":"{dialect(v.version)}",'
+            f'"api_version":{js(v.version or None)},"code":"{v.code}",'
+            f'"sdk":{{"lang":{js(v.sdk_lang)},"version":{js(v.sdk_version)},'
+            f'"client":{js(v.request_client)}}}}}}}'
         )
 
     def text_line(self, v: LineValues) -> str:
@@ -195,7 +220,7 @@ class RequestLog:
             line += f" version={v.version}"
         if v.account is not None:
             line += f" account={v.account}"
-        line += f" status={v.status} code={v.code} duration_ms={v.seconds * 1000:.3f}"
+        line += f" status={v.status} code={v.code} duration_ms={'%.3f' % (v.seconds * 1000)}"
         if v.client is not None:
             line += f" client={v.client[0]}:{v.client[1]}"
         if v.sdk_lang:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from vmimages.catalog import DEFAULT_IMAGE_QUOTA
 from vmimages.errors import ApiError, Code, shown
@@ -20,14 +20,36 @@ if TYPE_CHECKING:
     from vmimages.feed import Feed
 
 
-class Context(NamedTuple):  # made per request: a tuple is made in C
-    store: RequestStore
-    version: str  # SEED ("") or a published X-ZC-Version
-    caller: int  # the calling account
-    image_quota: int = DEFAULT_IMAGE_QUOTA  # custom images per location, unless the account's own
-    image_created: Callable[[], None] = lambda: None  # tells the build worker there is work
-    feed: Feed | None = None  # DescribeImageChanges' cursors and long polls (feed.py)
-    extend_deadline: Callable[[float], None] = lambda seconds: None  # for a long poll's wait
+class Context:
+    """What a handler may use besides its parameters; one is made for each request."""
+
+    __slots__ = (
+        "caller",
+        "extend_deadline",
+        "feed",
+        "image_created",
+        "image_quota",
+        "store",
+        "version",
+    )
+
+    def __init__(
+        self,
+        store: RequestStore,
+        version: str,
+        caller: int,
+        image_quota: int = DEFAULT_IMAGE_QUOTA,
+        image_created: Callable[[], None] = lambda: None,
+        feed: Feed | None = None,
+        extend_deadline: Callable[[float], None] = lambda seconds: None,
+    ) -> None:
+        self.store = store
+        self.version = version  # SEED ("") or a published X-ZC-Version
+        self.caller = caller  # the calling account
+        self.image_quota = image_quota  # custom images per location, unless the account's own
+        self.image_created = image_created  # tells the build worker there is work
+        self.feed = feed  # DescribeImageChanges' cursors and long polls (feed.py)
+        self.extend_deadline = extend_deadline  # for a long poll's wait
 
     @property
     def seed(self) -> bool:
