@@ -9,6 +9,12 @@ catalog: the first figure a change to the request path should move. Instructions
 (bench/run) before it is called a gain.
 
     python bench/instructions.py [--vs ../other-checkout] [--requests 2000]
+    python bench/instructions.py --settings-costs
+
+With --settings-costs it counts this checkout as shipped and with one setting changed at a time
+(`--no-metrics`, `--no-access-log`, `--log-format json`): what metrics and the request line
+cost in instructions, the figure bench/inprocess.py --settings-costs gives in microseconds
+where the machine is quiet enough to give one.
 
 Each checkout's count is the difference between two runs of the same process, `--requests` +
 200 requests and 200, divided by `--requests`: start-up and imports fall out. Needs valgrind
@@ -37,13 +43,21 @@ BODY = json.dumps({"osType": "linux", "pageSize": 20}).encode()
 FEW = 200
 
 
-def count(checkout: Path, database: str, key_file: str, info: dict[str, Any], n: int) -> int:
+# Each setting --settings-costs changes, as the Settings field and its value.
+CHANGES = {"no-metrics": ("metrics", False), "no-access-log": ("access_log", False),
+           "log-format-json": ("log_format", "json")}  # fmt: skip
+
+
+def count(
+    checkout: Path, database: str, key_file: str, info: dict[str, Any], n: int, change: str = ""
+) -> int:
     """Instructions valgrind counts for `n` requests, in the checkout's own Python."""
     python = checkout / ".venv" / "bin" / "python"
     command = [
         "valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
         str(python), str(Path(__file__).resolve()), "--loop", str(n), "--database", database,
         "--key-file", key_file, "--key", info["accessKeyId"], "--password", info["accessKeyPassword"],
+        *(["--change", change] if change else []),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
@@ -53,9 +67,11 @@ def count(checkout: Path, database: str, key_file: str, info: dict[str, Any], n:
     return int(found.group(1).replace(",", ""))
 
 
-def per_request(checkout: Path, database: str, key_file: str, info: dict[str, Any], n: int) -> int:
-    few = count(checkout, database, key_file, info, FEW)
-    many = count(checkout, database, key_file, info, FEW + n)
+def per_request(
+    checkout: Path, database: str, key_file: str, info: dict[str, Any], n: int, change: str = ""
+) -> int:
+    few = count(checkout, database, key_file, info, FEW, change)
+    many = count(checkout, database, key_file, info, FEW + n, change)
     return round((many - few) / n)
 
 
@@ -66,10 +82,11 @@ async def loop(args: argparse.Namespace) -> None:
     from vmimages.auth import authorization_header
     from vmimages.config import Settings
 
-    app = create_app(Settings(database=args.database, key_file=args.key_file))
+    changed = dict([CHANGES[args.change]]) if args.change else {}
+    app = create_app(Settings(database=args.database, key_file=args.key_file, **changed))
     await app.store.open()
-    # serve's logging (text), its lines written to /dev/null, as bench/inprocess.py does.
-    logging.config.dictConfig(logs.log_config("text", "info"))
+    # serve's logging, its lines written to /dev/null, as bench/inprocess.py does.
+    logging.config.dictConfig(logs.log_config(app.settings.log_format, "info"))
     logs.WRITER.stream = open(os.devnull, "w")  # noqa: SIM115
     logs.WRITER.attach(asyncio.get_running_loop())
     host, stamp = "127.0.0.1:8080", str(int(time.time()))
@@ -106,8 +123,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--vs", type=Path, help="another checkout, with its own .venv")
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--settings-costs", action="store_true")
     parser.add_argument("--loop", type=int)  # the measured process (count() starts it)
-    for name in ("--database", "--key-file", "--key", "--password"):
+    for name in ("--database", "--key-file", "--key", "--password", "--change"):
         parser.add_argument(name)
     args = parser.parse_args()
     if args.loop is not None:
@@ -121,6 +139,20 @@ def main() -> None:
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         info = json.loads(made.stdout.strip().splitlines()[-1])
+        if args.settings_costs:
+            shipped = per_request(HERE.parent, database, key_file, info, args.requests)
+            costs = {"shipped_instructions": shipped}
+            for change in CHANGES:
+                n = per_request(HERE.parent, database, key_file, info, args.requests, change)
+                costs[f"{change}_instructions"] = n
+            print(json.dumps({
+                **costs,
+                "metrics_cost": shipped - costs["no-metrics_instructions"],
+                "text_line_cost": shipped - costs["no-access-log_instructions"],
+                "json_line_cost": costs["log-format-json_instructions"]
+                - costs["no-access-log_instructions"],
+            }))  # fmt: skip
+            return
         checkouts = {"this": HERE.parent, **({"vs": args.vs.resolve()} if args.vs else {})}
         counts = {
             name: per_request(path, database, key_file, info, args.requests)
