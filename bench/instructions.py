@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging.config
 import os
@@ -82,8 +83,11 @@ async def loop(args: argparse.Namespace) -> None:
     from vmimages.auth import authorization_header
     from vmimages.config import Settings
 
-    changed = dict([CHANGES[args.change]]) if args.change else {}
-    app = create_app(Settings(database=args.database, key_file=args.key_file, **changed))
+    settings = Settings(database=args.database, key_file=args.key_file)
+    if args.change:
+        field, value = CHANGES[args.change]
+        settings = dataclasses.replace(settings, **{field: value})
+    app = create_app(settings)
     await app.store.open()
     # serve's logging, its lines written to /dev/null, as bench/inprocess.py does.
     logging.config.dictConfig(logs.log_config(app.settings.log_format, "info"))

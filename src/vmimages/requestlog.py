@@ -23,9 +23,10 @@ from vmimages.logs import REQUEST_LOGGER, WRITER, LineWriter, json_head
 
 class RequestRecord:
     """What the request line and the request metrics say about one request; the pipeline
-    fills it in as it learns each part (app.py). A plain class, as every object made for each
-    request is: compiled, its __init__ is machine code, where a dataclass's or a NamedTuple's
-    is Python that the interpreter runs (docs/decisions.md, "Compiled where it can be")."""
+    fills it in as it learns each part (app.py). A plain class, as the objects made for each
+    request are (but ImageQuery, catalog.py): compiled, its __init__ is machine code, where a
+    dataclass's or a NamedTuple's is Python that the interpreter runs (docs/decisions.md,
+    "Compiled where it can be")."""
 
     __slots__ = (
         "account",
@@ -68,7 +69,7 @@ def what_happened(action: str | None, status: int, code: str, seconds: float) ->
     a 4xx, `failed` for a 5xx; the action as the request named it (bounded), if it did."""
     verb = "answered" if status < 400 else "refused" if status < 500 else "failed"
     subject = word(action) if action else "A request"
-    # "%.2f" % x, not f"{x:.2f}": compiled, the latter is a str.format call, twice the cost.
+    # "%.2f" % x, not f"{x:.2f}": compiled, the latter is a str.format call, which costs more.
     return f"{subject} {verb} {status} {code} in {'%.2f' % (seconds * 1000)} ms"
 
 
@@ -215,7 +216,7 @@ class RequestLog:
         line = f"{self.stamp(v.now, False)} INFO {REQUEST_LOGGER}: requestId={v.request_id}"
         if v.action:
             line += f" action={word(v.action)}"
-        line += f" dialect={DIALECTS.get(v.version, 'published')}"
+        line += f" dialect={dialect(v.version)}"
         if v.version:
             line += f" version={v.version}"
         if v.account is not None:
