@@ -19,9 +19,11 @@ each the median of 7 rounds, for vmimages and for the ceiling's fixed app.
 
 With --settings-costs: the same q20 through four apps, as shipped (serve's defaults: metrics
 on, the request log on in text, to /dev/null), with --no-metrics, with --no-access-log, and
-with --log-format json, their rounds taken in turn so the machine's drift falls on all four
-alike; the log is written out inside each round, so its writes count. Prints
-microseconds per request, each the median of the rounds.
+with --log-format json, their rounds taken in turn (in the opposite order each round) so the
+machine's drift falls on all four alike; the log is written out inside each round, so its writes
+count. Prints microseconds per request, each the median of the rounds, and each setting's cost
+as the median of the rounds' differences (a round beside its neighbour in time, where the
+machine's speed has moved least).
 """
 
 from __future__ import annotations
@@ -44,12 +46,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from vmimages import logs  # noqa: E402
+from vmimages import linewriter, logs  # noqa: E402
 from vmimages.app import create_app  # noqa: E402
 from vmimages.auth import authorization_header  # noqa: E402
 from vmimages.config import Settings  # noqa: E402
 
 ROUNDS, PER_ROUND = 7, 2000
+COST_ROUNDS, COST_PER_ROUND = 201, 200  # --settings-costs: short rounds, paired
 HOST = "127.0.0.1:8080"
 BODY = json.dumps({"osType": "linux", "pageSize": 20}).encode()
 
@@ -120,8 +123,8 @@ def log_to_devnull() -> None:
     """serve's logging (text), its lines written to /dev/null by the writer serve's lifespan
     attaches to the event loop: what a line costs is its making, not a reader's speed."""
     logging.config.dictConfig(logs.log_config("text", "info"))
-    logs.WRITER.stream = open(os.devnull, "w")  # noqa: SIM115
-    logs.WRITER.attach(asyncio.get_running_loop())
+    linewriter.WRITER.stream = open(os.devnull, "w")  # noqa: SIM115
+    linewriter.WRITER.attach(asyncio.get_running_loop())
 
 
 async def first_sight(args: argparse.Namespace) -> None:
@@ -165,7 +168,7 @@ async def first_sight(args: argparse.Namespace) -> None:
         await app(request, receive, send)
         spent[kind].append(time.process_time() - started)
     await app.store.close()
-    logs.WRITER.detach()
+    linewriter.WRITER.detach()
     if set(statuses) != {200}:
         raise SystemExit(f"the app answered {sorted(set(statuses))}")
     print(json.dumps({kind: {"count": len(times), "mean_us": 1e6 * statistics.fmean(times),
@@ -193,18 +196,32 @@ async def settings_costs(args: argparse.Namespace) -> None:
         return None
 
     spent: dict[str, list[float]] = {name: [] for name in apps}
-    for round_ in range(ROUNDS + 1):
-        for name, app in apps.items():
-            logs.WRITER.flush()  # each round's lines are written in its own time
+    order = list(apps.items())
+    for round_ in range(COST_ROUNDS + 1):
+        order.reverse()  # each app first in one round, last in the next: drift falls on all
+        for name, app in order:
+            linewriter.WRITER.flush()  # each round's lines are written in its own time
             started = time.process_time()
-            for _ in range(PER_ROUND):
+            for _ in range(COST_PER_ROUND):
                 await app(dict(request), receive, send)
-            logs.WRITER.flush()
+            linewriter.WRITER.flush()
             if round_:  # the first round warms up
-                spent[name].append((time.process_time() - started) / PER_ROUND)
+                spent[name].append(1e6 * (time.process_time() - started) / COST_PER_ROUND)
     for app in apps.values():
         await app.store.close()
-    print(json.dumps({name: 1e6 * statistics.median(times) for name, times in spent.items()}))
+
+    def paired(more: str, less: str) -> float:
+        """The median of each round's difference: rounds next to each other in time share
+        the machine's speed, which moves more between rounds than a setting costs."""
+        return statistics.median(a - b for a, b in zip(spent[more], spent[less], strict=True))
+
+    print(json.dumps({
+        **{name: statistics.median(times) for name, times in spent.items()},
+        "metrics_cost": paired("shipped", "no_metrics"),
+        "text_line_cost": paired("shipped", "no_access_log"),
+        "json_line_cost": paired("json_log", "no_access_log"),
+        "rounds": COST_ROUNDS,
+    }))  # fmt: skip
 
 
 async def scrape(args: argparse.Namespace) -> None:

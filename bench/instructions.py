@@ -78,7 +78,7 @@ def per_request(
 
 async def loop(args: argparse.Namespace) -> None:
     """The measured process: the app of whichever checkout this Python imports vmimages from."""
-    from vmimages import logs
+    from vmimages import linewriter, logs
     from vmimages.app import create_app
     from vmimages.auth import authorization_header
     from vmimages.config import Settings
@@ -91,8 +91,8 @@ async def loop(args: argparse.Namespace) -> None:
     await app.store.open()
     # serve's logging, its lines written to /dev/null, as bench/inprocess.py does.
     logging.config.dictConfig(logs.log_config(app.settings.log_format, "info"))
-    logs.WRITER.stream = open(os.devnull, "w")  # noqa: SIM115
-    logs.WRITER.attach(asyncio.get_running_loop())
+    linewriter.WRITER.stream = open(os.devnull, "w")  # noqa: SIM115
+    linewriter.WRITER.attach(asyncio.get_running_loop())
     host, stamp = "127.0.0.1:8080", str(int(time.time()))
     signed = {"content-type": "application/json", "host": host}
     headers = {
@@ -117,7 +117,7 @@ async def loop(args: argparse.Namespace) -> None:
 
     for _ in range(args.loop):
         await app(dict(scope), receive, send)
-    logs.WRITER.flush()
+    linewriter.WRITER.flush()
     await app.store.close()
     if set(statuses) != {200}:
         raise SystemExit(f"the app answered {set(statuses)}")

@@ -24,7 +24,7 @@ from tests.conftest import REQUEST_ID, assert_error, key_file, settings_for, sql
 from tests.test_lifecycle import add_instances
 from vmimages import __version__, build
 from vmimages.app import create_app
-from vmimages.logs import LineWriter
+from vmimages.linewriter import LineWriter
 from vmimages.requestlog import LineValues, RequestLog, what_happened, word
 from vmimages.testing import free_port
 
@@ -383,7 +383,7 @@ def test_text_logs_have_one_format(server_factory: Any, test_db: str, creds: Cre
 def test_no_request_line_is_lost_when_the_server_stops(
     server_factory: Any, test_db: str, creds: Credentials, stop: signal.Signals
 ) -> None:
-    """Lines wait a moment before they are written (logs.LineWriter); stopping the server
+    """Lines wait a moment before they are written (linewriter.LineWriter); stopping the server
     right after the last answer writes every one."""
     server = server_factory(test_db, creds=creds)
     sent = []

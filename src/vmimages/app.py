@@ -28,6 +28,7 @@ from vmimages import (
     dev,
     errors,
     history,
+    linewriter,
     logs,
     metrics,
     protocol,
@@ -152,7 +153,7 @@ class App:
                             self.settings.metrics_port, limit=8192, reuse_port=True,
                         )  # fmt: skip
                 self.worker.start()
-                logs.WRITER.attach(asyncio.get_running_loop())
+                linewriter.WRITER.attach(asyncio.get_running_loop())
                 self.watch_for_shutdown()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -164,7 +165,7 @@ class App:
                 await self.worker.stop()
                 await self.feed.close()
                 await self.store.close()
-                logs.WRITER.detach()  # every request's line is out before the process ends
+                linewriter.WRITER.detach()  # every request's line is out before the process ends
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

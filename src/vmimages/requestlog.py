@@ -12,13 +12,15 @@ pass for another field or another line.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 
 import orjson
 
 from vmimages.errors import SHOWN, shown
-from vmimages.logs import REQUEST_LOGGER, WRITER, LineWriter, json_head
+from vmimages.linewriter import WRITER, LineWriter
+from vmimages.logs import REQUEST_LOGGER, json_head
 
 
 class RequestRecord:
@@ -73,11 +75,12 @@ def what_happened(action: str | None, status: int, code: str, seconds: float) ->
     return f"{subject} {verb} {status} {code} in {'%.2f' % (seconds * 1000)} ms"
 
 
+@functools.lru_cache(maxsize=1024)
 def word(value: str) -> str:
     """A client's value in a text line: as it is when it is one plain word (printable ASCII but
     for space, `"` and `=`), else quoted as a JSON string with everything outside printable
     ASCII escaped (C1 controls and line separators included): it cannot pass for another field
-    or line."""
+    or line. Remembered (as `quoted` is): the same few values come in request after request."""
     plain = (
         value.isascii()
         and value.isprintable()
@@ -129,7 +132,14 @@ class LineValues:
 
 def js(value: str | None) -> str:
     """A value in a JSON line: null, or a string as orjson escapes it."""
-    return "null" if value is None else orjson.dumps(value).decode()
+    return "null" if value is None else quoted(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def quoted(value: str) -> str:
+    """A string as orjson writes it in JSON, remembered: the actions, SDK names and client
+    addresses of a server's requests are a few values, seen again and again."""
+    return orjson.dumps(value).decode()
 
 
 def bounded(value: str | None) -> str | None:
@@ -198,6 +208,7 @@ class RequestLog:
         orjson (`js`), the server's own (ids, codes, numbers) as they are."""
         status = v.status
         user = "null" if v.account is None else f'"{v.account}"'
+        api_version = f'"{v.version}"' if v.version else "null"  # a valid one, or none
         address, port = ("null", "null") if v.client is None else (js(v.client[0]), v.client[1])
         return (
             f'{{"@timestamp":"{self.stamp(v.now, True)}Z","log.level":"info","message":'
@@ -207,27 +218,29 @@ class RequestLog:
             f'"http":{{"request":{{"id":"{v.request_id}"}},"response":{{"status_code":{status}}}}},'
             f'"user":{{"id":{user}}},"client":{{"address":{address},"port":{port}}},'
             f'"vmimages":{{"action":{js(v.action)},"dialect":"{dialect(v.version)}",'
-            f'"api_version":{js(v.version or None)},"code":"{v.code}",'
+            f'"api_version":{api_version},"code":"{v.code}",'
             f'"sdk":{{"lang":{js(v.sdk_lang)},"version":{js(v.sdk_version)},'
             f'"client":{js(v.request_client)}}}}}}}'
         )
 
     def text_line(self, v: LineValues) -> str:
-        line = f"{self.stamp(v.now, False)} INFO {REQUEST_LOGGER}: requestId={v.request_id}"
-        if v.action:
-            line += f" action={word(v.action)}"
-        line += f" dialect={dialect(v.version)}"
-        if v.version:
-            line += f" version={v.version}"
-        if v.account is not None:
-            line += f" account={v.account}"
-        line += f" status={v.status} code={v.code} duration_ms={'%.3f' % (v.seconds * 1000)}"
-        if v.client is not None:
-            line += f" client={v.client[0]}:{v.client[1]}"
-        if v.sdk_lang:
-            line += f" sdkLang={word(v.sdk_lang)}"
-        if v.sdk_version:
-            line += f" sdkVersion={word(v.sdk_version)}"
-        if v.request_client:
-            line += f" requestClient={word(v.request_client)}"
-        return line
+        """The fields in `key=value` words, an absent one left out: one template, each
+        optional field's key and value as pieces of it (empty when absent), so the line is
+        made in one go rather than grown a field at a time."""
+        action, version, account, client = v.action, v.version, v.account, v.client
+        sdk_lang, sdk_version, request_client = v.sdk_lang, v.sdk_version, v.request_client
+        return (
+            f"{self.stamp(v.now, False)} INFO {REQUEST_LOGGER}: requestId={v.request_id}"
+            f"{' action=' if action else ''}{word(action) if action else ''}"
+            f" dialect={dialect(version)}{' version=' if version else ''}{version or ''}"
+            f"{' account=' if account is not None else ''}"
+            f"{account if account is not None else ''}"
+            f" status={v.status} code={v.code} duration_ms={'%.3f' % (v.seconds * 1000)}"
+            f"{' client=' if client is not None else ''}"
+            f"{client[0] if client is not None else ''}{':' if client is not None else ''}"
+            f"{client[1] if client is not None else ''}"
+            f"{' sdkLang=' if sdk_lang else ''}{word(sdk_lang) if sdk_lang else ''}"
+            f"{' sdkVersion=' if sdk_version else ''}{word(sdk_version) if sdk_version else ''}"
+            f"{' requestClient=' if request_client else ''}"
+            f"{word(request_client) if request_client else ''}"
+        )
