@@ -21,6 +21,7 @@ from vmimages.catalog import (
     InvalidImageStatus,
 )
 from vmimages.catalogfile import parse_catalog
+from vmimages.metrics import flush
 from vmimages.store import open_store
 from vmimages.store.memory import ReadModel, in_order, merged
 from vmimages.store.sql import SqlStore
@@ -74,6 +75,7 @@ class Counted:
             sample, labels = "vmimages_cache_drops_total", {"scope": what}
         else:
             sample, labels = "vmimages_cache_lookups_total", {"kind": kind, "result": what}
+        flush()  # what the request path counted, into the figures /metrics shows
         return REGISTRY.get_sample_value(sample, labels) or 0.0
 
     def __call__(self, name: str) -> float:

@@ -16,13 +16,14 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import logschema
 from tests.asgi import AsgiClient, Credentials
 from tests.conftest import REQUEST_ID, assert_error, key_file, settings_for, sql
 from tests.test_lifecycle import add_instances
-from vmimages import __version__, build
+from vmimages import __version__, build, metrics
 from vmimages.app import create_app
 from vmimages.linewriter import LineWriter
 from vmimages.requestlog import LineValues, RequestLog, what_happened, word
@@ -142,6 +143,32 @@ def test_rate_limited_requests_are_counted(test_db: str, creds: Credentials) -> 
     )
 
 
+def test_counted_durations_make_the_histogram_prometheus_makes() -> None:
+    """Requests are counted in plain numbers (tally.py) and added to the figures in batches
+    (metrics.flush): the histogram then holds what prometheus-client's own `observe` of each
+    duration makes, bucket by bucket, bounds included (a duration equal to a bound is in it)."""
+    durations = [0.00005, 0.0001, 0.00011, 0.0007, 0.001, 0.003, 0.2, 9.9, 10.0, 12.0]
+    oracle = Histogram("oracle", "", ["action"], buckets=metrics.DURATION_BUCKETS,
+                       registry=CollectorRegistry())  # fmt: skip
+
+    def samples(histogram: Histogram) -> dict[tuple[str, str], float]:
+        return {(sample.name.rsplit("_", 1)[1], sample.labels.get("le", "")): sample.value
+                for family in histogram.collect() for sample in family.samples
+                if sample.labels.get("action") == "DescribeImage"}  # fmt: skip
+
+    metrics.flush()
+    before = samples(metrics.DURATION)
+    for seconds in durations:
+        metrics.TALLY.count_request("DescribeImage", "OK", "published", seconds)
+        oracle.labels("DescribeImage").observe(seconds)
+    metrics.flush()
+    after, expected = samples(metrics.DURATION), samples(oracle)
+    assert after.keys() == expected.keys() and ("bucket", "+Inf") in expected
+    for key, value_ in expected.items():
+        if key[0] != "created":
+            assert after[key] - before.get(key, 0.0) == pytest.approx(value_), key
+
+
 def test_builds_in_progress_and_connections(test_db: str, creds: Credentials) -> None:
     add_instances(test_db)
     settings = settings_for(test_db, image_build_seconds=0.5, metrics_count_seconds=0.05)
@@ -221,12 +248,15 @@ def test_json_logs_and_metrics_of_two_workers(
         b"{}", {"X-ZC-Action": "DescribeImages", **sdk}, "/", as_=None
     )
     assert status == 401
-    # A request is counted just after its answer is written: a scrape that another worker
-    # answers at once may come before the count. Wait for it, then scrape again.
+    # A worker hands its counts to the figures the workers share every second (metrics.py,
+    # FLUSH_EVERY): a scrape that the other worker answers may come before. Wait for them
+    # all, then scrape again.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         samples = parse(get(server.url + "/metrics"))
-        if requests_of(samples, "DescribeImages", "AUTHFAILURE_INVALID_AUTHORIZATION", "seed"):
+        if requests_of(samples, "DescribeImages", "OK", "seed") == 20 and requests_of(
+            samples, "DescribeImages", "AUTHFAILURE_INVALID_AUTHORIZATION", "seed"
+        ):
             break
         time.sleep(0.05)
     # Either worker may answer the scrape; each time the figures are both workers' together.

@@ -84,6 +84,7 @@ class App:
         self.in_flight = InFlight(settings.request_timeout)
         self.draining = False  # set on SIGTERM: /readyz answers 503
         self.counting: asyncio.Task[None] | None = None  # count_images, while serving
+        self.flushing: asyncio.Task[None] | None = None  # flush_counts, while serving
         self.compacting: asyncio.Task[None] | None = None  # compact_history, while serving
         self.metrics_server: asyncio.Server | None = None  # serve_metrics_apart
         self.action_names = frozenset(name for _, name in actions.ACTIONS)  # metrics' labels
@@ -147,6 +148,7 @@ class App:
                 if self.settings.metrics:
                     metrics.BUILD_INFO.labels(__version__, build(), self.settings.store_kind).set(1)
                     self.counting = asyncio.create_task(self.count_images())
+                    self.flushing = asyncio.create_task(self.flush_counts())
                     if self.settings.metrics_port:
                         self.metrics_server = await asyncio.start_server(
                             self.serve_metrics_apart, self.settings.metrics_host,
@@ -157,7 +159,7 @@ class App:
                 self.watch_for_shutdown()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                for task in (self.counting, self.compacting):
+                for task in (self.counting, self.compacting, self.flushing):
                     if task is not None:
                         task.cancel()
                 if self.metrics_server is not None:
@@ -165,6 +167,7 @@ class App:
                 await self.worker.stop()
                 await self.feed.close()
                 await self.store.close()
+                metrics.flush()  # every request counted in the figures (with workers, their file)
                 linewriter.WRITER.detach()  # every request's line is out before the process ends
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -245,6 +248,13 @@ class App:
             except DomainError as exc:
                 log.warning("/metrics: cannot count images: %s", exc)
             await asyncio.sleep(self.settings.metrics_count_seconds)
+
+    async def flush_counts(self) -> None:
+        """What requests counted (tally.py) into the figures every FLUSH_EVERY seconds: with
+        workers, another worker's scrape reads them from this one's file."""
+        while True:
+            await asyncio.sleep(metrics.FLUSH_EVERY)
+            metrics.flush()
 
     async def serve_metrics_apart(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -359,7 +369,7 @@ class App:
         seconds = time.perf_counter() - record.started
         if self.settings.metrics:
             action = record.action if record.action in self.action_names else metrics.OTHER
-            metrics.count_request(action, record.code, dialect(record.version), seconds)
+            metrics.TALLY.count_request(action, record.code, dialect(record.version), seconds)
         if self.request_log is not None:
             self.request_log(record, seconds)
 

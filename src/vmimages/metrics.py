@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -29,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from vmimages.catalog import IMAGE_STATUSES, IMAGE_TYPES
+from vmimages.tally import Tally
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
@@ -109,21 +109,30 @@ REPLICA_FALLBACKS = Counter(
 OTHER = "other"  # the action label of a request naming no known action
 
 
-# Each label set's series, looked up once: `labels()` takes a lock and builds a key on every
-# call, a third of what counting a request costs (bench/inprocess.py --settings-costs). The
-# label values come from closed sets, so this stays small.
-_series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+# What the request path counts (tally.py), handed to the figures above by `flush`.
+TALLY = Tally(DURATION_BUCKETS)
+FLUSH_EVERY = 1.0  # seconds: how far behind the figures of a worker not answering a scrape are
 
 
-def count_request(action: str, code: str, dialect: str, seconds: float) -> None:
-    key = (action, code, dialect)
-    series = _series.get(key)
-    if series is None:
-        series = _series[key] = (REQUESTS.labels(action, code, dialect), DURATION.labels(action))
-    series[0].inc()
-    series[1].observe(seconds)
-    if code == "REQUEST_LIMIT_EXCEEDED":
-        RATE_LIMITED.labels(action).inc()
+def flush() -> None:
+    """Add what the request path counted since the last flush to prometheus-client's figures
+    (with workers, to this worker's file of them)."""
+    requests, durations, lookups = TALLY.take()
+    for (action, code, dialect), n in requests.items():
+        REQUESTS.labels(action, code, dialect).inc(n)
+        if code == "REQUEST_LIMIT_EXCEEDED":
+            RATE_LIMITED.labels(action).inc(n)
+    for action, counts in durations.items():
+        series = DURATION.labels(action)
+        # A Histogram has no public way to add many observations at once: its buckets (the
+        # last +Inf) and its sum are its `_buckets` and `_sum`. Tests check the figures
+        # /metrics shows (tests/test_observability.py), so a change there does not go unseen.
+        for bucket, observed in zip(series._buckets, counts[:-1], strict=True):
+            if observed:
+                bucket.inc(observed)
+        series._sum.inc(counts[-1])
+    for (kind, result), n in lookups.items():
+        CACHE.labels(kind, result).inc(n)
 
 
 def record_images(counts: Iterable[tuple[str, str, int]]) -> None:
@@ -138,6 +147,7 @@ def record_images(counts: Iterable[tuple[str, str, int]]) -> None:
 def exposition() -> bytes:
     """The Prometheus text of every figure: this process's, or with workers all of theirs
     (and each worker's memory and CPU, which prometheus-client's multiprocess mode leaves out)."""
+    flush()
     path = os.environ.get(MULTIPROCESS_DIR)
     if not path:
         return generate_latest(REGISTRY)

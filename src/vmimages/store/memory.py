@@ -35,7 +35,7 @@ from vmimages.catalog import (
     fold,
     visible_owners,
 )
-from vmimages.metrics import CACHE, CACHE_DROPS
+from vmimages.metrics import CACHE_DROPS, TALLY
 from vmimages.store.sql.base import CATALOG_SCOPE, CREDENTIALS_SCOPE
 
 if TYPE_CHECKING:
@@ -50,10 +50,9 @@ MAX_CREDENTIALS = 100_000  # access keys and token hashes looked up, found or no
 ONE_LOOK_PER_TURN = True
 
 # The cache's lookups, counted for /metrics (metrics.py).
-ANSWER_HITS, ANSWER_MISSES = CACHE.labels("answer", "hit"), CACHE.labels("answer", "miss")
-ACCOUNT_HITS, ACCOUNT_MISSES = CACHE.labels("account", "hit"), CACHE.labels("account", "miss")
-CREDENTIAL_HITS = CACHE.labels("credential", "hit")
-CREDENTIAL_MISSES = CACHE.labels("credential", "miss")
+ANSWER_HITS, ANSWER_MISSES = ("answer", "hit"), ("answer", "miss")
+ACCOUNT_HITS, ACCOUNT_MISSES = ("account", "hit"), ("account", "miss")
+CREDENTIAL_HITS, CREDENTIAL_MISSES = ("credential", "hit"), ("credential", "miss")
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -321,9 +320,9 @@ class ReadModel:
         if kept is not None:
             page = kept.get(query)
             if page is not None:
-                ANSWER_HITS.inc()
+                TALLY.lookup(ANSWER_HITS)
                 return page
-        ANSWER_MISSES.inc()
+        TALLY.lookup(ANSWER_MISSES)
         owners = visible_owners(query)
         epoch = self._epoch
         own = [] if viewer is None else await self._custom_images(viewer)
@@ -349,9 +348,9 @@ class ReadModel:
         images = self._custom.get(account)
         if images is not None:
             self._custom.move_to_end(account)
-            ACCOUNT_HITS.inc()
+            TALLY.lookup(ACCOUNT_HITS)
             return images
-        ACCOUNT_MISSES.inc()
+        TALLY.lookup(ACCOUNT_MISSES)
         epoch = self._epoch
         images = await self.store.custom_images(account)
         if epoch == self._epoch:
@@ -364,19 +363,19 @@ class ReadModel:
 
     async def find_access_key(self, key_id: str) -> tuple[int, bytes] | None:
         if key_id in self._keys:
-            CREDENTIAL_HITS.inc()
+            TALLY.lookup(CREDENTIAL_HITS)
             return self._keys[key_id]
         return await self._remember(self._keys, key_id, self.store.access_key_row(key_id))
 
     async def find_token(self, token_hash: bytes) -> int | None:
         if token_hash in self._tokens:
-            CREDENTIAL_HITS.inc()
+            TALLY.lookup(CREDENTIAL_HITS)
             return self._tokens[token_hash]
         return await self._remember(self._tokens, token_hash, self.store.token_row(token_hash))
 
     async def _remember(self, kept: dict[K, V], key: K, read: Awaitable[V]) -> V:
         """A credential looked up in the database, kept unless a drop overtook the read."""
-        CREDENTIAL_MISSES.inc()
+        TALLY.lookup(CREDENTIAL_MISSES)
         epoch = self._epoch
         found = await read
         if epoch == self._epoch:

@@ -1,0 +1,48 @@
+"""What the request path counts for /metrics, kept as plain numbers and handed to
+prometheus-client's objects (metrics.py) in batches: when /metrics is read, every second, and
+when the server stops (metrics.flush). A request adds to a dict here; prometheus-client's own
+`inc` and `observe` are Python that takes a lock on every call, five to six per request.
+Its own module, so that it is compiled with the request path (pyproject.toml); metrics.py
+subclasses prometheus-client's classes and stays Python.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+
+RequestKey = tuple[str, str, str]  # action, answer code, dialect
+Lookup = tuple[str, str]  # what the read cache looked up, and hit or miss
+
+
+class Tally:
+    """Counts since the last `take`: requests by (action, code, dialect); their durations by
+    action, as a count per bucket of `bounds` (the last for +Inf) followed by their sum in
+    seconds; the read cache's lookups by (kind, result)."""
+
+    __slots__ = ("bounds", "durations", "lookups", "requests")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds  # the duration histogram's upper bounds, ascending
+        self.requests: dict[RequestKey, int] = {}
+        self.durations: dict[str, list[float]] = {}
+        self.lookups: dict[Lookup, int] = {}
+
+    def count_request(self, action: str, code: str, dialect: str, seconds: float) -> None:
+        key = (action, code, dialect)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        counts = self.durations.get(action)
+        if counts is None:
+            counts = self.durations[action] = [0.0] * (len(self.bounds) + 2)
+        counts[bisect_left(self.bounds, seconds)] += 1  # the first bucket it is at most
+        counts[-1] += seconds
+
+    def lookup(self, key: Lookup) -> None:
+        self.lookups[key] = self.lookups.get(key, 0) + 1
+
+    def take(
+        self,
+    ) -> tuple[dict[RequestKey, int], dict[str, list[float]], dict[Lookup, int]]:
+        """The counts so far, and from now on none."""
+        taken = self.requests, self.durations, self.lookups
+        self.requests, self.durations, self.lookups = {}, {}, {}
+        return taken
