@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 PUBLIC_IMAGE = "PUBLIC_IMAGE"
 CUSTOM_IMAGE = "CUSTOM_IMAGE"
@@ -109,27 +109,65 @@ class Quota:
 DEFAULT_IMAGE_QUOTA = 5  # custom images per account and location
 
 
-class ImageQuery(NamedTuple):
+# ImageQuery's fields, in the order of its `key`.
+QUERY_FIELDS = ("viewer", "image_ids", "name_contains", "location", "category", "image_type",
+                "os_type", "status", "page_num", "page_size")  # fmt: skip
+
+
+class ImageQuery:
     """What a caller asks DescribeImages for, already validated; every given filter is ANDed.
 
     `viewer` is the calling account (None: anonymous, public images only). `location` is the
-    store's internal location id, resolved before the query is built. A named tuple: it is
-    hashed and compared (as a read-cache key) on every request, which a tuple does in C. (Its
-    __new__ is Python: made with keywords, as actions/images.py does, it costs 4,800
-    instructions a request more than with positions (bench/instructions.py); the keywords
-    stay, for most fields are `str | None` and a swap would type-check.)
+    store's internal location id, resolved before the query is built. A read-cache key: equal
+    and hashed by its fields, which it keeps as one tuple (`key`), so that hashing and
+    comparing it is a tuple's, in C. A plain class, as the objects made for every request are
+    (requestlog.RequestRecord): compiled, its __init__ is machine code, where a NamedTuple's
+    __new__ is Python the interpreter runs (docs/decisions.md, "Compiled where it can be").
     """
 
-    viewer: int | None = None
-    image_ids: tuple[str, ...] | None = None
-    name_contains: str | None = None
-    location: int | None = None
-    category: str | None = None
-    image_type: str | None = None
-    os_type: str | None = None
-    status: str | None = None
-    page_num: int = 1
-    page_size: int = 20
+    __slots__ = (
+        "category", "image_ids", "image_type", "key", "location", "name_contains", "os_type",
+        "page_num", "page_size", "status", "viewer",
+    )  # fmt: skip
+
+    def __init__(
+        self, viewer: int | None = None, image_ids: tuple[str, ...] | None = None,
+        name_contains: str | None = None, location: int | None = None,
+        category: str | None = None, image_type: str | None = None,
+        os_type: str | None = None, status: str | None = None, page_num: int = 1,
+        page_size: int = 20,
+    ) -> None:  # fmt: skip
+        self.viewer = viewer
+        self.image_ids = image_ids
+        self.name_contains = name_contains
+        self.location = location
+        self.category = category
+        self.image_type = image_type
+        self.os_type = os_type
+        self.status = status
+        self.page_num = page_num
+        self.page_size = page_size
+        self.key = (viewer, image_ids, name_contains, location, category, image_type, os_type,
+                    status, page_num, page_size)  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ImageQuery) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __repr__(self) -> str:
+        pairs = zip(QUERY_FIELDS, self.key, strict=True)
+        return f"ImageQuery({', '.join(f'{name}={value!r}' for name, value in pairs)})"
+
+    def seen_by(self, viewer: int | None) -> ImageQuery:
+        """The same query, asked by `viewer`."""
+        return ImageQuery(
+            viewer=viewer, image_ids=self.image_ids, name_contains=self.name_contains,
+            location=self.location, category=self.category, image_type=self.image_type,
+            os_type=self.os_type, status=self.status, page_num=self.page_num,
+            page_size=self.page_size,
+        )  # fmt: skip
 
     @property
     def offset(self) -> int:

@@ -26,7 +26,7 @@ from vmimages.logs import REQUEST_LOGGER, json_head
 class RequestRecord:
     """What the request line and the request metrics say about one request; the pipeline
     fills it in as it learns each part (app.py). A plain class, as the objects made for each
-    request are (but ImageQuery, catalog.py): compiled, its __init__ is machine code, where a
+    request are (ImageQuery, catalog.py, too): compiled, its __init__ is machine code, where a
     dataclass's or a NamedTuple's is Python that the interpreter runs (docs/decisions.md,
     "Compiled where it can be")."""
 

@@ -315,7 +315,7 @@ class ReadModel:
         # An answer about public images only is the same for every account: kept once.
         viewer = None if query.image_type == PUBLIC_IMAGE else query.viewer
         if viewer != query.viewer:
-            query = query._replace(viewer=viewer)
+            query = query.seen_by(viewer)
         kept = self._answers.get(viewer)
         if kept is not None:
             page = kept.get(query)
