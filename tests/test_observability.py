@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
+import os
 import re
 import signal
 import socket
@@ -375,7 +378,98 @@ def test_a_json_request_line_holds_the_schemas_fields_whatever_the_values(
     logschema.check(line)
 
 
+def test_a_batch_to_a_pipe_holds_at_most_pipe_buf_bytes_whatever_the_characters() -> None:
+    """Workers sharing a pipe never cut each other's lines: each write is of whole lines and at
+    most PIPE_BUF bytes, counted in bytes (a JSON line keeps a client's non-ASCII characters,
+    two to four bytes each)."""
+    read_end, write_end = os.pipe()
+    sizes: list[int] = []
+    with open(write_end, "w", encoding="utf-8") as pipe, open(read_end, "rb") as out:
+
+        class Recording(io.StringIO):
+            def fileno(self) -> int:
+                return pipe.fileno()
+
+            def write(self, text: str) -> int:
+                sizes.append(len(text.encode()))
+                return pipe.write(text)
+
+            def flush(self) -> None:
+                pipe.flush()
+
+        writer = LineWriter(Recording())
+        loop = asyncio.new_event_loop()
+        try:
+            writer.attach(loop)  # lines queue until the writer is detached
+            lines = [f"{n} " + "é" * 1000 for n in range(10)]  # 1,002 characters, 2,002 bytes
+            for line in lines:
+                writer.write(line)
+            writer.detach()
+        finally:
+            loop.close()
+        pipe.close()
+        assert out.read().decode().splitlines() == lines
+    assert sum(sizes) == 10 * 2003 and max(sizes) <= LineWriter.PIPE_BUF, sizes
+
+
 TEXT_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR) [\w.]+: ")
+
+
+def text_fields(line: str) -> dict[str, str]:
+    """A text request line's `key=value` words, in order, each value as given: a plain word as
+    it is, a quoted one decoded as the JSON string it is written as."""
+    _, rest = line.split(" vmimages.request: ", 1)
+    fields: dict[str, str] = {}
+    while rest:
+        key, rest = rest.split("=", 1)
+        if rest.startswith('"'):
+            fields[key], end = json.JSONDecoder().raw_decode(rest)
+            rest = rest[end:].removeprefix(" ")
+        else:
+            fields[key], _, rest = rest.partition(" ")
+    return fields
+
+
+@given(
+    action=st.none() | values,
+    version=st.sampled_from([None, "", "2023-03-13", "2026-04-01"]),
+    account=st.none() | st.integers(min_value=1, max_value=2**40),
+    status=st.sampled_from([200, 304, 400, 401, 429, 500, 503]),
+    client=st.none()
+    | st.tuples(st.sampled_from(["127.0.0.1", "::1"]), st.integers(min_value=1, max_value=65535)),
+    sdk=st.tuples(st.none() | values, st.none() | values, st.none() | values),
+    seconds=st.floats(min_value=0, max_value=30, allow_nan=False),
+)
+def test_a_text_request_line_holds_its_fields_whatever_the_values(
+    action: str | None,
+    version: str | None,
+    account: int | None,
+    status: int,
+    client: tuple[str, int] | None,
+    sdk: tuple[str | None, str | None, str | None],
+    seconds: float,
+) -> None:
+    code = "OK" if status < 400 else "INVALID_PARAMETER"
+    request_id = "T1234ABCD-1234-4123-8123-123456789ABC"
+    v = LineValues(1_700_000_000.25, seconds, request_id, action, version, account, status, code,
+                   client, *sdk)  # fmt: skip
+    line = RequestLog("text", LineWriter(max_pending=0)).text_line(v)
+    assert line.isascii() and line.isprintable()  # one line, whatever the values hold
+    assert TEXT_LINE.match(line)
+    expected = {
+        "requestId": request_id,
+        **({"action": action} if action else {}),
+        "dialect": {None: "unknown", "": "seed"}.get(version, "published"),
+        **({"version": version} if version else {}),
+        **({"account": str(account)} if account is not None else {}),
+        "status": str(status),
+        "code": code,
+        "duration_ms": "%.3f" % (seconds * 1000),
+        **({"client": f"{client[0]}:{client[1]}"} if client is not None else {}),
+        **{key: value for key, value in zip(("sdkLang", "sdkVersion", "requestClient"), sdk,
+                                             strict=True) if value},
+    }  # fmt: skip
+    assert list(text_fields(line).items()) == list(expected.items())
 
 
 @pytest.mark.socket

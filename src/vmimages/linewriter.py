@@ -95,11 +95,12 @@ class LineWriter:
             while queue and size < limit:
                 item = queue.popleft()
                 line = item if isinstance(item, str) else item[0](item[1])
-                if chunk and size + len(line) >= limit:
+                length = len(line) if line.isascii() else len(line.encode())  # in bytes
+                if chunk and size + length >= limit:
                     queue.appendleft(line)
                     break
                 chunk.append(line)
-                size += len(line) + 1
+                size += length + 1
             wait = max(0.0, deadline - time.monotonic()) if block else 0.0
             if poller is not None and not poller.poll(int(wait * 1000)):
                 queue.extendleft(reversed(chunk))  # the next tick tries again
