@@ -25,7 +25,7 @@ from tests.conftest import ON_POSTGRES, Server, add_accounts, assert_error
 from tests.test_observability import Samples, get, parse, value
 from tests.test_scaleout import admin_work, each_sees_the_others_writes
 from tests.test_sdk import SeedClient, config
-from vmimages.catalog import WritesUnavailable
+from vmimages.catalog import StoreUnavailable, WritesUnavailable
 from vmimages.store.db import Args, Row
 from vmimages.store.postgres import PostgresDatabase
 from vmimages.store.replica import ReplicatedDatabase
@@ -315,6 +315,52 @@ def test_a_primary_that_stops_between_a_commit_and_its_position(sync_pair: pgpai
             assert await db.fetchall("SELECT v FROM t ORDER BY v") == [(1,), (2,)]
         finally:
             await db.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_look_answered_from_before_a_loss_does_not_undo_it() -> None:
+    """A look asks the primary how far its log is; before the answer comes, a write's position
+    finds the primary stopped. The look's answer is older than that loss: writes stay refused
+    (503, WritesUnavailable) until a look asked after the loss reaches the primary."""
+
+    async def scenario() -> None:
+        held = asyncio.Event()
+
+        class Primary:  # a look's question is held; the write's own one finds it stopped
+            shown = "primary"
+            asks = 0
+
+            async def execute(self, sql: str, args: Args = ()) -> int:
+                return 1
+
+            async def fetchone(self, sql: str, args: Args = ()) -> Row | None:
+                Primary.asks += 1
+                if Primary.asks == 1:
+                    await held.wait()
+                    return ("0/16",)
+                if Primary.asks == 2:
+                    raise StoreUnavailable("PostgreSQL: the primary stopped")
+                return ("0/20",)
+
+        class Replica:
+            shown = "replica"
+
+            async def fetchone(self, sql: str, args: Args = ()) -> Row | None:
+                return (True, "0/16")
+
+        db = ReplicatedDatabase(Primary(), Replica())  # type: ignore[arg-type]
+        look = asyncio.create_task(db.look())
+        await asyncio.sleep(0)  # the look has asked, and waits
+        assert await db.execute("INSERT INTO t VALUES (1)") == 1  # committed; position unknown
+        held.set()
+        await look
+        assert db.where()["writes"] == "unavailable: the primary is down"
+        with pytest.raises(WritesUnavailable):
+            await db.execute("INSERT INTO t VALUES (2)")
+        await db.look()  # asked after the loss, and answered: writes are taken again
+        assert db.where()["writes"] == "primary"
+        assert await db.execute("INSERT INTO t VALUES (2)") == 1
 
     asyncio.run(scenario())
 

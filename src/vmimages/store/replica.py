@@ -298,9 +298,12 @@ class ReplicatedDatabase:
         except StoreUnavailable as exc:
             self._lose_primary(asked, exc)
         else:
-            if not self.primary_up:
-                log.warning("the primary database answers again: writes are taken")
-            self.primary_up, self._primary_lost_at = True, None
+            # An answer to a question asked before the primary was found lost (a write's
+            # position, while this look waited) says nothing about it now: the loss stands.
+            if self._primary_lost_at is None or self._primary_lost_at < asked:
+                if not self.primary_up:
+                    log.warning("the primary database answers again: writes are taken")
+                self.primary_up, self._primary_lost_at = True, None
             self._samples.append((asked, position))
             if self._unsure is not None and asked > self._unsure:  # asked after that write
                 self.written.raise_to(position)
