@@ -78,7 +78,7 @@ def per_request(
 
 async def loop(args: argparse.Namespace) -> None:
     """The measured process: the app of whichever checkout this Python imports vmimages from."""
-    from vmimages import linewriter, logs
+    from vmimages import logs
     from vmimages.app import create_app
     from vmimages.auth import authorization_header
     from vmimages.config import Settings
@@ -89,10 +89,11 @@ async def loop(args: argparse.Namespace) -> None:
         settings = dataclasses.replace(settings, **{field: value})
     app = create_app(settings)
     await app.store.open()
-    # serve's logging, its lines written to /dev/null, as bench/inprocess.py does.
+    # serve's logging, its lines written to /dev/null, as bench/inprocess.py does; through
+    # logs.WRITER, which every checkout has (--vs), though it now lives in linewriter.py.
     logging.config.dictConfig(logs.log_config(app.settings.log_format, "info"))
-    linewriter.WRITER.stream = open(os.devnull, "w")  # noqa: SIM115
-    linewriter.WRITER.attach(asyncio.get_running_loop())
+    logs.WRITER.stream = open(os.devnull, "w")  # noqa: SIM115
+    logs.WRITER.attach(asyncio.get_running_loop())
     host, stamp = "127.0.0.1:8080", str(int(time.time()))
     signed = {"content-type": "application/json", "host": host}
     headers = {
@@ -117,7 +118,7 @@ async def loop(args: argparse.Namespace) -> None:
 
     for _ in range(args.loop):
         await app(dict(scope), receive, send)
-    linewriter.WRITER.flush()
+    logs.WRITER.flush()
     await app.store.close()
     if set(statuses) != {200}:
         raise SystemExit(f"the app answered {set(statuses)}")

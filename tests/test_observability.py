@@ -328,29 +328,27 @@ def test_a_clients_value_is_written_as_it_is_only_when_it_is_one_plain_word(valu
 values = st.text(max_size=12) | st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=12)
 
 
-@given(
-    action=st.none() | values,
-    version=st.sampled_from([None, "", "2023-03-13", "2026-04-01"]),
-    account=st.none() | st.integers(min_value=1, max_value=2**40),
-    status=st.sampled_from([200, 304, 400, 401, 429, 500, 503]),
-    client=st.none()
-    | st.tuples(st.sampled_from(["127.0.0.1", "::1"]), st.integers(min_value=1, max_value=65535)),
-    sdk=st.tuples(st.none() | values, st.none() | values, st.none() | values),
-    seconds=st.floats(min_value=0, max_value=30, allow_nan=False),
-)
-def test_a_json_request_line_holds_the_schemas_fields_whatever_the_values(
-    action: str | None,
-    version: str | None,
-    account: int | None,
-    status: int,
-    client: tuple[str, int] | None,
-    sdk: tuple[str | None, str | None, str | None],
-    seconds: float,
-) -> None:
-    code = "OK" if status < 400 else "INVALID_PARAMETER"
-    request_id = "T1234ABCD-1234-4123-8123-123456789ABC"
-    v = LineValues(1_700_000_000.25, seconds, request_id, action, version, account, status, code,
-                   client, *sdk)  # fmt: skip
+LINE_REQUEST_ID = "T1234ABCD-1234-4123-8123-123456789ABC"
+
+
+@st.composite
+def line_values(draw: st.DrawFn) -> LineValues:
+    """A request line's values, any a request can have: the client's chosen strings (plain
+    words, quotes, controls, non-ASCII), every dialect, status and client, any duration."""
+    status = draw(st.sampled_from([200, 304, 400, 401, 429, 500, 503]))
+    client = st.tuples(st.sampled_from(["127.0.0.1", "::1"]), st.integers(1, 65535))
+    return LineValues(
+        1_700_000_000.25, draw(st.floats(min_value=0, max_value=30, allow_nan=False)),
+        LINE_REQUEST_ID, draw(st.none() | values),
+        draw(st.sampled_from([None, "", "2023-03-13", "2026-04-01"])),
+        draw(st.none() | st.integers(min_value=1, max_value=2**40)), status,
+        "OK" if status < 400 else "INVALID_PARAMETER", draw(st.none() | client),
+        draw(st.none() | values), draw(st.none() | values), draw(st.none() | values),
+    )  # fmt: skip
+
+
+@given(line_values())
+def test_a_json_request_line_holds_the_schemas_fields_whatever_the_values(v: LineValues) -> None:
     line = RequestLog("json", LineWriter(max_pending=0)).json_line(v)
     assert "\n" not in line  # one line, whatever the values hold
     parsed = json.loads(line)
@@ -358,22 +356,25 @@ def test_a_json_request_line_holds_the_schemas_fields_whatever_the_values(
                             "service", "host", "process", "event", "http", "user", "client",
                             "vmimages"]  # fmt: skip
     assert parsed["@timestamp"] == "2023-11-14T22:13:20.250Z"
-    assert parsed["message"] == what_happened(action, status, code, seconds)
+    assert parsed["message"] == what_happened(v.action, v.status, v.code, v.seconds)
     assert parsed["log"] == {"logger": "vmimages.request"} and parsed["log.level"] == "info"
-    assert parsed["event"] == {"duration": int(seconds * 1e9),
-                               "outcome": "success" if status < 400 else "failure"}  # fmt: skip
-    assert parsed["http"] == {"request": {"id": request_id}, "response": {"status_code": status}}
-    assert parsed["user"] == {"id": None if account is None else str(account)}
+    assert parsed["event"] == {"duration": int(v.seconds * 1e9),
+                               "outcome": "success" if v.status < 400 else "failure"}  # fmt: skip
+    assert parsed["http"] == {
+        "request": {"id": v.request_id},
+        "response": {"status_code": v.status},
+    }
+    assert parsed["user"] == {"id": None if v.account is None else str(v.account)}
     assert parsed["client"] == (
-        {"address": None, "port": None} if client is None
-        else {"address": client[0], "port": client[1]}
+        {"address": None, "port": None} if v.client is None
+        else {"address": v.client[0], "port": v.client[1]}
     )  # fmt: skip
     assert parsed["vmimages"] == {
-        "action": action,
-        "dialect": {None: "unknown", "": "seed"}.get(version, "published"),
-        "api_version": version or None,
-        "code": code,
-        "sdk": {"lang": sdk[0], "version": sdk[1], "client": sdk[2]},
+        "action": v.action,
+        "dialect": {None: "unknown", "": "seed"}.get(v.version, "published"),
+        "api_version": v.version or None,
+        "code": v.code,
+        "sdk": {"lang": v.sdk_lang, "version": v.sdk_version, "client": v.request_client},
     }
     logschema.check(line)
 
@@ -430,44 +431,24 @@ def text_fields(line: str) -> dict[str, str]:
     return fields
 
 
-@given(
-    action=st.none() | values,
-    version=st.sampled_from([None, "", "2023-03-13", "2026-04-01"]),
-    account=st.none() | st.integers(min_value=1, max_value=2**40),
-    status=st.sampled_from([200, 304, 400, 401, 429, 500, 503]),
-    client=st.none()
-    | st.tuples(st.sampled_from(["127.0.0.1", "::1"]), st.integers(min_value=1, max_value=65535)),
-    sdk=st.tuples(st.none() | values, st.none() | values, st.none() | values),
-    seconds=st.floats(min_value=0, max_value=30, allow_nan=False),
-)
-def test_a_text_request_line_holds_its_fields_whatever_the_values(
-    action: str | None,
-    version: str | None,
-    account: int | None,
-    status: int,
-    client: tuple[str, int] | None,
-    sdk: tuple[str | None, str | None, str | None],
-    seconds: float,
-) -> None:
-    code = "OK" if status < 400 else "INVALID_PARAMETER"
-    request_id = "T1234ABCD-1234-4123-8123-123456789ABC"
-    v = LineValues(1_700_000_000.25, seconds, request_id, action, version, account, status, code,
-                   client, *sdk)  # fmt: skip
+@given(line_values())
+def test_a_text_request_line_holds_its_fields_whatever_the_values(v: LineValues) -> None:
     line = RequestLog("text", LineWriter(max_pending=0)).text_line(v)
     assert line.isascii() and line.isprintable()  # one line, whatever the values hold
     assert TEXT_LINE.match(line)
     expected = {
-        "requestId": request_id,
-        **({"action": action} if action else {}),
-        "dialect": {None: "unknown", "": "seed"}.get(version, "published"),
-        **({"version": version} if version else {}),
-        **({"account": str(account)} if account is not None else {}),
-        "status": str(status),
-        "code": code,
-        "duration_ms": "%.3f" % (seconds * 1000),
-        **({"client": f"{client[0]}:{client[1]}"} if client is not None else {}),
-        **{key: value for key, value in zip(("sdkLang", "sdkVersion", "requestClient"), sdk,
-                                             strict=True) if value},
+        "requestId": v.request_id,
+        **({"action": v.action} if v.action else {}),
+        "dialect": {None: "unknown", "": "seed"}.get(v.version, "published"),
+        **({"version": v.version} if v.version else {}),
+        **({"account": str(v.account)} if v.account is not None else {}),
+        "status": str(v.status),
+        "code": v.code,
+        "duration_ms": "%.3f" % (v.seconds * 1000),
+        **({"client": f"{v.client[0]}:{v.client[1]}"} if v.client is not None else {}),
+        **({"sdkLang": v.sdk_lang} if v.sdk_lang else {}),
+        **({"sdkVersion": v.sdk_version} if v.sdk_version else {}),
+        **({"requestClient": v.request_client} if v.request_client else {}),
     }  # fmt: skip
     assert list(text_fields(line).items()) == list(expected.items())
 
