@@ -10,17 +10,24 @@ catalog: the first figure a change to the request path should move. Instructions
 
     python bench/instructions.py [--vs ../other-checkout] [--requests 2000]
     python bench/instructions.py --settings-costs
+    python bench/instructions.py --profile
 
 With --settings-costs it counts this checkout as shipped and with one setting changed at a time
 (`--no-metrics`, `--no-access-log`, `--log-format json`): what metrics and the request line
 cost in instructions, the figure bench/inprocess.py --settings-costs gives in microseconds
 where the machine is quiet enough to give one.
 
+With --profile it counts them with callgrind instead, function by function: where a compiled
+request's instructions go, which a sampling profiler cannot say (py-spy sees Python frames
+only, and the compiled modules run none). Prints each compiled step's share of the request,
+the functions it calls included, and each library's share of the instructions executed.
+
 Each checkout's count is the difference between two runs of the same process, `--requests` +
 200 requests and 200, divided by `--requests`: start-up and imports fall out. Needs valgrind
 (`apt-get install valgrind`). The request path is the shipped one (serve's defaults: metrics on,
 the request log in text to /dev/null); each request is its own turn of the event loop, so each
-also pays the look at the change log that a turn under load shares between its requests.
+also pays the look at the change log that a turn under load shares between its requests. The
+event loop is uvloop, as serve runs.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import uvloop
+
 HERE = Path(__file__).resolve().parent
 BODY = json.dumps({"osType": "linux", "pageSize": 20}).encode()
 FEW = 200
@@ -49,16 +58,25 @@ CHANGES = {"no-metrics": ("metrics", False), "no-access-log": ("access_log", Fal
            "log-format-json": ("log_format", "json")}  # fmt: skip
 
 
+def measured_process(
+    checkout: Path, database: str, key_file: str, info: dict[str, Any], n: int, change: str
+) -> list[str]:
+    """The command of the process that answers `n` requests, in the checkout's own Python."""
+    python = checkout / ".venv" / "bin" / "python"
+    return [
+        str(python), str(Path(__file__).resolve()), "--loop", str(n), "--database", database,
+        "--key-file", key_file, "--key", info["accessKeyId"], "--password", info["accessKeyPassword"],
+        *(["--change", change] if change else []),
+    ]  # fmt: skip
+
+
 def count(
     checkout: Path, database: str, key_file: str, info: dict[str, Any], n: int, change: str = ""
 ) -> int:
     """Instructions valgrind counts for `n` requests, in the checkout's own Python."""
-    python = checkout / ".venv" / "bin" / "python"
     command = [
         "valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-        str(python), str(Path(__file__).resolve()), "--loop", str(n), "--database", database,
-        "--key-file", key_file, "--key", info["accessKeyId"], "--password", info["accessKeyPassword"],
-        *(["--change", change] if change else []),
+        *measured_process(checkout, database, key_file, info, n, change),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
@@ -74,6 +92,105 @@ def per_request(
     few = count(checkout, database, key_file, info, FEW, change)
     many = count(checkout, database, key_file, info, FEW + n, change)
     return round((many - few) / n)
+
+
+COMPILED = "CPyDef_"  # mypyc's name for a compiled function's body
+ASYNC = "_gen_____mypyc_generator_helper__"  # ... for the body of a compiled `async def`
+Costs = dict[tuple[str, str], int]  # instructions by (function, object file)
+# mypyc's glue around a compiled generator or class (setting up, clearing): not a step
+GLUE = re.compile(r"_gen_(?!____mypyc_generator_helper__$)|_(clear|setup|dealloc)$")
+
+
+def functions(
+    checkout: Path, database: str, key_file: str, info: dict[str, Any], n: int
+) -> tuple[Costs, Costs]:
+    """Instructions for `n` requests under callgrind, by (function, object file): each
+    function's own, and with those of what it calls (recursion counted once per level)."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "callgrind.out"
+        command = [
+            "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+            *measured_process(checkout, database, key_file, info, n, ""),
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+        return read_callgrind(out.read_text())
+
+
+def read_callgrind(text: str) -> tuple[Costs, Costs]:
+    """(own, inclusive) costs from callgrind's output format: `ob=`/`fn=` name the object and
+    function that the cost lines after them belong to (a name given once, as `(id) name`, is
+    `(id)` afterwards); the cost line after `calls=` is a call's, the callee's whole cost."""
+    names: dict[str, dict[str, str]] = {"ob": {}, "fn": {}}
+    own: Costs = {}
+    inclusive: Costs = {}
+    ob = fn = ""
+    a_call = False
+    for line in text.splitlines():
+        kind, equals, value = line.partition("=")
+        if equals and kind in ("ob", "fn", "cob", "cfn"):
+            space = kind[-2:]
+            ref, _, name = value.partition(" ")
+            if name:
+                names[space][ref] = name
+            if kind == "ob":
+                ob = names[space][ref]
+            elif kind == "fn":
+                fn = names[space][ref]
+        elif kind == "calls" and equals:
+            a_call = True
+        elif line and (line[0].isdigit() or line[0] in "+-*"):  # a position, then its cost
+            fields = line.split()
+            cost = int(fields[1]) if len(fields) > 1 else 0
+            key = (fn, "/".join(Path(ob).parts[-2:]))  # uvloop/loop…so, not vmimages/loop…so
+            if not a_call:
+                own[key] = own.get(key, 0) + cost
+            inclusive[key] = inclusive.get(key, 0) + cost
+            a_call = False
+    return own, inclusive
+
+
+def readable(symbol: str) -> str:
+    """A compiled function's Python name from mypyc's C name: `CPyDef_auth___Authenticator___
+    verify` is auth.Authenticator.verify; an `async def`'s body is named after its generator."""
+    module, _, rest = symbol.removeprefix(COMPILED).partition("___")
+    if rest.endswith(ASYNC):
+        rest = rest.removesuffix(ASYNC)
+        method = re.fullmatch(r"(.+?)(?:_\d+)?_([A-Z]\w*)", rest)
+        return f"{module}.{method[2]}.{method[1]}" if method else f"{module}.{rest}"
+    owner, _, method_name = rest.partition("___")
+    return f"{module}.{owner}.{method_name}" if method_name else f"{module}.{rest}"
+
+
+def profile(database: str, key_file: str, info: dict[str, Any], n: int) -> dict[str, Any]:
+    """Where one request's instructions go (each figure the difference between FEW + n
+    requests and FEW, per request): the compiled steps that take at least 1% of it, the
+    functions they call included; each object file's own instructions; and the interpreter's
+    own (Python code that is not compiled: the standard library's, uvicorn's, the stores')."""
+    (own_few, all_few), (own, every) = (
+        functions(HERE.parent, database, key_file, info, m) for m in (FEW, FEW + n)
+    )
+    per_request = {key: (value - own_few.get(key, 0)) / n for key, value in own.items()}
+    total = sum(per_request.values())
+    steps: dict[str, float] = {}
+    for (name, library), value in every.items():
+        if name.startswith(COMPILED) and not GLUE.search(name):
+            step = readable(name)
+            steps[step] = steps.get(step, 0) + (value - all_few.get((name, library), 0)) / n
+    libraries: dict[str, float] = {}
+    for (_, library), value in per_request.items():
+        libraries[library] = libraries.get(library, 0) + value
+    interpreted = sum(
+        v for (name, _), v in per_request.items() if name.startswith("_PyEval_EvalFrameDefault")
+    )
+    return {
+        "instructions": round(total),
+        "steps": sorted(((name, round(v)) for name, v in steps.items() if v >= 0.01 * total),
+                        key=lambda step: -step[1]),
+        "libraries": sorted(((lib, round(v)) for lib, v in libraries.items() if v >= 0.005 * total),
+                            key=lambda lib: -lib[1]),
+        "interpreted": round(interpreted),
+    }  # fmt: skip
 
 
 async def loop(args: argparse.Namespace) -> None:
@@ -129,12 +246,13 @@ def main() -> None:
     parser.add_argument("--vs", type=Path, help="another checkout, with its own .venv")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--settings-costs", action="store_true")
+    parser.add_argument("--profile", action="store_true")
     parser.add_argument("--loop", type=int)  # the measured process (count() starts it)
     for name in ("--database", "--key-file", "--key", "--password", "--change"):
         parser.add_argument(name)
     args = parser.parse_args()
     if args.loop is not None:
-        asyncio.run(loop(args))
+        uvloop.run(loop(args))  # serve's event loop
         return
     with tempfile.TemporaryDirectory() as folder:
         database, key_file = f"{folder}/bench.db", f"{folder}/bench.key"
@@ -144,6 +262,9 @@ def main() -> None:
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         info = json.loads(made.stdout.strip().splitlines()[-1])
+        if args.profile:
+            print(json.dumps(profile(database, key_file, info, args.requests)))
+            return
         if args.settings_costs:
             shipped = per_request(HERE.parent, database, key_file, info, args.requests)
             costs = {"shipped_instructions": shipped}

@@ -75,6 +75,7 @@ def write_report(
     regions: dict[str, Any] | None = None,
     compiled: dict[str, Any] | None = None,
     build: str | None = None,
+    steps: dict[str, Any] | None = None,
 ) -> None:
     largest = max(r["size"] for r in runs)
     big = [r for r in runs if r["size"] == largest]
@@ -252,9 +253,10 @@ def write_report(
             lines += [
                 "",
                 "The compiled build's modules run as machine code, which py-spy does not see as"
-                " Python frames: only uvicorn's steps show. The request path's own steps show"
-                " in a profile of the pure-Python build.",
+                " Python frames: only uvicorn's steps show. The request path's own steps are"
+                " counted below, in instructions.",
             ]
+    lines += instructions_section(steps)
     if hostile is not None:
         lines += hostile_section(hostile)
     lines += ["", "## Targets", ""]
@@ -391,6 +393,59 @@ def choices_section(big: list[dict[str, Any]]) -> list[str]:
             f"| {CHOICE_LABELS.get(row['ablate'], row['ablate'])} | {_cpu(row['shipped'])} |"
             f" {_cpu(row['load'])} | {row['cpu_over_shipped']:.3f} |"
         )
+    return lines
+
+
+# The object files of a compiled request, as the report names them.
+LIBRARIES = {
+    "libpython": "CPython's runtime: objects, dicts, strings, calls, and the interpreter",
+    "__mypyc": "the compiled modules' own code",
+    "libcrypto": "OpenSSL: HMAC and SHA-256",
+    "libc": "the C library: memory, copies",
+    "libsqlite3": "SQLite",
+    "orjson": "orjson: JSON in and out",
+    "uvloop/": "uvloop: the event loop",
+}
+
+
+def instructions_section(steps: dict[str, Any] | None) -> list[str]:
+    """Where a compiled request's instructions go (bench/instructions.py --profile)."""
+    if steps is None:
+        return []
+    total = steps["instructions"]
+    lines = [
+        "",
+        "### A compiled request, in instructions",
+        "",
+        f"`bench/instructions.py --profile` counted one q20 in-process, the compiled build as"
+        f" shipped, under callgrind: {total:,} instructions a request (uvicorn's part, the"
+        " ceiling's, is not in it; each request is its own turn of the event loop here, so"
+        " it also pays the look at the change log and the log writer's turn, which a turn"
+        " under load shares between its requests). Each compiled step's share, what it"
+        " calls included (a step's share holds the shares of the steps under it):",
+        "",
+        "| step | instructions | share |",
+        "|---|---|---|",
+    ]
+    lines += [f"| `{name}` | {n:,} | {n / total:.0%} |" for name, n in steps["steps"]]
+    lines += [
+        "",
+        "Where they run, each object file's own instructions:",
+        "",
+        "| object | instructions | share |",
+        "|---|---|---|",
+    ]
+    for library, n in steps["libraries"]:
+        meaning = next((m for key, m in LIBRARIES.items() if key in library), library)
+        lines.append(f"| {meaning} | {n:,} | {n / total:.0%} |")
+    interpreted = steps["interpreted"]
+    lines += [
+        "",
+        f"Of CPython's share, {interpreted:,} instructions ({interpreted / total:.0%}) are the"
+        " interpreter running Python code that is not compiled (asyncio's, hmac's, the SQL"
+        " store's methods); the rest is the runtime that compiled code calls as much as"
+        " interpreted code does.",
+    ]
     return lines
 
 
@@ -633,7 +688,7 @@ def render(results: Path, report: Path) -> None:
     write_report(report, f["machine"], f["ceiling"], f["ceiling_q20_body"], f["floor"],
                  f["moto"], f["runs"], f["hostile"], f["kit"], f.get("publishing"),
                  f["seconds"], f.get("feed"), f.get("regions"), f.get("compiled"),
-                 f.get("build"))  # fmt: skip
+                 f.get("build"), f.get("steps"))  # fmt: skip
 
 
 if __name__ == "__main__":  # re-render the report from the last run's figures, measuring nothing

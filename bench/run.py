@@ -359,7 +359,7 @@ SETTINGS_VARIANTS = {
 # Realistic rows are measured in alternated turns: a row's server and the server it is compared
 # with stay up side by side, and wrk loads one, then the other, then the other first, so the
 # machine's drift falls on both alike (a single run minutes apart drifts by a fifth here).
-TURNS = int(os.environ.get("BENCH_TURNS", "3"))
+TURNS = int(os.environ.get("BENCH_TURNS", "5"))
 TURN_SECONDS = int(os.environ.get("BENCH_TURN_SECONDS", "6"))
 # The choices measured against the shipped server: speed choices turned off (bench/ablate.py)
 # and the settings that are on by default turned off.
@@ -589,6 +589,12 @@ def main() -> None:
     if compiled is None:
         print(f"compiled.py failed:\n{made.stderr[-2000:]}", file=sys.stderr)
     print(f"compiled: {compiled}", file=sys.stderr)
+    steps = None
+    if shutil.which("valgrind") is not None:  # where a compiled request's instructions go
+        made = subprocess.run([PY, str(HERE / "instructions.py"), "--profile"],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        steps = json.loads(made.stdout) if made.returncode == 0 else None
+        print(f"instructions: {steps or made.stderr[-2000:]}", file=sys.stderr)
     regions = None
     if "postgres" in STORES:  # a node far from its primary, with and without a local replica
         measured = subprocess.run([PY, str(HERE / "replica.py")], capture_output=True, text=True,
@@ -598,7 +604,7 @@ def main() -> None:
     figures = {"machine": machine(), "seconds": time.monotonic() - started, "ceiling": top,
                "ceiling_q20_body": sized, "floor": least, "moto": peer, "runs": runs,
                "hostile": hostile, "kit": kit, "publishing": publishing,
-               "feed": feed, "regions": regions, "compiled": compiled,
+               "feed": feed, "regions": regions, "compiled": compiled, "steps": steps,
                "build": vmimages.build()}  # fmt: skip
     (RESULTS / "results.json").write_text(json.dumps(figures, indent=1, default=vars))
     from report import render
