@@ -27,7 +27,8 @@ Each checkout's count is the difference between two runs of the same process, `-
 (`apt-get install valgrind`). The request path is the shipped one (serve's defaults: metrics on,
 the request log in text to /dev/null); each request is its own turn of the event loop, so each
 also pays the look at the change log that a turn under load shares between its requests. The
-event loop is uvloop, as serve runs.
+event loop is uvloop, as serve runs; with --asyncio, asyncio's own, as every count before
+commit a7a79be was made (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ import uvloop
 HERE = Path(__file__).resolve().parent
 BODY = json.dumps({"osType": "linux", "pageSize": 20}).encode()
 FEW = 200
+ASYNCIO = False  # --asyncio: count on asyncio's own event loop, not serve's (uvloop)
 
 
 # Each setting --settings-costs changes, as the Settings field and its value.
@@ -66,7 +68,7 @@ def measured_process(
     return [
         str(python), str(Path(__file__).resolve()), "--loop", str(n), "--database", database,
         "--key-file", key_file, "--key", info["accessKeyId"], "--password", info["accessKeyPassword"],
-        *(["--change", change] if change else []),
+        *(["--change", change] if change else []), *(["--asyncio"] if ASYNCIO else []),
     ]  # fmt: skip
 
 
@@ -247,12 +249,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--settings-costs", action="store_true")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--asyncio", action="store_true", help="asyncio's own event loop")
     parser.add_argument("--loop", type=int)  # the measured process (count() starts it)
     for name in ("--database", "--key-file", "--key", "--password", "--change"):
         parser.add_argument(name)
     args = parser.parse_args()
+    global ASYNCIO
+    ASYNCIO = args.asyncio
     if args.loop is not None:
-        uvloop.run(loop(args))  # serve's event loop
+        (asyncio.run if args.asyncio else uvloop.run)(loop(args))
         return
     with tempfile.TemporaryDirectory() as folder:
         database, key_file = f"{folder}/bench.db", f"{folder}/bench.key"
