@@ -11,11 +11,17 @@ catalog: the first figure a change to the request path should move. Instructions
     python bench/instructions.py [--vs ../other-checkout] [--requests 2000]
     python bench/instructions.py --settings-costs
     python bench/instructions.py --profile
+    python bench/instructions.py --caches [--vs ../other-checkout]
 
 With --settings-costs it counts this checkout as shipped and with one setting changed at a time
 (`--no-metrics`, `--no-access-log`, `--log-format json`): what metrics and the request line
 cost in instructions, the figure bench/inprocess.py --settings-costs gives in microseconds
 where the machine is quiet enough to give one.
+
+With --caches it also counts the misses of valgrind's model of the first-level caches: the
+instructions and the data a request fetches from further away than the caches next to the core,
+which cost it more time than most of its instructions do (docs/decisions.md, "Compiled where it
+can be").
 
 With --profile it counts them with callgrind instead, function by function: where a compiled
 request's instructions go, which a sampling profiler cannot say (py-spy sees Python frames
@@ -53,11 +59,24 @@ HERE = Path(__file__).resolve().parent
 BODY = json.dumps({"osType": "linux", "pageSize": 20}).encode()
 FEW = 200
 ASYNCIO = False  # --asyncio: count on asyncio's own event loop, not serve's (uvloop)
+CACHES = False  # --caches: count the first-level caches' misses too (valgrind's model)
 
 
 # Each setting --settings-costs changes, as the Settings field and its value.
 CHANGES = {"no-metrics": ("metrics", False), "no-access-log": ("access_log", False),
            "log-format-json": ("log_format", "json")}  # fmt: skip
+
+
+def small_catalog(folder: str) -> tuple[str, str, dict[str, Any]]:
+    """A 1,000-image SQLite catalog made in `folder`: its file, its server key file, and the
+    bench account's credentials (generate.py's summary)."""
+    database, key_file = f"{folder}/bench.db", f"{folder}/bench.key"
+    made = subprocess.run(
+        [sys.executable, str(HERE / "generate.py"), "--database", database, "--images", "1000",
+         "--key-file", key_file, "--workload", f"{folder}/workload.json"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return database, key_file, json.loads(made.stdout.strip().splitlines()[-1])
 
 
 def measured_process(
@@ -72,28 +91,38 @@ def measured_process(
     ]  # fmt: skip
 
 
+# What valgrind's summary gives for one run: instructions and, with --caches, the misses of its
+# model of the first-level caches (instructions fetched, data read or written).
+SUMMARY = {"instructions": r"I\s+refs:", "i1_misses": r"I1\s+misses:", "d1_misses": r"D1\s+misses:"}
+
+
 def count(
     checkout: Path, database: str, key_file: str, info: dict[str, Any], n: int, change: str = ""
-) -> int:
-    """Instructions valgrind counts for `n` requests, in the checkout's own Python."""
+) -> dict[str, int]:
+    """What valgrind counts for `n` requests, in the checkout's own Python."""
     command = [
-        "valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
+        "valgrind", "--tool=cachegrind", f"--cache-sim={'yes' if CACHES else 'no'}",
+        "--cachegrind-out-file=/dev/null",
         *measured_process(checkout, database, key_file, info, n, change),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
-    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-    if found is None:
+    counted = {}
+    for name, label in SUMMARY.items():
+        found = re.search(label + r"\s+([\d,]+)", done.stderr)
+        if found is not None:
+            counted[name] = int(found.group(1).replace(",", ""))
+    if "instructions" not in counted:
         raise SystemExit(f"valgrind printed no count:\n{done.stderr[-2000:]}")
-    return int(found.group(1).replace(",", ""))
+    return counted
 
 
 def per_request(
     checkout: Path, database: str, key_file: str, info: dict[str, Any], n: int, change: str = ""
-) -> int:
+) -> dict[str, int]:
     few = count(checkout, database, key_file, info, FEW, change)
     many = count(checkout, database, key_file, info, FEW + n, change)
-    return round((many - few) / n)
+    return {name: round((many[name] - few[name]) / n) for name in many}
 
 
 COMPILED = "CPyDef_"  # mypyc's name for a compiled function's body
@@ -250,32 +279,27 @@ def main() -> None:
     parser.add_argument("--settings-costs", action="store_true")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--asyncio", action="store_true", help="asyncio's own event loop")
+    parser.add_argument("--caches", action="store_true", help="first-level cache misses too")
     parser.add_argument("--loop", type=int)  # the measured process (count() starts it)
     for name in ("--database", "--key-file", "--key", "--password", "--change"):
         parser.add_argument(name)
     args = parser.parse_args()
-    global ASYNCIO
-    ASYNCIO = args.asyncio
+    global ASYNCIO, CACHES
+    ASYNCIO, CACHES = args.asyncio, args.caches
     if args.loop is not None:
         (asyncio.run if args.asyncio else uvloop.run)(loop(args))
         return
     with tempfile.TemporaryDirectory() as folder:
-        database, key_file = f"{folder}/bench.db", f"{folder}/bench.key"
-        made = subprocess.run(
-            [sys.executable, str(HERE / "generate.py"), "--database", database, "--images",
-             "1000", "--key-file", key_file, "--workload", f"{folder}/workload.json"],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        info = json.loads(made.stdout.strip().splitlines()[-1])
+        database, key_file, info = small_catalog(folder)
         if args.profile:
             print(json.dumps(profile(database, key_file, info, args.requests)))
             return
         if args.settings_costs:
             shipped = per_request(HERE.parent, database, key_file, info, args.requests)
-            costs = {"shipped_instructions": shipped}
+            costs = {"shipped_instructions": shipped["instructions"]}
             for change in CHANGES:
                 n = per_request(HERE.parent, database, key_file, info, args.requests, change)
-                costs[f"{change}_instructions"] = n
+                costs[f"{change}_instructions"] = n["instructions"]
             print(json.dumps({
                 **costs,
                 "metrics_cost": shipped - costs["no-metrics_instructions"],
@@ -289,9 +313,12 @@ def main() -> None:
             name: per_request(path, database, key_file, info, args.requests)
             for name, path in checkouts.items()
         }
-    result: dict[str, Any] = {f"{name}_instructions": n for name, n in counts.items()}
+    result: dict[str, Any] = {
+        f"{name}_{what}": n for name, counted in counts.items() for what, n in counted.items()
+    }
     if "vs" in counts:
-        result["this_over_vs"] = round(counts["this"] / counts["vs"], 4)
+        for what in counts["this"]:
+            result[f"this_over_vs_{what}"] = round(counts["this"][what] / counts["vs"][what], 4)
     print(json.dumps(result))
 
 

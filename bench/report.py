@@ -462,7 +462,7 @@ def compiled_section(compiled: dict[str, Any] | None) -> list[str]:
         f' "Compiled where it can be"): one q20 in-process {compiled["pure_us"]:.1f} µs pure and'
         f" {compiled['compiled_us']:.1f} µs compiled (median of"
         f" {len(compiled['rounds']['pure'])} rounds in turn; compiled / pure"
-        f" {compiled['compiled_over_pure']:.2f}); the realistic reads on a 100k SQLite catalog,"
+        f" {compiled['compiled_over_pure']:.2f}, the median of the rounds' ratios); the realistic reads on a 100k SQLite catalog,"
         f" the server's CPU per request, {wire['pure_us']:.0f} µs pure and"
         f" {wire['compiled_us']:.0f} µs compiled (median of {len(wire['turns']['pure'])}"
         f" alternated turns; compiled / pure {wire['compiled_over_pure']:.2f}).",
