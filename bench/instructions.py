@@ -295,8 +295,10 @@ def main() -> None:
             print(json.dumps(profile(database, key_file, info, args.requests)))
             return
         if args.settings_costs:
-            shipped = per_request(HERE.parent, database, key_file, info, args.requests)
-            costs = {"shipped_instructions": shipped["instructions"]}
+            shipped = per_request(HERE.parent, database, key_file, info, args.requests)[
+                "instructions"
+            ]
+            costs = {"shipped_instructions": shipped}
             for change in CHANGES:
                 n = per_request(HERE.parent, database, key_file, info, args.requests, change)
                 costs[f"{change}_instructions"] = n["instructions"]

@@ -253,8 +253,12 @@ def write_report(
             lines += [
                 "",
                 "The compiled build's modules run as machine code, which py-spy does not see as"
-                " Python frames: only uvicorn's steps show. The request path's own steps are"
-                " counted below, in instructions.",
+                " Python frames: only uvicorn's steps show."
+                + (
+                    " The request path's own steps are counted below, in instructions."
+                    if steps
+                    else ""
+                ),
             ]
     lines += instructions_section(steps)
     if hostile is not None:
