@@ -127,18 +127,24 @@ class SqlHistory(SqlBase):
     ) -> list[tuple[int, str, Image | None]] | None:
         """The images of these owners that changed after change `since`, each as it is now
         (None: deleted), for the read model (memory.py); None if the history from `since` was
-        compacted away."""
-        async with self.db.transaction(write=False) as tx:
-            if since < await self._floor(tx):
-                return None
-            marks = ", ".join("?" for _ in owners)
-            rows = await tx.fetchall(
-                "SELECT DISTINCT owner, image_id FROM image_changes"
-                f" WHERE seq > ? AND owner IN ({marks})",
-                (since, *owners),
-            )
-            now = await self._images(tx, [image_id for _, image_id in rows])
-        return [(int(owner), image_id, now.get(image_id)) for owner, image_id in rows]
+        compacted away. One statement: it reads one snapshot, and the read model's look waits
+        for one round trip, not a transaction's five."""
+        marks = ", ".join("?" for _ in owners)
+        rows = await self.db.fetchall(
+            f"SELECT f.seq, c.owner, c.image_id, {IMAGE_COLUMNS} FROM history_floor f"
+            " LEFT JOIN (SELECT DISTINCT owner, image_id FROM image_changes"
+            f" WHERE seq > ? AND owner IN ({marks})) c ON 1 = 1"
+            " LEFT JOIN images i ON i.image_id = c.image_id"
+            " LEFT JOIN locations l ON l.id = i.location WHERE f.id = 1",
+            (since, *owners),
+        )
+        if not rows or since < rows[0][0]:
+            return None
+        return [
+            (int(row[1]), row[2], None if row[3] is None else row_to_image(row[3:]))
+            for row in rows
+            if row[1] is not None
+        ]
 
     async def _images(self, tx: Connection, image_ids: list[str]) -> dict[str, Any]:
         if not image_ids:
