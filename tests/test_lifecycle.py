@@ -11,6 +11,8 @@ import pytest
 from tests.asgi import AsgiClient, Credentials
 from tests.conftest import assert_error, assert_ok, settings_for
 from vmimages.app import create_app
+from vmimages.builder import MAX_PARALLEL_BUILDS, BuildWorker
+from vmimages.catalog import BuildJob
 from vmimages.store import open_store
 from vmimages.store.sql import SqlStore
 
@@ -193,6 +195,57 @@ def test_a_crashed_workers_lease_runs_out(test_db: str, creds: Credentials) -> N
     assert during is None
     assert after.image_id == "img-crash001"
     assert status == "AVAILABLE"
+
+
+def test_a_full_worker_starts_the_next_build_when_a_slot_frees(
+    test_db: str, creds: Credentials
+) -> None:
+    """More CREATING images than a worker builds at once: when one build ends, the next starts
+    then, not at the worker's next poll (an hour here)."""
+    add_instances(test_db)
+
+    class HeldBuilder:
+        """Builds that end when the test says."""
+
+        def __init__(self) -> None:
+            self.started: list[str] = []
+            self.release: dict[str, asyncio.Event] = {}
+
+        async def build(self, job: BuildJob) -> bool:
+            self.release[job.image_id] = asyncio.Event()
+            self.started.append(job.image_id)
+            await self.release[job.image_id].wait()
+            return True
+
+    async def until_started(builder: HeldBuilder, count: int) -> None:
+        for _ in range(500):
+            if len(builder.started) == count:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{len(builder.started)} builds started, not {count}, in 5 s")
+
+    async def scenario() -> tuple[int, int]:
+        store = open_store(test_db)
+        assert isinstance(store, SqlStore)
+        await store.open()
+        (owner,) = await store.db.fetchone("SELECT id FROM accounts WHERE name = 'alice'") or ()
+        for n in range(MAX_PARALLEL_BUILDS + 1):
+            await store.create_image(owner, "ins-alice-fra", f"img-full{n:04d}", "f", None, 99)
+        builder = HeldBuilder()
+        worker = BuildWorker(store, builder, poll_seconds=3600)
+        worker.start()
+        try:
+            await until_started(builder, MAX_PARALLEL_BUILDS)
+            await asyncio.sleep(0.1)
+            full = len(builder.started)  # no more while every slot is taken
+            builder.release[builder.started[0]].set()
+            await until_started(builder, MAX_PARALLEL_BUILDS + 1)
+            return full, len(builder.started)
+        finally:
+            await worker.stop()
+            await store.close()
+
+    assert asyncio.run(scenario()) == (MAX_PARALLEL_BUILDS, MAX_PARALLEL_BUILDS + 1)
 
 
 # Modify and delete ---------------------------------------------------------------------------

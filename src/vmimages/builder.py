@@ -95,7 +95,7 @@ class BuildWorker:
                         break
                     task = asyncio.get_running_loop().create_task(self._build(job))
                     self._builds.add(task)
-                    task.add_done_callback(self._builds.discard)
+                    task.add_done_callback(self._finished)
             except StoreUnavailable as exc:
                 log.warning("cannot look for images to build: %s; retrying", exc)
             except Exception:
@@ -129,7 +129,11 @@ class BuildWorker:
         if recorded:  # (not when the image was deleted or another worker finished it first)
             BUILT.labels("available" if ok else "unavailable").inc()
         log.info("image %s built: %s", job.image_id, "AVAILABLE" if ok else "UNAVAILABLE")
-        self._wake.set()  # a slot is free
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        if len(self._builds) >= MAX_PARALLEL_BUILDS:
+            self._wake.set()  # the worker stopped looking while it was full: a slot is free
+        self._builds.discard(task)
 
     async def _renew(self, job: BuildJob) -> None:
         while True:
