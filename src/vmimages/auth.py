@@ -77,29 +77,35 @@ def parse_authorization(value: str) -> tuple[str, list[str], str]:
     """(accessKeyId, signed header names, signature) of a ZC2-HMAC-SHA256 Authorization."""
     fields: dict[str, str] = {}
     for part in value[len(ALGORITHM) :].split(","):
-        if not part.strip():
-            continue
-        key, sep, val = part.strip().partition("=")
+        key, sep, val = part.partition("=")
+        key = key.strip()
         if not sep:
+            if not key:
+                continue  # an empty part: `a=1,, b=2`
             raise _invalid(
                 "The Authorization header is malformed: expected"
                 f" `{ALGORITHM} Credential=..., SignedHeaders=..., Signature=...`."
             )
-        if key.strip() in fields:
-            raise _invalid(f"The Authorization header names `{shown(key.strip())}` twice.")
-        fields[key.strip()] = val.strip()
-    missing = [k for k in ("Credential", "SignedHeaders", "Signature") if not fields.get(k)]
-    if missing:
+        if key in fields:
+            raise _invalid(f"The Authorization header names `{shown(key)}` twice.")
+        fields[key] = val.strip()
+    key_id = fields.get("Credential", "")
+    names = fields.get("SignedHeaders", "")
+    sent = fields.get("Signature", "")
+    if not (key_id and names and sent):
+        missing = [k for k in ("Credential", "SignedHeaders", "Signature") if not fields.get(k)]
         raise _invalid(f"The Authorization header lacks {', '.join(missing)}.")
-    signed = fields["SignedHeaders"].split(";")
-    if signed != sorted(set(signed)) or any(name != name.lower() for name in signed):
-        raise _invalid("SignedHeaders must be lowercase header names, sorted, joined by `;`.")
-    if not {"content-type", "host"} <= set(signed):
+    signed = names.split(";")
+    previous: str | None = None
+    for name in signed:  # sorted, each once, lowercase
+        if (previous is not None and name <= previous) or name != name.lower():
+            raise _invalid("SignedHeaders must be lowercase header names, sorted, joined by `;`.")
+        previous = name
+    if "content-type" not in signed or "host" not in signed:
         raise _invalid("SignedHeaders must include content-type and host.")
-    key_id = fields["Credential"]
     if not (key_id.isascii() and key_id.isalnum() and len(key_id) <= 64):
         raise _invalid(f"The Credential `{shown(key_id)}` is not an access key id.")
-    return key_id, signed, fields["Signature"]
+    return key_id, signed, sent
 
 
 class Caller:
