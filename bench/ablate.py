@@ -9,9 +9,6 @@ write-at-once: each answer is written as soon as it is made, instead of after th
 requests have made theirs (app.py, WRITE_AFTER_THE_TURN).
 two-writes: an answer's head and body written apart, as uvicorn writes them, instead of in one
 write per turn of the event loop (transport.py, ONE_WRITE_PER_TURN).
-pool-only: on PostgreSQL, every statement on its own takes a connection from the pool and gives
-it back, instead of running on the one the process keeps while it is free (store/postgres.py,
-KEEP_A_CONNECTION).
 """
 
 from __future__ import annotations
@@ -23,13 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from vmimages import app, transport
 from vmimages.cli import main
-from vmimages.store import memory, postgres
+from vmimages.store import memory
 
 CHOICES: dict[str, tuple[object, str, object]] = {
     "look-per-request": (memory, "ONE_LOOK_PER_TURN", False),
     "write-at-once": (app, "WRITE_AFTER_THE_TURN", False),
     "two-writes": (transport, "ONE_WRITE_PER_TURN", False),
-    "pool-only": (postgres, "KEEP_A_CONNECTION", False),
 }
 
 if __name__ == "__main__":

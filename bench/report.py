@@ -56,8 +56,6 @@ CHOICE_LABELS = {
     " apart, as uvicorn does)",
     "no-metrics": "metrics on (`--no-metrics`: no counting for `/metrics`)",
     "no-access-log": "the request log on (`--no-access-log`: no line per request)",
-    "pool-only": "one kept connection for statements on their own (`bench/ablate.py pool-only`:"
-    " each takes a connection from the pool and gives it back)",
 }
 
 
@@ -378,31 +376,27 @@ LOG_BUDGET_US = 5.0
 
 def choices_section(big: list[dict[str, Any]]) -> list[str]:
     """What each speed choice and each setting on by default is worth: the shipped server and
-    the one with it turned off, in alternated turns (bench/run.py, CHOICES: SQLite, reads only;
-    POSTGRES_CHOICES: PostgreSQL, with the write stream)."""
-    lines: list[str] = []
-    for store, traffic in (("sqlite", "on SQLite with reads only"),
-                           ("postgres", "on PostgreSQL with reads and 50 writes/s")):  # fmt: skip
-        rows = [row for r in big if r["store"] == store for row in r.get("mixed", [])
-                if row["ablate"]]  # fmt: skip
-        if not rows:
-            continue
-        lines += [
-            "",
-            f"What each choice is worth, {traffic}: the shipped server and the same"
-            " with one choice turned off, up side by side and loaded in alternated turns (medians"
-            f" of {rows[0]['turns']} turns; the last column is the median of the turns' ratios,"
-            " above 1 when turning the choice off costs more CPU):",
-            "",
-            "| choice (turned off as) | CPU µs/request, shipped | CPU µs/request, turned off |"
-            " turned off / shipped |",
-            "|---|---|---|---|",
-        ]
-        for row in rows:
-            lines.append(
-                f"| {CHOICE_LABELS.get(row['ablate'], row['ablate'])} | {_cpu(row['shipped'])} |"
-                f" {_cpu(row['load'])} | {row['cpu_over_shipped']:.3f} |"
-            )
+    the one with it turned off, reads only, in alternated turns (bench/run.py, CHOICES)."""
+    rows = [row for r in big if r["store"] == "sqlite" for row in r.get("mixed", [])
+            if row["ablate"]]  # fmt: skip
+    if not rows:
+        return []
+    lines = [
+        "",
+        "What each choice is worth, on SQLite with reads only: the shipped server and the same"
+        " with one choice turned off, up side by side and loaded in alternated turns (medians of"
+        f" {rows[0]['turns']} turns; the last column is the median of the turns' ratios, above 1"
+        " when turning the choice off costs more CPU):",
+        "",
+        "| choice (turned off as) | CPU µs/request, shipped | CPU µs/request, turned off |"
+        " turned off / shipped |",
+        "|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {CHOICE_LABELS.get(row['ablate'], row['ablate'])} | {_cpu(row['shipped'])} |"
+            f" {_cpu(row['load'])} | {row['cpu_over_shipped']:.3f} |"
+        )
     return lines
 
 

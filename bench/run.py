@@ -364,8 +364,6 @@ TURN_SECONDS = int(os.environ.get("BENCH_TURN_SECONDS", "6"))
 # The choices measured against the shipped server: speed choices turned off (bench/ablate.py)
 # and the settings that are on by default turned off.
 CHOICES = ["look-per-request", "write-at-once", "two-writes", "no-metrics", "no-access-log"]
-# On PostgreSQL, the choices that concern it alone, measured with the write stream running.
-POSTGRES_CHOICES = ["pool-only"]
 
 
 def middle(loads: list[Load]) -> Load:
@@ -415,8 +413,7 @@ def serve_for_row(database: str, key_file: str, processes: int, choice: str = ""
 def mixed_runs(store: str, database: str, key_file: str, workload: str) -> list[dict[str, Any]]:
     """The realistic traffic (bench/workload.py), reads only and with the write stream, on one
     server process and, on PostgreSQL, on two, each in turns with the ceiling; on SQLite also
-    each of CHOICES in turns with the shipped server (reads only), and a profile of the run with
-    writes; on PostgreSQL each of POSTGRES_CHOICES in turns with the shipped server, with writes."""
+    each of CHOICES in turns with the shipped server, and a profile of the run with writes."""
     info = json.loads(Path(workload).read_text())
     cases: list[tuple[int, bool]] = [(1, False), (1, True)]
     if store == "postgres":
@@ -464,21 +461,20 @@ def mixed_runs(store: str, database: str, key_file: str, workload: str) -> list[
             stop(top_proc)
         print(f"mixed {store} x{processes} writes={writes}: {row['load']}", file=sys.stderr)
         rows.append(row)
-    writes = store != "sqlite"
-    for choice in CHOICES if store == "sqlite" else POSTGRES_CHOICES:  # beside the shipped one
+    if store != "sqlite":
+        return rows
+    for choice in CHOICES:  # each beside the shipped server, reads only
         shipped_proc, shipped_port, _ = serve_for_row(database, key_file, 1)
         proc, port, _ = serve_for_row(database, key_file, 1, choice)
-        stream: list[dict[str, Any]] | None = [] if writes else None
         try:
             shipped, loads = turns(
-                partial(reads, shipped_port, shipped_proc.pid, stream),
-                partial(reads, port, proc.pid, stream),
+                partial(reads, shipped_port, shipped_proc.pid), partial(reads, port, proc.pid)
             )
         finally:
             stop(proc)
             stop(shipped_proc)
         rows.append({
-            "processes": 1, "writes": writes, "ablate": choice, "turns": len(loads),
+            "processes": 1, "writes": False, "ablate": choice, "turns": len(loads),
             "load": middle(loads), "shipped": middle(shipped),
             "cpu_over_shipped": cpu_over(loads, shipped),
         })  # fmt: skip

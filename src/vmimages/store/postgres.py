@@ -1,21 +1,17 @@
 """PostgreSQL through an asyncpg connection pool: the store for many stateless API nodes.
 
-A transaction takes a pooled connection for its length. A statement on its own (the read
-model's look at the change log, most of all) runs on one connection the process keeps out of
-the pool while it is free, else on a pooled one: taking a connection from asyncpg's pool and
-giving it back costs as much CPU as the statement (docs/decisions.md, "One kept connection").
-A database that cannot be reached, or does not answer in time, is StoreUnavailable (503, retry
-later); the pool reconnects by itself when the database is back, and a kept connection that
-failed goes back to it to be replaced.
+Every call takes a pooled connection (a transaction keeps one for its length). A database that
+cannot be reached, or does not answer in time, is StoreUnavailable (503, retry later); the pool
+reconnects by itself when the database is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -36,12 +32,6 @@ from vmimages.store.sql import SqlStore
 
 if TYPE_CHECKING:
     from vmimages.store.replica import ReplicatedDatabase
-
-T = TypeVar("T")
-
-# A statement on its own runs on the connection the process keeps while it is free (_alone).
-# bench/ablate.py turns this off (every statement takes a pooled connection) to measure it.
-KEEP_A_CONNECTION = True
 
 # What a lost or refused connection looks like from asyncpg.
 UNAVAILABLE = (
@@ -122,8 +112,6 @@ class PostgresDatabase:
         self.pool_size = pool_size
         self.timeout = timeout
         self._pool: asyncpg.Pool | None = None
-        self._kept: PgConnection | None = None  # a connection kept out of the pool (_alone)
-        self._kept_busy = False
 
     async def connect(self, create: bool = True) -> None:
         """Connect (PostgreSQL databases are made with `createdb`, never here)."""
@@ -151,9 +139,6 @@ class PostgresDatabase:
         return bool(await self.fetchone("SELECT to_regclass(?) IS NOT NULL", (name,)) == (True,))
 
     async def close(self) -> None:
-        if self._kept is not None and self._pool is not None:
-            kept, self._kept = self._kept, None
-            await self._pool.release(kept.conn)
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -167,14 +152,6 @@ class PostgresDatabase:
     def _connection(self) -> Borrowed:
         return Borrowed(self)
 
-    async def take(self) -> asyncpg.Connection:
-        """A connection from the pool, waiting at most `timeout` for one (StoreUnavailable)."""
-        pool = self.pool
-        with translated:
-            # asyncio.timeout rather than acquire(timeout=...): that wraps the wait in a task.
-            async with asyncio.timeout(self.timeout):
-                return await pool.acquire()
-
     @asynccontextmanager
     async def transaction(self, write: bool = True) -> AsyncIterator[Connection]:
         isolation = "read_committed" if write else "repeatable_read"
@@ -187,49 +164,24 @@ class PostgresDatabase:
         await tx.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (key,))
 
     async def execute(self, sql: str, args: Args = ()) -> int:
-        return await self._alone(lambda pg: pg.execute(sql, args))
+        async with self._connection() as pg:
+            return await pg.execute(sql, args)
 
     async def executemany(self, sql: str, rows: Sequence[Args]) -> None:
-        await self._alone(lambda pg: pg.executemany(sql, rows))
+        async with self._connection() as pg:
+            await pg.executemany(sql, rows)
 
     async def fetchone(self, sql: str, args: Args = ()) -> Row | None:
-        return await self._alone(lambda pg: pg.fetchone(sql, args))
+        async with self._connection() as pg:
+            return await pg.fetchone(sql, args)
 
     async def fetchall(self, sql: str, args: Args = ()) -> list[Row]:
-        return await self._alone(lambda pg: pg.fetchall(sql, args))
+        async with self._connection() as pg:
+            return await pg.fetchall(sql, args)
 
     async def script(self, sql: str) -> None:
-        await self._alone(lambda pg: pg.script(sql))
-
-    async def _alone(self, call: Callable[[PgConnection], Awaitable[T]]) -> T:
-        """One statement on its own: on the kept connection if no other statement is running
-        on it (taken from the pool once, and again after it failed or the server closed it),
-        else on a pooled one."""
-        if self._kept_busy or not KEEP_A_CONNECTION:
-            async with self._connection() as pg:
-                return await call(pg)
-        self._kept_busy = True
-        try:
-            if self._kept is not None and not open_connection(self._kept.conn):
-                await self._drop_kept()  # the server closed it meanwhile: a new one
-            if self._kept is None:
-                self._kept = PgConnection(await self.take())
-            with DB_CONNECTIONS.track_inprogress():
-                return await call(self._kept)
-        except IntegrityError:
-            raise  # the statement was refused; the connection is fine
-        except BaseException:
-            # Failed, cancelled or timed out mid-statement: the connection may be left in the
-            # middle of an operation. End it and give it back; the pool makes a new one.
-            await self._drop_kept()
-            raise
-        finally:
-            self._kept_busy = False
-
-    async def _drop_kept(self) -> None:
-        kept, self._kept = self._kept, None
-        if kept is not None and self._pool is not None and open_connection(kept.conn):
-            kept.conn.terminate()  # the pool takes it back and makes a new one on demand
+        async with self._connection() as pg:
+            await pg.script(sql)
 
 
 def open_connection(conn: asyncpg.Connection) -> bool:
@@ -242,9 +194,10 @@ def open_connection(conn: asyncpg.Connection) -> bool:
 
 
 class Borrowed:
-    """A connection taken from the pool for one call or one transaction, given back after:
-    `async with db._connection() as pg`. A class, where @asynccontextmanager would make a
-    generator and a wrapper object for every call (as db.Translated)."""
+    """A connection taken from the pool for one call or one transaction (waiting at most the
+    database's timeout for one), given back after: `async with db._connection() as pg`. A class,
+    where @asynccontextmanager would make a generator and a wrapper object for every call (as
+    db.Translated)."""
 
     __slots__ = ("conn", "db")
 
@@ -253,7 +206,11 @@ class Borrowed:
         self.conn: asyncpg.Connection | None = None
 
     async def __aenter__(self) -> PgConnection:
-        self.conn = await self.db.take()
+        pool = self.db.pool
+        with translated:
+            # asyncio.timeout rather than acquire(timeout=...), which wraps the wait in a task.
+            async with asyncio.timeout(self.db.timeout):
+                self.conn = await pool.acquire()
         DB_CONNECTIONS.inc()
         return PgConnection(self.conn)
 
