@@ -332,6 +332,37 @@ def test_the_sdk_form_is_read_and_a_bad_credential_refused(
     assert parse_authorization(value) == (key, ["content-type", "host"], sig)
 
 
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        # Empty parts and spaces around names and values are read past, as before.
+        (
+            "ZC2-HMAC-SHA256 Credential=AKID1,, SignedHeaders=content-type;host ,Signature= 0a1b ",
+            None,
+        ),
+        (
+            "ZC2-HMAC-SHA256 Credential=AKID1, SignedHeaders=content-type;content-type;host,"
+            " Signature=0a1b",
+            "sorted",
+        ),  # a name signed twice
+        (
+            "ZC2-HMAC-SHA256 Credential=AKID1, SignedHeaders=;content-type;host, Signature=0a1b",
+            None,
+        ),  # sorted and lowercase; the empty name is not a header the request lacks here
+        ("ZC2-HMAC-SHA256 Credential=AKID1, SignedHeaders, Signature=0a1b", "malformed"),
+    ],
+)
+def test_the_authorization_parts_are_read_one_by_one(value: str, problem: str | None) -> None:
+    if problem is not None:
+        with pytest.raises(ApiError, match=problem) as err:
+            parse_authorization(value)
+        assert err.value.code.name == "AUTHFAILURE_INVALID_AUTHORIZATION"
+        return
+    key_id, signed, sent = parse_authorization(value)
+    assert (key_id, sent) == ("AKID1", "0a1b")
+    assert signed[-2:] == ["content-type", "host"]
+
+
 def test_a_field_named_twice_is_refused() -> None:
     value = (
         "ZC2-HMAC-SHA256 Credential=AKID1, Credential=AKID2, SignedHeaders=content-type;host,"
