@@ -273,6 +273,54 @@ def test_the_history_says_who_made_each_change(
     assert created.seq < built.seq < gone.seq
 
 
+def test_the_history_of_a_modify_names_each_field_that_changed(
+    two: tuple[AsgiClient, AsgiClient], test_db: str
+) -> None:
+    """Each rename or new description is one MODIFIED entry per image with the fields that
+    differ, [before, after], as DescribeImages showed them; a modify that changes nothing
+    records nothing."""
+    first, second = two
+    made = [
+        assert_ok(first.call("CreateImage", {"instanceId": "ins-alice-FRA-A", "imageName": n},
+                             version=PUBLISHED))["imageId"]
+        for n in ("one", "two")
+    ]  # fmt: skip
+    steps = [
+        {"imageName": "renamed"},
+        {"imageDescription": "described"},
+        {"imageName": "both", "imageDescription": "again"},
+        {"imageName": "both", "imageDescription": "again"},  # the same values: no change
+    ]
+
+    def shown() -> dict[str, tuple[str, str]]:
+        images = listed(second, as_="alice", imageIds=made)
+        return {i: (image["imageName"], image["imageDescription"]) for i, image in images.items()}
+
+    expected = []
+    for step in steps:
+        was = shown()
+        assert_ok(first.call("ModifyImagesAttributes", {"imageIds": made, **step},
+                             version=PUBLISHED))  # fmt: skip
+        now = shown()
+        for image_id in sorted(made):
+            fields = zip(("imageName", "imageDescription"), was[image_id], now[image_id],
+                         strict=True)  # fmt: skip
+            detail = {name: [old, new] for name, old, new in fields if old != new}
+            if detail:
+                expected.append((image_id, detail))
+
+    async def trail() -> list[Any]:
+        store = open_store(test_db)
+        await store.open()
+        found = await store.list_history()
+        await store.close()
+        return found
+
+    modified = [(c.image_id, c.detail) for c in run_sync(trail())
+                if c.image_id in made and c.kind == "MODIFIED"]  # fmt: skip
+    assert modified == expected and len(expected) == 6
+
+
 def post(endpoint: str, token: str, action: str, body: dict[str, Any]) -> Any:
     request = urllib.request.Request(
         endpoint + "/api/v2/vm", data=json.dumps(body).encode(), method="POST",

@@ -125,9 +125,8 @@ class SqlAccounts(SqlBase):
                     (now, owner),
                 )
             await tx.execute("UPDATE accounts SET deleted_at = ? WHERE id = ?", (now, owner))
-            await self.record(tx, differences(images, {}))
             if images:
-                await self.mark_changed(tx, owner)
+                await self.mark_changed(tx, owner, differences(images, {}))
             await self.mark_changed(tx, CREDENTIALS_SCOPE)
         return DeletedAccount(name, len(images), instances, credentials)
 

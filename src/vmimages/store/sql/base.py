@@ -152,41 +152,38 @@ class SqlBase:
         without one."""
         return None
 
-    async def mark_changed(self, tx: Connection, scope: int) -> None:
-        """Record in the change log that a transaction changed `scope` (see CATALOG_SCOPE).
-        Call it last in the transaction: on PostgreSQL it holds the counter's row until commit."""
+    async def mark_changed(
+        self, tx: Connection, scope: int, changes: Sequence[history.Change] = ()
+    ) -> None:
+        """Record that a transaction changed `scope` (see CATALOG_SCOPE) in the change log, and
+        `changes` in the history (history.py), numbered in order after every change committed
+        before, by whom the work under way is done: one step of the counter numbers them all,
+        the change log's entry last. Call it last in the transaction: on PostgreSQL it holds
+        the counter's row until commit."""
         row = await tx.fetchone(
-            "UPDATE change_counter SET seq = seq + 1 WHERE id = 1 RETURNING seq"
+            "UPDATE change_counter SET seq = seq + ? WHERE id = 1 RETURNING seq",
+            (len(changes) + 1,),
         )
         assert row is not None
+        last = int(row[0])
         if self.read_model is not None:  # this process's own write: the next look sees it
             self.read_model.changed()
+        if changes:
+            first, at, actor = last - len(changes), now_text(), history.actor().text()
+            await tx.executemany(
+                "INSERT INTO image_changes (seq, image_id, owner, region_id, zone_id, kind, at,"
+                " actor, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (first + i, c.image_id, c.owner, c.region_id, c.zone_id, c.kind, at, actor,
+                     None if c.detail is None else orjson.dumps(c.detail).decode())
+                    for i, c in enumerate(changes)
+                ],
+            )  # fmt: skip
         await tx.execute(
             "INSERT INTO changes (scope, seq) VALUES (?, ?)"
             " ON CONFLICT (scope) DO UPDATE SET seq = excluded.seq",
-            (scope, row[0]),
+            (scope, last),
         )
-
-    async def record(self, tx: Connection, changes: Sequence[history.Change]) -> None:
-        """Add changes to the history (history.py), numbered in order after every change
-        committed before, by whom the work under way is done. Call it near the end of the
-        transaction: on PostgreSQL it holds the counter's row until commit."""
-        if not changes:
-            return
-        row = await tx.fetchone(
-            "UPDATE change_counter SET seq = seq + ? WHERE id = 1 RETURNING seq", (len(changes),)
-        )
-        assert row is not None
-        first, at, actor = int(row[0]) - len(changes) + 1, now_text(), history.actor().text()
-        await tx.executemany(
-            "INSERT INTO image_changes (seq, image_id, owner, region_id, zone_id, kind, at, actor,"
-            " detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (first + i, c.image_id, c.owner, c.region_id, c.zone_id, c.kind, at, actor,
-                 None if c.detail is None else orjson.dumps(c.detail).decode())
-                for i, c in enumerate(changes)
-            ],
-        )  # fmt: skip
 
     async def remember_signature(self, signature: str, valid_until: float) -> bool:
         """Record a mutating request's signature; False if it was recorded before (a replay).

@@ -84,11 +84,10 @@ class SqlCatalog(SqlBase):
                     raise DryRun(report)  # rolls the transaction back
                 located = await tx.fetchall("SELECT region_id, zone_id FROM locations")
                 places = {key: (region, zone) for region, zone in located for key in (region, zone)}
-                await self.record(
-                    tx,
-                    differences(public_snapshots(before, places), public_snapshots(after, places)),
+                changes = differences(
+                    public_snapshots(before, places), public_snapshots(after, places)
                 )
-                await self.mark_changed(tx, CATALOG_SCOPE)
+                await self.mark_changed(tx, CATALOG_SCOPE, changes)
         except DryRun as done:
             return done.report
         return report

@@ -36,8 +36,7 @@ class SqlDevState(SqlLifecycle):
             await write_catalog(tx, catalog)
             if state is not None:
                 await self._seed(tx, state)
-            await self.record(tx, differences(before, await snapshots(tx)))
-            await self.mark_changed(tx, CATALOG_SCOPE)
+            await self.mark_changed(tx, CATALOG_SCOPE, differences(before, await snapshots(tx)))
 
     async def _seed(self, tx: Connection, state: DevState) -> None:
         now = now_text()

@@ -37,7 +37,9 @@ from vmimages.history import CREATED, MODIFIED, Change
 from vmimages.store.db import Connection, IntegrityError
 from vmimages.store.query import IMAGE_COLUMNS, IMAGE_FROM
 from vmimages.store.sql.base import (
+    IMAGE_FIELDS,
     LOCATION_COLUMNS,
+    Snapshot,
     SqlBase,
     differences,
     row_to_image,
@@ -53,6 +55,8 @@ INSTANCE_SELECT = (
 # The statuses each change is allowed in (docs/lifecycle.md): a CREATING image can be renamed,
 # but not deleted while its build runs.
 CHANGEABLE = {"modified": (CREATING, AVAILABLE, UNAVAILABLE), "deleted": (AVAILABLE, UNAVAILABLE)}
+STATUS = IMAGE_FIELDS.index("imageStatus")  # where a snapshot's fields hold the status
+LOCATION_COLUMNS_OF_L = ", ".join(f"l.{column.strip()}" for column in LOCATION_COLUMNS.split(","))
 
 
 def owner_lock(owner: int) -> str:
@@ -61,6 +65,23 @@ def owner_lock(owner: int) -> str:
 
 def marks(values: Sequence[Any]) -> str:
     return ", ".join("?" for _ in values)
+
+
+def check_change(
+    found: dict[str, Snapshot], owner: int, image_ids: Sequence[str], change: str
+) -> None:
+    """Check every id before anything changes: the caller's custom image (`found`: the
+    snapshots of those that exist), in a status that allows the change. Another account's
+    image is reported as not found."""
+    for image_id in image_ids:
+        row_owner, _, fields = found.get(image_id, (None, None, ()))
+        if row_owner == PUBLIC_OWNER:
+            raise NotCustomImage(image_id)
+        if row_owner != owner:
+            raise ImageNotFound(image_id)
+        status = fields[STATUS]
+        if status not in CHANGEABLE[change]:
+            raise InvalidImageStatus(image_id, str(status), change)
 
 
 class SqlLifecycle(SqlBase):
@@ -153,39 +174,37 @@ class SqlLifecycle(SqlBase):
         """A CREATING image of the owner's instance, within the owner's quota of its location."""
         async with self.db.transaction() as tx:
             await self.db.lock(tx, owner_lock(owner))
+            # The instance, its location, the owner's quota and how much of it is used.
             row = await tx.fetchone(
-                "SELECT location, disk_size_gb, category, os_type, version FROM instances"
-                " WHERE instance_id = ? AND account_id = ?",
+                "SELECT n.disk_size_gb, n.category, n.os_type, n.version, a.image_quota,"
+                " (SELECT count(*) FROM images i WHERE i.owner = n.account_id"
+                f" AND i.location = n.location), {LOCATION_COLUMNS_OF_L} FROM instances n"
+                " JOIN accounts a ON a.id = n.account_id JOIN locations l ON l.id = n.location"
+                " WHERE n.instance_id = ? AND n.account_id = ?",
                 (instance_id, owner),
             )
             if row is None:
                 raise InstanceNotFound(instance_id)
-            location, size, category, os_type, version = row
-            limit = await self._quota_of(tx, owner, default_quota)
-            if await self._custom_count(tx, owner, location) >= limit:
-                loc = await tx.fetchone(
-                    f"SELECT {LOCATION_COLUMNS} FROM locations WHERE id = ?", (location,)
-                )
-                raise QuotaExceeded(row_to_location(loc or ()), limit)
+            size, category, os_type, version, quota, used = row[:6]
+            loc = row_to_location(row[6:])
+            limit = default_quota if quota is None else int(quota)
+            if used >= limit:
+                raise QuotaExceeded(loc, limit)
+            image = Image(image_id, name, owner, loc.region_id, loc.zone_id, category, os_type,
+                          version, size, CREATING, description, now_text())  # fmt: skip
             try:
                 await tx.execute(
                     "INSERT INTO images (image_id, owner, location, name, name_folded,"
                     " description, category, os_type, version, size_gb, status, create_time,"
                     " instance_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (image_id, owner, location, name, fold(name), description, category,
-                     os_type, version, size, CREATING, now_text(), instance_id),
+                    (image_id, owner, loc.id, name, fold(name), description, category,
+                     os_type, version, size, CREATING, image.create_time, instance_id),
                 )  # fmt: skip
             except IntegrityError:
                 raise ImageIdTaken(image_id) from None
-            created = await tx.fetchone(
-                f"SELECT {IMAGE_COLUMNS} FROM {IMAGE_FROM} WHERE i.image_id = ?", (image_id,)
-            )
-            image = row_to_image(created or ())
-            change = Change(image_id, owner, image.region_id, image.zone_id, CREATED)
-            await self.record(tx, [change])
-            await self.mark_changed(tx, owner)
-        assert created is not None
-        return row_to_image(created)
+            change = Change(image_id, owner, loc.region_id, loc.zone_id, CREATED)
+            await self.mark_changed(tx, owner, [change])
+        return image
 
     async def _quota_of(self, tx: Connection, owner: int, default_quota: int) -> int:
         row = await tx.fetchone("SELECT image_quota FROM accounts WHERE id = ?", (owner,))
@@ -197,60 +216,43 @@ class SqlLifecycle(SqlBase):
         )
         return int(row[0]) if row else 0
 
-    async def _check_change(
-        self, tx: Connection, owner: int, image_ids: Sequence[str], change: str
-    ) -> None:
-        """Check every id before anything changes: the caller's custom image, in a status
-        that allows the change. Another account's image is reported as not found."""
-        rows = await tx.fetchall(
-            f"SELECT image_id, owner, status FROM images WHERE image_id IN ({marks(image_ids)})",
-            tuple(image_ids),
-        )
-        found = {image_id: (row_owner, status) for image_id, row_owner, status in rows}
-        for image_id in image_ids:
-            row_owner, status = found.get(image_id, (None, None))
-            if row_owner == PUBLIC_OWNER:
-                raise NotCustomImage(image_id)
-            if row_owner != owner:
-                raise ImageNotFound(image_id)
-            if status not in CHANGEABLE[change]:
-                raise InvalidImageStatus(image_id, str(status), change)
-
     async def modify_images(
         self, owner: int, image_ids: Sequence[str], name: str | None, description: str | None
     ) -> None:
         async with self.db.transaction() as tx:
             await self.db.lock(tx, owner_lock(owner))
-            await self._check_change(tx, owner, image_ids, "modified")
+            before = await snapshots(tx, f"WHERE i.image_id IN ({marks(image_ids)})", image_ids)
+            check_change(before, owner, image_ids, "modified")
             if name is None and description is None:
                 return  # nothing to change (Terraform's update with an empty description)
-            where = f"WHERE i.image_id IN ({marks(image_ids)})"
-            before = await snapshots(tx, where, image_ids)
+            sets, values = [], []
             if name is not None:
-                await tx.execute(
-                    "UPDATE images SET name = ?, name_folded = ?"
-                    f" WHERE image_id IN ({marks(image_ids)})",
-                    (name, fold(name), *image_ids),
-                )
+                sets.append("name = ?, name_folded = ?")
+                values += [name, fold(name)]
             if description is not None:
-                await tx.execute(
-                    f"UPDATE images SET description = ? WHERE image_id IN ({marks(image_ids)})",
-                    (description, *image_ids),
-                )
-            await self.record(tx, differences(before, await snapshots(tx, where, image_ids)))
-            await self.mark_changed(tx, owner)
+                sets.append("description = ?")
+                values.append(description)
+            await tx.execute(
+                f"UPDATE images SET {', '.join(sets)} WHERE image_id IN ({marks(image_ids)})",
+                (*values, *image_ids),
+            )
+            after = {
+                image_id: (own, place, (fields[0] if name is None else name,
+                                        fields[1] if description is None else description,
+                                        *fields[2:]))
+                for image_id, (own, place, fields) in before.items()
+            }  # fmt: skip
+            await self.mark_changed(tx, owner, differences(before, after))
 
     async def delete_images(self, owner: int, image_ids: Sequence[str]) -> None:
         async with self.db.transaction() as tx:
             await self.db.lock(tx, owner_lock(owner))
-            await self._check_change(tx, owner, image_ids, "deleted")
-            where = f"WHERE i.image_id IN ({marks(image_ids)})"
-            before = await snapshots(tx, where, image_ids)
+            before = await snapshots(tx, f"WHERE i.image_id IN ({marks(image_ids)})", image_ids)
+            check_change(before, owner, image_ids, "deleted")
             await tx.execute(
                 f"DELETE FROM images WHERE image_id IN ({marks(image_ids)})", tuple(image_ids)
             )
-            await self.record(tx, differences(before, {}))
-            await self.mark_changed(tx, owner)
+            await self.mark_changed(tx, owner, differences(before, {}))
 
     async def image_quotas(
         self, owner: int, locations: Sequence[Location] | None, default_quota: int
@@ -305,18 +307,15 @@ class SqlLifecycle(SqlBase):
         async with self.db.transaction() as tx:
             row = await tx.fetchone(
                 "UPDATE images SET status = ?, build_lease = NULL"
-                " WHERE image_id = ? AND status = 'CREATING' RETURNING owner, location",
+                " WHERE image_id = ? AND status = 'CREATING' RETURNING owner,"
+                " (SELECT region_id FROM locations l WHERE l.id = images.location),"
+                " (SELECT zone_id FROM locations l WHERE l.id = images.location)",
                 (status, image_id),
             )
             if row is not None:
-                place = await tx.fetchone(
-                    "SELECT region_id, zone_id FROM locations WHERE id = ?", (row[1],)
-                )
-                assert place is not None
                 detail = {"imageStatus": [CREATING, status]}
-                change = Change(image_id, int(row[0]), place[0], place[1], MODIFIED, detail)
-                await self.record(tx, [change])
-                await self.mark_changed(tx, int(row[0]))
+                change = Change(image_id, int(row[0]), row[1], row[2], MODIFIED, detail)
+                await self.mark_changed(tx, int(row[0]), [change])
         return row is not None
 
     async def image_status(self, image_id: str) -> str | None:
