@@ -3,8 +3,8 @@ server process (SqlStore's reads go here when it has one: open_store(read_cache=
 
 The locations and the public catalog are read at start; an account's custom images, the
 credentials and the DescribeImages answers are read on first use and kept. Before every request
-`refresh()` looks at what the store recorded since this process last looked (SqlBase.record
-writes the history, mark_changed the change log, in the transaction of every write) and brings
+`refresh()` looks at what the store recorded since this process last looked (SqlBase.mark_changed
+writes the history and the change log in the transaction of every write) and brings
 exactly that up to date: an account's custom images from the history of their changes (the
 images that changed read again, the deleted ones removed), that account's answers dropped; a
 catalog import or reset reloads everything; a credential change drops the credentials. A
