@@ -5,8 +5,6 @@ what the choice is worth beside the service as shipped, in the same run.
 
 look-per-request: every request looks at the change log, instead of one look serving every
 request that the event loop runs in the same turn (store/memory.py, ONE_LOOK_PER_TURN).
-write-at-once: each answer is written as soon as it is made, instead of after the other ready
-requests have made theirs (app.py, WRITE_AFTER_THE_TURN).
 two-writes: an answer's head and body written apart, as uvicorn writes them, instead of in one
 write per turn of the event loop (transport.py, ONE_WRITE_PER_TURN).
 """
@@ -18,13 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from vmimages import app, transport
+from vmimages import transport
 from vmimages.cli import main
 from vmimages.store import memory
 
 CHOICES: dict[str, tuple[object, str, object]] = {
     "look-per-request": (memory, "ONE_LOOK_PER_TURN", False),
-    "write-at-once": (app, "WRITE_AFTER_THE_TURN", False),
     "two-writes": (transport, "ONE_WRITE_PER_TURN", False),
 }
 

@@ -50,8 +50,6 @@ def _verdict(ok: bool) -> str:
 CHOICE_LABELS = {
     "look-per-request": "one look at the change log per turn of the event loop"
     " (`bench/ablate.py look-per-request`: a look for every request)",
-    "write-at-once": "answers written after the turn (`bench/ablate.py write-at-once`: each"
-    " written as soon as it is made)",
     "two-writes": "one write per answer (`bench/ablate.py two-writes`: head and body written"
     " apart, as uvicorn does)",
     "no-metrics": "metrics on (`--no-metrics`: no counting for `/metrics`)",

@@ -363,7 +363,7 @@ TURNS = int(os.environ.get("BENCH_TURNS", "5"))
 TURN_SECONDS = int(os.environ.get("BENCH_TURN_SECONDS", "6"))
 # The choices measured against the shipped server: speed choices turned off (bench/ablate.py)
 # and the settings that are on by default turned off.
-CHOICES = ["look-per-request", "write-at-once", "two-writes", "no-metrics", "no-access-log"]
+CHOICES = ["look-per-request", "two-writes", "no-metrics", "no-access-log"]
 
 
 def middle(loads: list[Load]) -> Load:

@@ -55,9 +55,6 @@ log = logging.getLogger("vmimages")
 PROBES = frozenset({"/healthz", "/readyz"})  # GET only; anything else is the API's
 METRICS = "/metrics"  # GET only, unless turned off (serve --no-metrics) or served apart
 
-# Answers wait one turn of the event loop before they are written (App.handle); bench/ablate.py
-# turns this off to measure what it saves.
-WRITE_AFTER_THE_TURN = True
 COMPACT_EVERY = 3600.0  # seconds between compactions of the history
 
 Scope = MutableMapping[str, Any]
@@ -342,10 +339,6 @@ class App:
             (b"x-zc-request-id", record.request_id.encode()),
             *extra,
         ]
-        if WRITE_AFTER_THE_TURN:
-            # Let every other request that is ready make its answer first: the answers then go
-            # out back to back (docs/decisions.md, "Answers written after the turn").
-            await asyncio.sleep(0)
         await respond(send, status, headers, body)
         self.done(record)
 
