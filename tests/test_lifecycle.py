@@ -377,6 +377,7 @@ def test_quota_rises_falls_and_is_per_location(lc: AsgiClient) -> None:
         400,
         "LIMIT_EXCEEDED_IMAGE_QUOTA",
         "5",
+        "at most 5 custom images in de-frankfurt-9a (FRA-A)",  # read with the instance
     )
     create(lc, "ins-alice-hkg", "other-place")  # another location has its own quota
     create(lc, "ins-bob-fra", as_="bob")  # another account too
@@ -434,6 +435,7 @@ def test_quota_per_account_and_server_default(test_db: str, creds: Credentials) 
             client.call("CreateImage", {"instanceId": "ins-alice-fra", "imageName": "x2"}),
             400,
             "LIMIT_EXCEEDED_IMAGE_QUOTA",
+            "at most 1 custom images in de-frankfurt-9a (FRA-A)",  # the account's own quota
         )
         create(client, "ins-bob-fra", "b1", as_="bob")
         create(client, "ins-bob-fra", "b2", as_="bob")
@@ -441,6 +443,7 @@ def test_quota_per_account_and_server_default(test_db: str, creds: Credentials) 
             client.call("CreateImage", {"instanceId": "ins-bob-fra", "imageName": "b3"}, as_="bob"),
             400,
             "LIMIT_EXCEEDED_IMAGE_QUOTA",
+            "at most 2 custom images in de-frankfurt-9a (FRA-A)",  # the server's default
         )
         assert quota(client, "bob", regionIds=["de-frankfurt-9a"])[0]["maxCount"] == 2
         assert quota(client, "alice", regionIds=["de-frankfurt-9a"])[0]["maxCount"] == 1
