@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from tests.conftest import (
 from vmimages import admin
 from vmimages.app import create_app
 from vmimages.auth import (
+    SigningKey,
     canonical_request,
     parse_authorization,
     signature,
@@ -52,6 +54,18 @@ def test_official_test_vector() -> None:
         )
         == "efb356c32e55c781e10dc676da59462c22596d82e91c57803666243379555b2f"
     )
+
+
+@pytest.mark.parametrize("length", [0, 1, 25, 63, 64, 65, 200])
+def test_the_kept_signing_key_is_hmac_sha256_for_any_password(length: int) -> None:
+    """SigningKey against the standard library's HMAC, around SHA-256's 64-byte block (a
+    longer password is hashed first) and for a password that is not ASCII."""
+    for password in ("k" * length, "é" * length):
+        key = SigningKey(password)
+        for message in (b"", b"ZC2-HMAC-SHA256\n1673361177\n" + b"ab" * 40, bytes(range(256))):
+            expected = hmac.new(password.encode(), message, hashlib.sha256).hexdigest()
+            assert key.mac(message) == expected
+            assert key.mac(message) == expected  # the kept state is not used up
 
 
 def signed_headers(creds: Credentials, body: bytes, **overrides: str) -> dict[str, str]:
