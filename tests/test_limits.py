@@ -109,6 +109,59 @@ def test_a_connection_that_sends_nothing_is_closed(limited_server: tuple[Server,
         assert sock.recv(100) == b""  # closed by the server after the receive timeout
 
 
+def read_kept(sock: socket.socket) -> bytes:
+    """One answer from a connection kept open: its head and its body, by its Content-Length."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    assert b"connection: close" not in head.lower()
+    return head + b"\r\n\r\n" + body
+
+
+def test_each_request_on_a_kept_connection_has_its_own_deadline(
+    limited_server: tuple[Server, Any],
+) -> None:
+    """Requests one after another on one connection, for longer than the receive timeout (1 s
+    here), each one received within it: all are answered. Then a head that stops: 408, a
+    receive timeout after that request began, not after the connection or an earlier one."""
+    server, creds = limited_server
+    with connect(server) as sock:
+        began = time.monotonic()
+        while time.monotonic() - began < 2.5:
+            sock.sendall(head_declaring(creds, 2))
+            time.sleep(0.3)  # the request's last byte comes later, within its second
+            sock.sendall(b"}")
+            assert read_kept(sock).startswith(b"HTTP/1.1 200")
+            time.sleep(0.3)
+        sock.sendall(b"POST /api/v2/vm HTTP/1.1\r\nHost: x\r\n")  # and then nothing more
+        sent = time.monotonic()
+        status, doc = read_answer(sock)
+        waited = time.monotonic() - sent
+    assert (status, doc["code"]) == (408, "REQUEST_TIMEOUT")
+    assert 0.9 <= waited < 3, waited
+
+
+def test_a_kept_connection_left_idle_is_closed_after_the_keep_alive_timeout(
+    limited_server: tuple[Server, Any],
+) -> None:
+    """Between requests a connection may wait uvicorn's keep-alive timeout (5 s), longer than
+    the receive timeout (1 s here) that runs once a request begins; then it is closed."""
+    server, creds = limited_server
+    with connect(server) as sock:
+        sock.sendall(head_declaring(creds, 2) + b"}")
+        assert read_kept(sock).startswith(b"HTTP/1.1 200")
+        answered = time.monotonic()
+        assert sock.recv(100) == b""
+        idle = time.monotonic() - answered
+    assert 4.9 <= idle < 7, idle
+
+
 def test_past_the_connection_cap_a_new_connection_is_503(
     limited_server: tuple[Server, Any],
 ) -> None:

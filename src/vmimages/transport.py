@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import asyncio.sslproto
 import ssl
+from collections.abc import Callable
 from typing import Any, ClassVar, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -127,6 +128,15 @@ class Refused(Exception):
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits above.
+
+    A connection waits for one thing at a time, with a time limit: for a request to arrive
+    whole (`Limits.receive_timeout`, then 408) or, between requests, for the next one (uvicorn's
+    keep-alive timeout, then it closes). Both run on one timer per connection (`_wait`), which
+    a new wait does not move: when the timer fires before the wait's end it sleeps again until
+    then. uvicorn, and this protocol before, made and cancelled a timer of the event loop's for
+    each wait, two for each request (docs/decisions.md, "One timer per connection")."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_bytes = 0  # bytes received while the current request's head is incomplete
@@ -135,7 +145,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._wire_bytes = 0  # bytes of the current request on the wire, framing included
         self._in_head = True  # between requests, or inside a head
         self._receiving = True  # a request (or the first one) is being received
-        self._deadline: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the connection's one timer
+        self._timer_at = 0.0  # when it fires, in the loop's time
+        self._due = 0.0  # when the current wait ends
+        self._then: Callable[[], None] | None = None  # what is done then; None: no wait
+        # How far ahead the timer is set: no further than the shortest wait, so that a new
+        # wait of either kind ends after it fires, and seldom has to move it.
+        self._horizon = min(Limits.receive_timeout, float(self.timeout_keep_alive))
         self._refusal: ApiError | None = None  # why a parser callback stopped the parser
         self._raw: asyncio.Transport | None = None  # the TCP connection, under TLS
         self._handshaking: asyncio.sslproto.SSLProtocol | None = None  # TLS, until it is up
@@ -178,7 +194,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _drop_handshake(self) -> None:
         """Give up a TLS handshake in progress: the connection is dropped and no longer counts."""
         self._handshaking = None
-        self._stop_deadline()
+        self._drop_timer()
         if self._raw is not None:
             self._raw.abort()
         self.connections.discard(self)
@@ -196,11 +212,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 )
             )
             return
-        if self._deadline is None:
+        if self._then is None:  # no deadline yet (one runs from the accept under TLS)
             self._start_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_deadline()
+        self._drop_timer()
         if not self._http:  # lost before TLS was up (or refused at the cap)
             self._drop_handshake()
             return
@@ -295,9 +311,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.abort()
             return
         self.cycle.keep_alive = False
-        if self._receiving and self._deadline is not None:
-            self._stop_deadline()
-            self._deadline = self.loop.call_later(SHUTDOWN_GRACE - 1, self._too_slow)
+        if self._receiving and self._then is not None:
+            self._wait(SHUTDOWN_GRACE - 1, self._too_slow)
         self.loop.call_later(SHUTDOWN_GRACE - 0.5, self.transport.abort)
 
     def send_400_response(self, msg: str) -> None:
@@ -311,24 +326,61 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         )
 
     def on_response_complete(self) -> None:
+        """What uvicorn does once an answer is sent (count it, read again, start the next
+        request if one waits), with the wait for the next request on the connection's timer."""
+        self.server_state.total_requests += 1
         if self._deferred is not None and not self.pipeline:
             error, self._deferred = self._deferred, None
-            self.server_state.total_requests += 1
             self._refuse(error)
             return
-        super().on_response_complete()
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        elif not self._receiving:  # (a request already arriving has its receive deadline)
+            self._wait(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+    # The connection's waits, on its one timer.
+
+    def _wait(self, seconds: float, then: Callable[[], None]) -> None:
+        """Call `then` in `seconds`, unless another wait, or the end of this one, comes first."""
+        now = self.loop.time()
+        self._due, self._then = now + seconds, then
+        if self._timer is not None and self._timer_at <= self._due:
+            return  # it fires first, and is set again for the rest of the wait (_wake)
+        self._drop_timer()
+        self._set_timer(now)
+
+    def _set_timer(self, now: float) -> None:
+        self._timer_at = min(self._due, now + self._horizon)
+        self._timer = self.loop.call_at(self._timer_at, self._wake)
+
+    def _wake(self) -> None:
+        self._timer = None
+        then = self._then
+        if then is None:
+            return  # the wait ended before its time
+        now = self.loop.time()
+        if now < self._due - 0.001:  # a later wait than the timer was set for
+            self._set_timer(now)
+            return
+        self._then = None
+        then()
+
+    def _drop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _start_deadline(self) -> None:
-        self._stop_deadline()
-        self._deadline = self.loop.call_later(Limits.receive_timeout, self._too_slow)
+        self._wait(Limits.receive_timeout, self._too_slow)
 
     def _stop_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._then = None  # the timer is left to fire, and finds no wait
 
     def _too_slow(self) -> None:
-        self._deadline = None
         if self._handshaking is not None:  # still in the TLS handshake: nothing can be said to it
             self._drop_handshake()
             return
