@@ -43,6 +43,14 @@ def _rows(r: dict[str, Any]) -> list[dict[str, Any]]:
     return [row for row in r.get("mixed", []) if not row["ablate"]]
 
 
+def _percent(share: float, goal: float) -> str:
+    """A share in whole percent, or to a tenth where whole percent would hide that it falls
+    short of `goal` (39.7% of a 40% goal is not "40%") or that it is above nothing."""
+    whole = f"{share:.0%}"
+    hidden = (whole == f"{goal:.0%}" and share < goal) or (whole == "0%" and share > 0)
+    return f"{share:.1%}" if hidden else whole
+
+
 def _verdict(ok: bool) -> str:
     return "**met**" if ok else "**not met**"
 
@@ -563,14 +571,14 @@ def targets(runs: list[dict[str, Any]], largest: int) -> list[str]:
         near = row["ceiling"]  # measured in turns with this row
         share = row["share"]
         out.append(
-            f"- {label}, at least {goal:.0%} of the ceiling: {share:.0%}"
+            f"- {label}, at least {goal:.0%} of the ceiling: {_percent(share, goal)}"
             f" ({row['load'].rps:,.0f} of {near.rps:,.0f} requests/s) — {_verdict(share >= goal)}."
         )
         if share < goal:
             allowed = 1e6 / (goal * near.rps)
             cpu = row["load"].user_us + row["load"].sys_us
             out.append(
-                f"  Short by {goal - share:.0%} of the ceiling: {goal:.0%} allows about"
+                f"  Short by {_percent(goal - share, 0.0)} of the ceiling: {goal:.0%} allows about"
                 f" {allowed:.0f} µs per request where the server spends {cpu:.0f} µs of CPU"
                 f' (the ceiling {near.user_us + near.sys_us:.0f}). See "Where the time goes".'
             )
