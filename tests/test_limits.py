@@ -119,7 +119,9 @@ def read_kept(sock: socket.socket) -> bytes:
     head, _, body = data.partition(b"\r\n\r\n")
     length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
     while len(body) < length:
-        body += sock.recv(65536)
+        chunk = sock.recv(65536)
+        assert chunk, f"closed inside the body of {head!r}"
+        body += chunk
     assert b"connection: close" not in head.lower()
     return head + b"\r\n\r\n" + body
 
@@ -157,6 +159,24 @@ def test_a_kept_connection_left_idle_is_closed_after_the_keep_alive_timeout(
         sock.sendall(head_declaring(creds, 2) + b"}")
         assert read_kept(sock).startswith(b"HTTP/1.1 200")
         answered = time.monotonic()
+        assert sock.recv(100) == b""
+        idle = time.monotonic() - answered
+    assert 4.9 <= idle < 7, idle
+
+
+def test_a_kept_connection_with_the_defaults(default_server: tuple[Server, Any]) -> None:
+    """With `serve`'s defaults (a request must arrive within 10 s; 5 s of keep-alive between
+    requests): requests on one connection for longer than either wait are each answered on it,
+    and once it is left idle it is closed after the keep-alive timeout."""
+    server, creds = default_server
+    with connect(server) as sock:
+        began = time.monotonic()
+        while time.monotonic() - began < 6:
+            sock.sendall(head_declaring(creds, 2) + b"}")
+            assert read_kept(sock).startswith(b"HTTP/1.1 200")
+            answered = time.monotonic()
+            time.sleep(1.5)
+        sock.settimeout(15)
         assert sock.recv(100) == b""
         idle = time.monotonic() - answered
     assert 4.9 <= idle < 7, idle

@@ -146,7 +146,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True  # between requests, or inside a head
         self._receiving = True  # a request (or the first one) is being received
         self._timer: asyncio.TimerHandle | None = None  # the connection's one timer
-        self._timer_at = 0.0  # when it fires, in the loop's time
         self._due = 0.0  # when the current wait ends
         self._then: Callable[[], None] | None = None  # what is done then; None: no wait
         # How far ahead the timer is set: no further than the shortest wait, so that a new
@@ -348,14 +347,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """Call `then` in `seconds`, unless another wait, or the end of this one, comes first."""
         now = self.loop.time()
         self._due, self._then = now + seconds, then
-        if self._timer is not None and self._timer_at <= self._due:
+        if self._timer is not None and self._timer.when() <= self._due:
             return  # it fires first, and is set again for the rest of the wait (_wake)
         self._drop_timer()
         self._set_timer(now)
 
     def _set_timer(self, now: float) -> None:
-        self._timer_at = min(self._due, now + self._horizon)
-        self._timer = self.loop.call_at(self._timer_at, self._wake)
+        self._timer = self.loop.call_at(min(self._due, now + self._horizon), self._wake)
 
     def _wake(self) -> None:
         self._timer = None
