@@ -159,6 +159,7 @@ def write_report(
     if turns is not None:
         lines += ["", f"Each row: the medians of {turns} turns, alternated with the ceiling's."]
     lines += choices_section(big)
+    lines += write_costs_section(big)
     lines += settings_costs(runs)
     lines += compiled_section(compiled)
     lines += [
@@ -404,6 +405,32 @@ def choices_section(big: list[dict[str, Any]]) -> list[str]:
             f" {_cpu(row['load'])} | {row['cpu_over_shipped']:.3f} |"
         )
     return lines
+
+
+def write_costs_section(big: list[dict[str, Any]]) -> list[str]:
+    """What one write costs the server on PostgreSQL (bench/run.py, write_costs)."""
+    costs = next((r["write_costs"] for r in big if "write_costs" in r), None)
+    if costs is None:
+        return []
+    shipped, ablated = costs["shipped"], costs["load"]
+    return [
+        "",
+        "What one write costs the server on PostgreSQL: the write stream alone (no reads; the"
+        " writers' CreateImage, ModifyImagesAttributes and DeleteImages at 50 a second, each"
+        " image built at once), the shipped server and the same with a write's counter step,"
+        " change log entry and history in a statement each (`bench/ablate.py"
+        " change-log-statements`; shipped, one statement: store/query.py) up side by side, in"
+        f" {costs['turns']} alternated turns (medians; the ratio is the median of the turns'):",
+        "",
+        "| server | writes/s | write p50 ms | write p99 ms | CPU µs/write |",
+        "|---|---|---|---|---|",
+        f"| shipped | {shipped.rps:.0f} | {shipped.p50_ms:.2f} | {shipped.p99_ms:.2f} |"
+        f" {_cpu(shipped)} |",
+        f"| a statement each | {ablated.rps:.0f} | {ablated.p50_ms:.2f} | {ablated.p99_ms:.2f} |"
+        f" {_cpu(ablated)} |",
+        "",
+        f"A statement each / shipped: {costs['cpu_over_shipped']:.3f} of the CPU per write.",
+    ]
 
 
 # The object files of a compiled request, as the report names them.

@@ -31,6 +31,7 @@ RESULTS = HERE / "results"
 PY = sys.executable
 sys.path.insert(0, str(HERE))
 
+from procstat import cpu_seconds, descendants  # noqa: E402
 from workload import read_requests  # noqa: E402
 from wrk_script import plain_script, requests_script, signed_script  # noqa: E402
 
@@ -85,26 +86,6 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) ->
 def millis(text: str) -> float:
     value, unit = float(re.match(r"[\d.]+", text).group()), re.sub(r"[\d.]+", "", text)  # type: ignore[union-attr]
     return value * {"us": 0.001, "ms": 1, "s": 1000}[unit]
-
-
-def descendants(pid: int) -> list[int]:
-    """The process and all its children, grandchildren... (serve --workers makes children)."""
-    found = [pid]
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            found += descendants(int(child))
-    return found
-
-
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds a process and its children have used so far."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    user = system = 0.0
-    for each in descendants(pid):
-        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-        user += int(fields[11]) / ticks
-        system += int(fields[12]) / ticks
-    return user, system
 
 
 def wrk(
@@ -330,6 +311,8 @@ def bench_catalog(store: str, size: int) -> dict[str, Any]:
         result["settings_costs"] = json.loads(measured.stdout)
     if size == max(SIZES):
         result["mixed"] = mixed_runs(store, database, key_file, workload)
+        if store == "postgres":
+            result["write_costs"] = write_costs(database, key_file, workload)
         measured = subprocess.run(  # what a /metrics scrape costs the event loop
             [PY, str(HERE / "inprocess.py"), "--database", database, "--key-file", key_file,
              "--scrape"],
@@ -464,30 +447,58 @@ def mixed_runs(store: str, database: str, key_file: str, workload: str) -> list[
     if store != "sqlite":
         return rows
     for choice in CHOICES:  # each beside the shipped server, reads only
-        shipped_proc, shipped_port, _ = serve_for_row(database, key_file, 1)
-        proc, port, _ = serve_for_row(database, key_file, 1, choice)
-        try:
-            shipped, loads = turns(
-                partial(reads, shipped_port, shipped_proc.pid), partial(reads, port, proc.pid)
-            )
-        finally:
-            stop(proc)
-            stop(shipped_proc)
-        rows.append({
-            "processes": 1, "writes": False, "ablate": choice, "turns": len(loads),
-            "load": middle(loads), "shipped": middle(shipped),
-            "cpu_over_shipped": cpu_over(loads, shipped),
-        })  # fmt: skip
-        print(f"choice {choice}: {rows[-1]['cpu_over_shipped']:.3f} of shipped", file=sys.stderr)
+        measured = beside_shipped(database, key_file, choice, reads)
+        rows.append({"processes": 1, "writes": False, "ablate": choice, **measured})
+        print(f"choice {choice}: {measured['cpu_over_shipped']:.3f} of shipped", file=sys.stderr)
     return rows
 
 
-def write_stream(port: int, workload: str, seconds: float) -> subprocess.Popen[str]:
+def beside_shipped(
+    database: str, key_file: str, choice: str, measure: Callable[[int, int], Load]
+) -> dict[str, Any]:
+    """The shipped server and the one with `choice` turned off, up side by side, each
+    measured (`measure(port, pid)`) in alternated turns: the medians, and the median of the
+    turns' ratios of CPU per request, turned off over shipped."""
+    shipped_proc, shipped_port, _ = serve_for_row(database, key_file, 1)
+    proc, port, _ = serve_for_row(database, key_file, 1, choice)
+    try:
+        shipped, loads = turns(
+            partial(measure, shipped_port, shipped_proc.pid), partial(measure, port, proc.pid)
+        )
+    finally:
+        stop(proc)
+        stop(shipped_proc)
+    return {"turns": len(loads), "load": middle(loads), "shipped": middle(shipped),
+            "cpu_over_shipped": cpu_over(loads, shipped)}  # fmt: skip
+
+
+def write_stream(
+    port: int, workload: str, seconds: float, pid: int | None = None
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [PY, str(HERE / "workload.py"), "write", "--port", str(port), "--workload", workload,
-         "--seconds", str(seconds)],
+         "--seconds", str(seconds), *(["--pid", str(pid)] if pid else [])],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+
+def writes_alone(workload: str, port: int, pid: int) -> Load:
+    """One turn of the write stream alone (no reads). Its figures are per write: writes/s, the
+    writes' answer times, the server's CPU per write."""
+    stream = write_stream(port, workload, TURN_SECONDS, pid)
+    done = json.loads(stream.communicate(timeout=120)[0])
+    return Load(done["per_second"], done["write_ms_p50"], done["write_ms_p99"], 0,
+                user_us=done["server_user_us"], sys_us=done["server_sys_us"])  # fmt: skip
+
+
+def write_costs(database: str, key_file: str, workload: str) -> dict[str, Any]:
+    """What one write costs the server: the write stream alone, on the shipped server and on
+    the one with the change log written in a statement each (bench/ablate.py
+    change-log-statements), side by side in alternated turns."""
+    writes = partial(writes_alone, workload)
+    measured = beside_shipped(database, key_file, "change-log-statements", writes)
+    print(f"writes alone: {measured['cpu_over_shipped']:.3f} of shipped", file=sys.stderr)
+    return measured
 
 
 def profile(pid: int, port: int, workload: str, script: str) -> list[tuple[str, float]]:

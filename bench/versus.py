@@ -3,9 +3,12 @@
 small SQLite catalog, loaded with one q20 by wrk in alternated turns (run.py's `turns`: the
 other one first every second turn), so the machine's drift falls on both alike. Prints JSON:
 each turn's requests/s and server CPU per request, and the median of the turns' ratios of CPU
-per request, this checkout's over the other's (below 1: this one costs less).
+per request, this checkout's over the other's (below 1: this one costs less). With --traffic
+writes or mixed, the catalog is on PostgreSQL (BENCH_POSTGRES_URL) and images build at once:
+`writes` is bench/run's write stream alone (the figures are then per write), `mixed` its
+realistic reads with the write stream beside them (its PostgreSQL row, on a small catalog).
 
-    python bench/versus.py --vs ../other-checkout [--turns 6]
+    python bench/versus.py --vs ../other-checkout [--turns 6] [--traffic q20|writes|mixed]
 
 For a change that instructions cannot judge (bench/instructions.py counts the app in-process;
 this measures the whole server: uvicorn, the transport, the kernel's share). Needs wrk.
@@ -15,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from functools import partial
@@ -33,27 +35,42 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--vs", type=Path, required=True, help="another checkout, with its .venv")
     parser.add_argument("--turns", type=int, default=6)
+    parser.add_argument("--traffic", choices=["q20", "writes", "mixed"], default="q20")
     args = parser.parse_args()
     run.TURNS = args.turns
     with tempfile.TemporaryDirectory() as folder:
-        database, key_file, info = small_catalog(folder)
+        on = "" if args.traffic == "q20" else run.postgres_schema("bench_versus")
+        database, key_file, info = small_catalog(folder, on)
+        workload = f"{folder}/workload.json"
         servers = []
         try:
             for checkout in (HERE.parent, args.vs.resolve()):
                 run.PY = str(checkout / ".venv" / "bin" / "python")  # serve() starts this one
-                proc, port, _ = run.serve(database, key_file)
-                run.wait_ready(port)
+                if args.traffic == "q20":
+                    proc, port, _ = run.serve(database, key_file)
+                    run.wait_ready(port)
+                else:
+                    proc, port, _ = run.serve_for_row(database, key_file, 1)
                 servers.append((proc, port))
+            run.PY = sys.executable  # the write stream's client: this checkout's, for both
             (this, this_port), (other, other_port) = servers
             key, password = info["accessKeyId"], info["accessKeyPassword"]
 
-            def load(proc: subprocess.Popen[bytes], port: int) -> run.Load:
+            def load(port: int, pid: int) -> run.Load:
+                if args.traffic == "writes":
+                    return run.writes_alone(workload, port, pid)
+                if args.traffic == "mixed":
+                    writer = run.write_stream(port, workload, run.TURN_SECONDS + 3)
+                    reads = run.realistic_script(json.loads(Path(workload).read_text()), port)
+                    measured = run.wrk(port, reads, seconds=run.TURN_SECONDS, pid=pid)
+                    writer.communicate(timeout=60)
+                    return measured
                 script = signed_script(key, password, f"127.0.0.1:{port}", "DescribeImages",
                                        [run.Q20])  # fmt: skip
-                return run.wrk(port, script, seconds=run.TURN_SECONDS, pid=proc.pid)
+                return run.wrk(port, script, seconds=run.TURN_SECONDS, pid=pid)
 
             mine, theirs = run.turns(
-                partial(load, this, this_port), partial(load, other, other_port)
+                partial(load, this_port, this.pid), partial(load, other_port, other.pid)
             )
         finally:
             for proc, _ in servers:

@@ -27,6 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from vmimages.auth import authorization_header
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from procstat import cpu_seconds
+
 READ_REQUESTS = 3000
 VERSIONS = ("2023-03-13", "2026-04-01")
 CATEGORIES = ("CentOS", "Windows", "Ubuntu", "Debian")
@@ -165,7 +169,10 @@ class Writer:
         elif self.call(person, "DeleteImages", {"imageIds": [alive[0]]}) is not None:
             alive.pop(0)
 
-    def run(self, rate: float, seconds: float) -> dict[str, Any]:
+    def run(self, rate: float, seconds: float, pid: int | None = None) -> dict[str, Any]:
+        """Writes at `rate` a second for `seconds`; with the server's pid, the CPU it used
+        over them, per write (µs, user and kernel)."""
+        cpu_before = cpu_seconds(pid) if pid else (0.0, 0.0)
         started = time.monotonic()
         writes = 0
         while (now := time.monotonic()) < started + seconds:
@@ -175,8 +182,11 @@ class Writer:
             self.write_once()
             writes += 1
         elapsed = time.monotonic() - started
+        cpu_after = cpu_seconds(pid) if pid else (0.0, 0.0)
         taken = sorted(self.write_seconds) or [0.0]
         return {
+            "server_user_us": 1e6 * (cpu_after[0] - cpu_before[0]) / max(writes, 1),
+            "server_sys_us": 1e6 * (cpu_after[1] - cpu_before[1]) / max(writes, 1),
             "writes": writes,
             "per_second": writes / elapsed,
             "outcomes": dict(self.done),
@@ -192,11 +202,12 @@ def main() -> None:
     parser.add_argument("--workload", required=True, help="the file bench/generate.py wrote")
     parser.add_argument("--rate", type=float, default=50, help="writes per second")
     parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--pid", type=int, help="the server's: its CPU per write is reported")
     args = parser.parse_args()
     info = json.loads(Path(args.workload).read_text())
     writer = Writer(info, f"127.0.0.1:{args.port}")
     writer.adopt()
-    print(json.dumps(writer.run(args.rate, args.seconds)))
+    print(json.dumps(writer.run(args.rate, args.seconds, args.pid)))
 
 
 if __name__ == "__main__":

@@ -178,9 +178,9 @@ def test_a_crashed_workers_lease_runs_out(test_db: str, creds: Credentials) -> N
         await store.open()
         (owner,) = await store.db.fetchone("SELECT id FROM accounts WHERE name = 'alice'") or ()
         await store.create_image(owner, "ins-alice-fra", "img-crash001", "crashy", None, 5)
-        held = await store.claim_build(now=1000.0, lease_until=1015.0)  # then the worker "dies"
-        during = await store.claim_build(now=1010.0, lease_until=1025.0)
-        after = await store.claim_build(now=1016.0, lease_until=1031.0)
+        held = await store.claim_builds(1000.0, 1015.0, 8)  # then the worker "dies"
+        during = await store.claim_builds(1010.0, 1025.0, 8)
+        after = await store.claim_builds(1016.0, 1031.0, 8)
         await store.finish_build("img-crash001", True)
         await store.finish_build("img-crash001", False)  # a late second finish changes nothing
         (status,) = (
@@ -191,10 +191,49 @@ def test_a_crashed_workers_lease_runs_out(test_db: str, creds: Credentials) -> N
         return held, during, (after, status)
 
     held, during, (after, status) = asyncio.run(scenario())
-    assert held.image_id == "img-crash001"
-    assert during is None
-    assert after.image_id == "img-crash001"
+    assert [job.image_id for job in held] == ["img-crash001"]
+    assert during == []
+    assert [job.image_id for job in after] == ["img-crash001"]
     assert status == "AVAILABLE"
+
+
+def test_claims_take_the_oldest_up_to_the_limit_and_never_one_twice(
+    test_db: str, creds: Credentials
+) -> None:
+    """Claims take the oldest CREATING images first, at most as many as asked; two stores
+    (two processes' workers) claiming at once never take the same image."""
+    add_instances(test_db)
+
+    async def scenario() -> tuple[list[str], list[str], list[str]]:
+        stores = [open_store(test_db), open_store(test_db)]
+        for store in stores:
+            assert isinstance(store, SqlStore)
+            await store.open()
+        first = stores[0]
+        assert isinstance(first, SqlStore)
+        (owner,) = await first.db.fetchone("SELECT id FROM accounts WHERE name = 'alice'") or ()
+        made = []
+        for n in range(12):
+            await first.create_image(owner, "ins-alice-fra", f"img-claim{n:03d}", "c", None, 99)
+            await first.db.execute(  # one create time each, oldest first
+                "UPDATE images SET create_time = ? WHERE image_id = ?",
+                (f"2026-01-01T00:00:{n:02d}Z", f"img-claim{n:03d}"),
+            )
+            made.append(f"img-claim{n:03d}")
+        oldest = await first.claim_builds(1000.0, 1015.0, 3)
+        both = await asyncio.gather(*(store.claim_builds(1000.0, 1015.0, 8) for store in stores))
+        # Two claims at once may both aim at the same rows; the one that comes second then
+        # takes fewer (PostgreSQL checks each row again once the first commits), never the
+        # same ones. What they left, the worker's next look takes.
+        rest = await first.claim_builds(1000.0, 1015.0, 8)
+        for store in stores:
+            await store.close()
+        taken = [job.image_id for jobs in (*both, rest) for job in jobs]
+        return [job.image_id for job in oldest], taken, made
+
+    oldest, taken, made = asyncio.run(scenario())
+    assert oldest == made[:3]
+    assert sorted(taken) == made[3:]  # each of the rest taken once
 
 
 def test_a_full_worker_starts_the_next_build_when_a_slot_frees(

@@ -88,14 +88,15 @@ class BuildWorker:
         history.set_actor(history.Actor(command="build worker"))  # its builds' outcomes
         while not self._stopping:
             try:
-                while len(self._builds) < MAX_PARALLEL_BUILDS:
+                while (free := MAX_PARALLEL_BUILDS - len(self._builds)) > 0:
                     now = self.clock()
-                    job = await self.store.claim_build(now, now + LEASE_SECONDS)
-                    if job is None:
+                    jobs = await self.store.claim_builds(now, now + LEASE_SECONDS, free)
+                    for job in jobs:
+                        task = asyncio.get_running_loop().create_task(self._build(job))
+                        self._builds.add(task)
+                        task.add_done_callback(self._finished)
+                    if len(jobs) < free:  # none left to take
                         break
-                    task = asyncio.get_running_loop().create_task(self._build(job))
-                    self._builds.add(task)
-                    task.add_done_callback(self._finished)
             except StoreUnavailable as exc:
                 log.warning("cannot look for images to build: %s; retrying", exc)
             except Exception:

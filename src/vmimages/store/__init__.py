@@ -125,7 +125,8 @@ class RequestStore(Protocol):
         self, owner: int, locations: Sequence[Location] | None, default_quota: int
     ) -> list[Quota]: ...
 
-    async def claim_build(self, now: float, lease_until: float) -> BuildJob | None: ...
+    async def claim_builds(self, now: float, lease_until: float, limit: int) -> list[BuildJob]:
+        """Up to `limit` CREATING images to build, each leased until `lease_until`."""
 
     async def remember_signature(self, signature: str, valid_until: float) -> bool:
         """Record a mutating request's signature; False if it was recorded before (a replay)."""

@@ -51,6 +51,10 @@ class Connection(Protocol):
 
     async def fetchall(self, sql: str, args: Args = ()) -> list[Row]: ...
 
+    async def write_rows(self, sql: str, args: Args = ()) -> list[Row]:
+        """Run one write statement with RETURNING on its own (it commits by itself, atomic
+        as any one statement is: no BEGIN and COMMIT around it); the rows it returns."""
+
     async def script(self, sql: str) -> None:
         """Run a script of several statements (a migration)."""
 

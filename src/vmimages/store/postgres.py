@@ -74,6 +74,9 @@ class PgConnection:
             records = await self.conn.fetch(numbered(sql), *args)
         return [tuple(r) for r in records]
 
+    async def write_rows(self, sql: str, args: Args = ()) -> list[Row]:
+        return await self.fetchall(sql, args)
+
     async def script(self, sql: str) -> None:
         with translated:
             await self.conn.execute(sql)
@@ -176,6 +179,10 @@ class PostgresDatabase:
             return await pg.fetchone(sql, args)
 
     async def fetchall(self, sql: str, args: Args = ()) -> list[Row]:
+        async with self._connection() as pg:
+            return await pg.fetchall(sql, args)
+
+    async def write_rows(self, sql: str, args: Args = ()) -> list[Row]:
         async with self._connection() as pg:
             return await pg.fetchall(sql, args)
 

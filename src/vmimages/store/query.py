@@ -22,10 +22,28 @@ from vmimages.catalog import (
 @dataclass(frozen=True, slots=True)
 class SqlFlavor:
     contains: str  # format with {col} and {arg}: true when col contains arg literally
+    # The whole of SqlBase.mark_changed in one statement (one round trip), where a database
+    # can write in a WITH; None: a statement each (SQLite's cost no round trip).
+    mark_changed: str | None = None
 
 
 SQLITE = SqlFlavor(contains="instr({col}, {arg}) > 0")
-POSTGRES = SqlFlavor(contains="strpos({col}, {arg}) > 0")
+POSTGRES = SqlFlavor(
+    contains="strpos({col}, {arg}) > 0",
+    # Values: the counter's step, the scope, the step again, when, by whom, then the changes'
+    # image ids, owners, region ids, zone ids, kinds and details, an array each.
+    mark_changed=(
+        "WITH step AS (UPDATE change_counter SET seq = seq + ? WHERE id = 1 RETURNING seq),"
+        " noted AS (INSERT INTO changes (scope, seq) SELECT CAST(? AS BIGINT), seq FROM step"
+        " ON CONFLICT (scope) DO UPDATE SET seq = excluded.seq)"
+        " INSERT INTO image_changes (seq, image_id, owner, region_id, zone_id, kind, at, actor,"
+        " detail) SELECT step.seq - ? + c.n, c.image_id, c.owner, c.region_id, c.zone_id,"
+        " c.kind, ?, ?, c.detail FROM step, unnest(CAST(? AS TEXT[]), CAST(? AS BIGINT[]),"
+        " CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS TEXT[]), CAST(? AS TEXT[]))"
+        " WITH ORDINALITY AS c(image_id, owner, region_id, zone_id, kind, detail, n)"
+    ),
+)
+
 
 # Columns of an image row, in the order row_to_image reads them.
 IMAGE_COLUMNS = (

@@ -195,6 +195,13 @@ class ReplicatedDatabase:
         await self.primary.executemany(sql, rows)
         await self._after_write()
 
+    async def write_rows(self, sql: str, args: Args = ()) -> list[Row]:
+        self._check_primary()
+        rows = await self.primary.write_rows(sql, args)
+        if rows:
+            await self._after_write()
+        return rows
+
     async def script(self, sql: str) -> None:
         self._check_primary()
         await self.primary.script(sql)

@@ -162,6 +162,9 @@ class SqliteDatabase:
         rows: list[Row] = self._run(sql, args).fetchall()
         return rows
 
+    async def write_rows(self, sql: str, args: Args = ()) -> list[Row]:
+        return await self.fetchall(sql, args)  # to the end: the statement then commits
+
     async def script(self, sql: str) -> None:
         for statement in split_statements(sql):
             self._run(statement, ())

@@ -158,32 +158,37 @@ class SqlBase:
         """Record that a transaction changed `scope` (see CATALOG_SCOPE) in the change log, and
         `changes` in the history (history.py), numbered in order after every change committed
         before, by whom the work under way is done: one step of the counter numbers them all,
-        the change log's entry last. Call it last in the transaction: on PostgreSQL it holds
-        the counter's row until commit."""
-        row = await tx.fetchone(
-            "UPDATE change_counter SET seq = seq + ? WHERE id = 1 RETURNING seq",
-            (len(changes) + 1,),
-        )
-        assert row is not None
-        last = int(row[0])
+        the change log's entry the last number. Call it last in the transaction: on PostgreSQL
+        it holds the counter's row until commit. PostgreSQL does it all in one statement
+        (query.SqlFlavor.mark_changed), SQLite in three."""
+        step, at, actor = len(changes) + 1, now_text(), history.actor().text()
+        rows = [
+            (c.image_id, c.owner, c.region_id, c.zone_id, c.kind,
+             None if c.detail is None else orjson.dumps(c.detail).decode())
+            for c in changes
+        ]  # fmt: skip
+        if (statement := self.db.flavor.mark_changed) is not None:
+            columns = [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * 6
+            await tx.execute(statement, (step, scope, step, at, actor, *columns))
+        else:
+            row = await tx.fetchone(
+                "UPDATE change_counter SET seq = seq + ? WHERE id = 1 RETURNING seq", (step,)
+            )
+            assert row is not None
+            last = int(row[0])
+            if rows:
+                await tx.executemany(
+                    "INSERT INTO image_changes (seq, image_id, owner, region_id, zone_id, kind,"
+                    " at, actor, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(last - step + i, *r[:5], at, actor, r[5]) for i, r in enumerate(rows, 1)],
+                )
+            await tx.execute(
+                "INSERT INTO changes (scope, seq) VALUES (?, ?)"
+                " ON CONFLICT (scope) DO UPDATE SET seq = excluded.seq",
+                (scope, last),
+            )
         if self.read_model is not None:  # this process's own write: the next look sees it
             self.read_model.changed()
-        if changes:
-            first, at, actor = last - len(changes), now_text(), history.actor().text()
-            await tx.executemany(
-                "INSERT INTO image_changes (seq, image_id, owner, region_id, zone_id, kind, at,"
-                " actor, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (first + i, c.image_id, c.owner, c.region_id, c.zone_id, c.kind, at, actor,
-                     None if c.detail is None else orjson.dumps(c.detail).decode())
-                    for i, c in enumerate(changes)
-                ],
-            )  # fmt: skip
-        await tx.execute(
-            "INSERT INTO changes (scope, seq) VALUES (?, ?)"
-            " ON CONFLICT (scope) DO UPDATE SET seq = excluded.seq",
-            (scope, last),
-        )
 
     async def remember_signature(self, signature: str, valid_until: float) -> bool:
         """Record a mutating request's signature; False if it was recorded before (a replay).

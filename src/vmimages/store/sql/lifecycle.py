@@ -281,19 +281,19 @@ class SqlLifecycle(SqlBase):
 
     # Builds -----------------------------------------------------------------------------------
 
-    async def claim_build(self, now: float, lease_until: float) -> BuildJob | None:
-        """Take the oldest CREATING custom image nobody holds (or whose holder's lease ran out).
-        The lease is checked again on the row itself, so two workers never both take it."""
-        async with self.db.transaction() as tx:
-            row = await tx.fetchone(
-                "UPDATE images SET build_lease = ? WHERE pk = ("
-                " SELECT pk FROM images WHERE status = 'CREATING' AND owner != 0"
-                " AND (build_lease IS NULL OR build_lease < ?) ORDER BY create_time LIMIT 1)"
-                " AND status = 'CREATING' AND (build_lease IS NULL OR build_lease < ?)"
-                " RETURNING image_id, instance_id",
-                (lease_until, now, now),
-            )
-        return None if row is None else BuildJob(image_id=row[0], instance_id=row[1])
+    async def claim_builds(self, now: float, lease_until: float, limit: int) -> list[BuildJob]:
+        """Take up to `limit` of the oldest CREATING custom images nobody holds (or whose
+        holder's lease ran out), in one statement of its own. The lease is checked again on
+        each row itself, so two workers never both take one."""
+        rows = await self.db.write_rows(
+            "UPDATE images SET build_lease = ? WHERE pk IN ("
+            " SELECT pk FROM images WHERE status = 'CREATING' AND owner != 0"
+            " AND (build_lease IS NULL OR build_lease < ?) ORDER BY create_time LIMIT ?)"
+            " AND status = 'CREATING' AND (build_lease IS NULL OR build_lease < ?)"
+            " RETURNING image_id, instance_id",
+            (lease_until, now, limit, now),
+        )
+        return [BuildJob(image_id=row[0], instance_id=row[1]) for row in rows]
 
     async def renew_build(self, image_id: str, lease_until: float) -> None:
         await self.db.execute(
