@@ -1,8 +1,8 @@
-"""PostgreSQL through an asyncpg connection pool: the store for many stateless API nodes.
+"""PostgreSQL through asyncpg: the store for many stateless API nodes.
 
-Every call takes a pooled connection (a transaction keeps one for its length). A database that
-cannot be reached, or does not answer in time, is StoreUnavailable (503, retry later); the pool
-reconnects by itself when the database is back.
+Every call takes a pooled connection (pgpool.py; a transaction keeps one for its length). A
+database that cannot be reached, or does not answer in time, is StoreUnavailable (503, retry
+later); the pool connects again by itself when the database is back.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from vmimages.store.db import (
     Translated,
     numbered,
 )
+from vmimages.store.pgpool import ConnectionPool
 from vmimages.store.query import POSTGRES
 from vmimages.store.sql import SqlStore
 
@@ -98,13 +99,6 @@ def as_store_error(exc: BaseException) -> Exception | None:
 translated = Translated(as_store_error)
 
 
-async def keep_session(conn: asyncpg.Connection) -> None:
-    """Nothing to reset when a connection goes back to the pool: the store never changes
-    session state (its advisory locks end with their transactions). asyncpg's default reset
-    would cost a round trip on every release."""
-    return
-
-
 class PostgresDatabase:
     kind = "postgres"
     flavor = POSTGRES
@@ -114,7 +108,7 @@ class PostgresDatabase:
         self.shown = masked_database(dsn)
         self.pool_size = pool_size
         self.timeout = timeout
-        self._pool: asyncpg.Pool | None = None
+        self._pool: ConnectionPool | None = None
 
     async def connect(self, create: bool = True) -> None:
         """Connect (PostgreSQL databases are made with `createdb`, never here)."""
@@ -124,16 +118,8 @@ class PostgresDatabase:
             raise StoreUnavailable(
                 f"PostgreSQL: the database URL {self.shown} is not valid: {exc}"
             ) from None
-        with translated:
-            self._pool = await asyncpg.create_pool(
-                self.dsn,
-                min_size=0,  # no floor to restore: a lost database logs one line per request
-                max_size=self.pool_size,
-                timeout=self.timeout,  # to connect
-                command_timeout=self.timeout,  # per statement
-                max_inactive_connection_lifetime=60,
-                reset=keep_session,
-            )
+        # No connection is made here: the first call makes one (the migrations, at start).
+        self._pool = ConnectionPool(self.dsn, self.pool_size, self.timeout)
 
     async def fetchall_aside(self, sql: str, args: Args = ()) -> list[Row]:
         return await self.fetchall(sql, args)
@@ -147,7 +133,7 @@ class PostgresDatabase:
             self._pool = None
 
     @property
-    def pool(self) -> asyncpg.Pool:
+    def pool(self) -> ConnectionPool:
         if self._pool is None:
             raise StoreUnavailable("the store is not open")
         return self._pool
@@ -191,20 +177,10 @@ class PostgresDatabase:
             await pg.script(sql)
 
 
-def open_connection(conn: asyncpg.Connection) -> bool:
-    """Whether a pooled connection is still open and ours: asyncpg's pool takes back one that
-    closed (the server ended it, or it was terminated), and it can no longer be used."""
-    try:
-        return not conn.is_closed()
-    except asyncpg.exceptions.InterfaceError:  # "released back to the pool"
-        return False
-
-
 class Borrowed:
-    """A connection taken from the pool for one call or one transaction (waiting at most the
-    database's timeout for one), given back after: `async with db._connection() as pg`. A class,
-    where @asynccontextmanager would make a generator and a wrapper object for every call (as
-    db.Translated)."""
+    """A connection taken from the pool for one call or one transaction, given back after:
+    `async with db._connection() as pg`. A class, where @asynccontextmanager would make a
+    generator and a wrapper object for every call (as db.Translated)."""
 
     __slots__ = ("conn", "db")
 
@@ -215,9 +191,7 @@ class Borrowed:
     async def __aenter__(self) -> PgConnection:
         pool = self.db.pool
         with translated:
-            # asyncio.timeout rather than acquire(timeout=...), which wraps the wait in a task.
-            async with asyncio.timeout(self.db.timeout):
-                self.conn = await pool.acquire()
+            self.conn = await pool.acquire()
         DB_CONNECTIONS.inc()
         return PgConnection(self.conn)
 
@@ -226,13 +200,12 @@ class Borrowed:
         if conn is None:
             return
         DB_CONNECTIONS.dec()
-        if isinstance(exc, StoreUnavailable) and open_connection(conn):
-            # A connection that met a lost or stopping server may be left in the middle of an
-            # operation: end it, so the pool never hands it out again (keep_session does not
-            # look at it on release).
-            conn.terminate()
-        with translated:
-            await self.db.pool.release(conn)
+        # A call that was cancelled, or met a lost or stopping server, may leave its connection
+        # in the middle of an operation: the pool ends it rather than hand it out again. Any
+        # other error (the store's own, a constraint) left it clean: a transaction that raised
+        # was rolled back on the way out.
+        left_clean = isinstance(exc, Exception) and not isinstance(exc, StoreUnavailable)
+        self.db.pool.release(conn, reusable=exc is None or left_clean)
 
 
 class PostgresStore(SqlStore):
