@@ -3,8 +3,10 @@
 With --key and --password: one q20 request, warm and with the CPU's caches made cold (below).
 With --workload: DescribeImages requests of the realistic traffic (bench/workload.py), one at a
 time, each answered for the first time by one process: the first request of an account it has
-not seen yet, then a query that account has not asked before (the request log on, to /dev/null). Prints the CPU time of each kind, per
-request, in microseconds.
+not seen yet; a later request of the account that still read the database (its own images on
+its first query that can show them, or its other credential: the read cache's misses, as
+/metrics counts them); a query that account has not asked before, answered from memory (the
+request log on, to /dev/null). Prints the CPU time of each kind, per request, in microseconds.
 
 Warm: requests back to back, so the code and data they touch stay in the CPU's caches. Cold:
 4 MB of memory written between requests (about twice the L2 cache here), as the kernel's
@@ -50,6 +52,7 @@ from vmimages import linewriter, logs  # noqa: E402
 from vmimages.app import create_app  # noqa: E402
 from vmimages.auth import authorization_header  # noqa: E402
 from vmimages.config import Settings  # noqa: E402
+from vmimages.metrics import TALLY  # noqa: E402
 
 ROUNDS, PER_ROUND = 7, 2000
 COST_ROUNDS, COST_PER_ROUND = 201, 200  # --settings-costs: short rounds, paired
@@ -127,6 +130,14 @@ def log_to_devnull() -> None:
     linewriter.WRITER.attach(asyncio.get_running_loop())
 
 
+def database_reads() -> int:
+    """The read cache's misses of accounts and credentials so far, as /metrics counts them
+    (vmimages_read_cache_lookups_total): each is a read of the database. In-process nothing
+    takes the counts for /metrics, so they only grow."""
+    lookups = TALLY.lookups
+    return sum(n for (kind, result), n in lookups.items() if kind != "answer" and result == "miss")
+
+
 async def first_sight(args: argparse.Namespace) -> None:
     from workload import read_requests
 
@@ -139,7 +150,7 @@ async def first_sight(args: argparse.Namespace) -> None:
     log_to_devnull()  # the request log on, as shipped, its lines written as serve writes them
     seen_accounts: set[str] = set()
     seen_queries: set[tuple[str, str, str]] = set()
-    spent: dict[str, list[float]] = {"new_account": [], "new_query": []}
+    spent: dict[str, list[float]] = {"new_account": [], "reads_database": [], "new_query": []}
     statuses: list[int] = []
 
     async def send(message: dict[str, Any]) -> None:
@@ -164,9 +175,16 @@ async def first_sight(args: argparse.Namespace) -> None:
         lower = {k.lower(): v for k, v in headers.items()}
         lower["content-length"] = str(len(encoded))
         request = http_scope(lower)
+        misses = database_reads()
         started = time.process_time()
         await app(request, receive, send)
-        spent[kind].append(time.process_time() - started)
+        spent_here = time.process_time() - started
+        if kind == "new_query" and database_reads() > misses:
+            # A later request of the account that still read the database, as /metrics counts
+            # it: the account's own images, on its first query that can show them (its first
+            # may have asked for public images only), or its other credential (key or token).
+            kind = "reads_database"
+        spent[kind].append(spent_here)
     await app.store.close()
     linewriter.WRITER.detach()
     if set(statuses) != {200}:

@@ -67,13 +67,15 @@ CHANGES = {"no-metrics": ("metrics", False), "no-access-log": ("access_log", Fal
            "log-format-json": ("log_format", "json")}  # fmt: skip
 
 
-def small_catalog(folder: str, database: str = "") -> tuple[str, str, dict[str, Any]]:
-    """A 1,000-image catalog, in a SQLite file made in `folder` or in `database`: the
+def small_catalog(
+    folder: str, database: str = "", images: int = 1000
+) -> tuple[str, str, dict[str, Any]]:
+    """A catalog of `images` (1,000 unless told), in a SQLite file made in `folder` or in `database`: the
     database, its server key file, and the bench account's credentials (generate.py's
     summary). Its workload (generate.py --workload) is `folder`/workload.json."""
     database, key_file = database or f"{folder}/bench.db", f"{folder}/bench.key"
     made = subprocess.run(
-        [sys.executable, str(HERE / "generate.py"), "--database", database, "--images", "1000",
+        [sys.executable, str(HERE / "generate.py"), "--database", database, "--images", str(images),
          "--key-file", key_file, "--workload", f"{folder}/workload.json"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip

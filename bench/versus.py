@@ -4,11 +4,14 @@ small SQLite catalog, loaded with one q20 by wrk in alternated turns (run.py's `
 other one first every second turn), so the machine's drift falls on both alike. Prints JSON:
 each turn's requests/s and server CPU per request, and the median of the turns' ratios of CPU
 per request, this checkout's over the other's (below 1: this one costs less). With --traffic
-writes or mixed, the catalog is on PostgreSQL (BENCH_POSTGRES_URL) and images build at once:
-`writes` is bench/run's write stream alone (the figures are then per write), `mixed` its
-realistic reads with the write stream beside them (its PostgreSQL row, on a small catalog).
+reads, writes or mixed, the catalog is on PostgreSQL (BENCH_POSTGRES_URL) and images build at
+once: `reads` is bench/run's realistic reads alone, `writes` its write stream alone (the figures
+are then per write), `mixed` the reads with the write stream beside them (its PostgreSQL rows).
+--images sets the catalog's size (1,000 unless told; bench/run's rows use 1,000,000, which takes
+a minute or two to make).
 
-    python bench/versus.py --vs ../other-checkout [--turns 6] [--traffic q20|writes|mixed]
+    python bench/versus.py --vs ../other-checkout [--turns 6] [--traffic q20|reads|writes|mixed]
+                           [--images 1000000]
 
 For a change that instructions cannot judge (bench/instructions.py counts the app in-process;
 this measures the whole server: uvicorn, the transport, the kernel's share). Needs wrk.
@@ -35,12 +38,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--vs", type=Path, required=True, help="another checkout, with its .venv")
     parser.add_argument("--turns", type=int, default=6)
-    parser.add_argument("--traffic", choices=["q20", "writes", "mixed"], default="q20")
+    parser.add_argument("--traffic", choices=["q20", "reads", "writes", "mixed"], default="q20")
+    parser.add_argument("--images", type=int, default=1000, help="the catalog's size")
     args = parser.parse_args()
     run.TURNS = args.turns
     with tempfile.TemporaryDirectory() as folder:
         on = "" if args.traffic == "q20" else run.postgres_schema("bench_versus")
-        database, key_file, info = small_catalog(folder, on)
+        database, key_file, info = small_catalog(folder, on, args.images)
         workload = f"{folder}/workload.json"
         servers = []
         try:
@@ -59,11 +63,15 @@ def main() -> None:
             def load(port: int, pid: int) -> run.Load:
                 if args.traffic == "writes":
                     return run.writes_alone(workload, port, pid)
-                if args.traffic == "mixed":
-                    writer = run.write_stream(port, workload, run.TURN_SECONDS + 3)
+                if args.traffic in ("reads", "mixed"):
+                    writes = args.traffic == "mixed"
+                    writer = (
+                        run.write_stream(port, workload, run.TURN_SECONDS + 3) if writes else None
+                    )
                     reads = run.realistic_script(json.loads(Path(workload).read_text()), port)
                     measured = run.wrk(port, reads, seconds=run.TURN_SECONDS, pid=pid)
-                    writer.communicate(timeout=60)
+                    if writer is not None:
+                        writer.communicate(timeout=60)
                     return measured
                 script = signed_script(key, password, f"127.0.0.1:{port}", "DescribeImages",
                                        [run.Q20])  # fmt: skip
