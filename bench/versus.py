@@ -7,10 +7,14 @@ per request, this checkout's over the other's (below 1: this one costs less). Wi
 reads, writes or mixed, the catalog is on PostgreSQL (BENCH_POSTGRES_URL) and images build at
 once: `reads` is bench/run's realistic reads alone, `writes` its write stream alone (the figures
 are then per write), `mixed` the reads with the write stream beside them (its PostgreSQL rows).
+With --traffic transport, each checkout's HTTP protocol alone (transport.py) serves the ceiling's
+fixed app (bench/transport_app.py), loaded with the signed q20 request: what the transport
+costs, without the app.
 --images sets the catalog's size (1,000 unless told; bench/run's rows use 1,000,000, which takes
 a minute or two to make).
 
-    python bench/versus.py --vs ../other-checkout [--turns 6] [--traffic q20|reads|writes|mixed]
+    python bench/versus.py --vs ../other-checkout [--turns 6]
+                           [--traffic q20|transport|reads|writes|mixed]
                            [--images 1000000]
 
 For a change that instructions cannot judge (bench/instructions.py counts the app in-process;
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 from functools import partial
@@ -34,23 +40,39 @@ from instructions import small_catalog  # noqa: E402
 from wrk_script import signed_script  # noqa: E402
 
 
+def transport_app() -> tuple[subprocess.Popen[bytes], int]:
+    """bench/transport_app.py in run.PY (the checkout's Python), on a free port."""
+    port = run.free_port()
+    proc = subprocess.Popen(
+        [run.PY, str(HERE / "transport_app.py"), str(port)], cwd=HERE,
+        env={**os.environ, "CEILING_IMAGES": "20"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    run.wait_port(port, proc)
+    return proc, port
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--vs", type=Path, required=True, help="another checkout, with its .venv")
     parser.add_argument("--turns", type=int, default=6)
-    parser.add_argument("--traffic", choices=["q20", "reads", "writes", "mixed"], default="q20")
+    parser.add_argument(
+        "--traffic", choices=["q20", "transport", "reads", "writes", "mixed"], default="q20"
+    )
     parser.add_argument("--images", type=int, default=1000, help="the catalog's size")
     args = parser.parse_args()
     run.TURNS = args.turns
     with tempfile.TemporaryDirectory() as folder:
-        on = "" if args.traffic == "q20" else run.postgres_schema("bench_versus")
+        on = "" if args.traffic in ("q20", "transport") else run.postgres_schema("bench_versus")
         database, key_file, info = small_catalog(folder, on, args.images)
         workload = f"{folder}/workload.json"
         servers = []
         try:
             for checkout in (HERE.parent, args.vs.resolve()):
                 run.PY = str(checkout / ".venv" / "bin" / "python")  # serve() starts this one
-                if args.traffic == "q20":
+                if args.traffic == "transport":
+                    proc, port = transport_app()
+                elif args.traffic == "q20":
                     proc, port, _ = run.serve(database, key_file)
                     run.wait_ready(port)
                 else:

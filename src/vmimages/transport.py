@@ -119,6 +119,9 @@ class OneWrite:
         self.flush()
         self._transport.close()
 
+    def is_closing(self) -> bool:  # asked twice a request: here, not through __getattr__
+        return self._transport.is_closing()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
@@ -135,7 +138,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     keep-alive timeout, then it closes). Both run on one timer per connection (`_wait`), which
     a new wait does not move: when the timer fires before the wait's end it sleeps again until
     then. uvicorn, and this protocol before, made and cancelled a timer of the event loop's for
-    each wait, two for each request (docs/decisions.md, "One timer per connection")."""
+    each wait, two for each request (docs/decisions.md, "One timer per connection").
+
+    The parser's callbacks call uvicorn's by name (`HttpToolsProtocol.on_header(self, ...)`),
+    not through `super()`, which on Python 3.11 makes an object and searches the classes on
+    every call: they run for every header of every request."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -239,7 +246,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 )
             )
             return
-        super().data_received(data)
+        HttpToolsProtocol.data_received(self, data)
         if self._in_head and self._head_bytes > Limits.max_header_bytes:  # a head dribbling in
             self._refuse(self._head_too_large())
 
@@ -249,7 +256,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_parsed += len(url)
         if self._head_parsed > Limits.max_header_bytes:
             self._stop_parsing(self._head_too_large())
-        super().on_url(url)
+        HttpToolsProtocol.on_url(self, url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._in_head:
@@ -258,7 +265,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._fields += 1
         if self._head_parsed > Limits.max_header_bytes or self._fields > MAX_HEADER_FIELDS:
             self._stop_parsing(self._head_too_large())
-        super().on_header(name, value)
+        HttpToolsProtocol.on_header(self, name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -272,14 +279,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                         f" section 3.2); this one has {hosts}.",
                     )
                 )
-        super().on_headers_complete()
+        HttpToolsProtocol.on_headers_complete(self)
 
     def on_message_complete(self) -> None:
         self._stop_deadline()
         self._receiving = False
         self._in_head = True
         self._head_bytes = self._head_parsed = self._fields = self._wire_bytes = 0
-        super().on_message_complete()
+        HttpToolsProtocol.on_message_complete(self)
 
     def _head_too_large(self) -> ApiError:
         if self._fields > MAX_HEADER_FIELDS:
