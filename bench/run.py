@@ -379,6 +379,22 @@ def realistic_script(info: dict[str, Any], port: int) -> str:
     return requests_script([(h, b) for _, h, b in read_requests(info, f"127.0.0.1:{port}")])
 
 
+def realistic_turn(
+    info: dict[str, Any], workload: str, port: int, pid: int,
+    written: list[dict[str, Any]] | None = None,
+) -> Load:  # fmt: skip
+    """One turn of the realistic reads (`info`: the workload file's contents); with `written`,
+    the write stream beside them (through the warm-up and the measured run, and a second
+    longer), its figures added to `written`."""
+    script = realistic_script(info, port)
+    writer = None if written is None else write_stream(port, workload, TURN_SECONDS + 3)
+    load = wrk(port, script, seconds=TURN_SECONDS, pid=pid)
+    if writer is not None and written is not None:
+        out, _ = writer.communicate(timeout=60)
+        written.append(json.loads(out))
+    return load
+
+
 def cpu_over(loads: list[Load], base: list[Load]) -> float:
     """The median of the turns' ratios of CPU per request: `loads` over `base`."""
     return median(x.cpu_us / b.cpu_us for x, b in zip(loads, base, strict=True))
@@ -402,17 +418,7 @@ def mixed_runs(store: str, database: str, key_file: str, workload: str) -> list[
     if store == "postgres":
         cases.append((2, True))
     rows: list[dict[str, Any]] = []
-
-    def reads(port: int, pid: int, written: list[dict[str, Any]] | None = None) -> Load:
-        """One turn of the realistic reads; with `written`, the write stream beside them
-        (through the warm-up and the measured run, and a second longer), its figures added."""
-        script = realistic_script(info, port)
-        writer = None if written is None else write_stream(port, workload, TURN_SECONDS + 3)
-        load = wrk(port, script, seconds=TURN_SECONDS, pid=pid)
-        if writer is not None and written is not None:
-            out, _ = writer.communicate(timeout=60)
-            written.append(json.loads(out))
-        return load
+    reads = partial(realistic_turn, info, workload)
 
     for processes, writes in cases:
         written: list[dict[str, Any]] = []

@@ -1,6 +1,7 @@
 """The ceiling's fixed app (fixed_app.py, its body the size of a q20 answer) served through
-vmimages' own HTTP protocol (transport.BoundedHttpToolsProtocol, with the options `serve`
-gives uvicorn) instead of uvicorn's: the transport alone, without the app, for
+vmimages' own HTTP protocol (transport.BoundedHttpToolsProtocol, with the request path's
+options `serve` gives uvicorn: uvloop, no access log, no server or date header, no proxy
+headers) instead of uvicorn's: the transport alone, without the app, for
 `versus.py --traffic transport`. Run from bench/, in the Python of the checkout measured.
 
     CEILING_IMAGES=20 python bench/transport_app.py PORT

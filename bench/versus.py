@@ -31,6 +31,7 @@ import sys
 import tempfile
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -82,19 +83,14 @@ def main() -> None:
             (this, this_port), (other, other_port) = servers
             key, password = info["accessKeyId"], info["accessKeyPassword"]
 
+            requests = json.loads(Path(workload).read_text())
+
             def load(port: int, pid: int) -> run.Load:
                 if args.traffic == "writes":
                     return run.writes_alone(workload, port, pid)
-                if args.traffic in ("reads", "mixed"):
-                    writes = args.traffic == "mixed"
-                    writer = (
-                        run.write_stream(port, workload, run.TURN_SECONDS + 3) if writes else None
-                    )
-                    reads = run.realistic_script(json.loads(Path(workload).read_text()), port)
-                    measured = run.wrk(port, reads, seconds=run.TURN_SECONDS, pid=pid)
-                    if writer is not None:
-                        writer.communicate(timeout=60)
-                    return measured
+                if args.traffic in ("reads", "mixed"):  # with the write stream beside: mixed
+                    written: list[dict[str, Any]] | None = [] if args.traffic == "mixed" else None
+                    return run.realistic_turn(requests, workload, port, pid, written)
                 script = signed_script(key, password, f"127.0.0.1:{port}", "DescribeImages",
                                        [run.Q20])  # fmt: skip
                 return run.wrk(port, script, seconds=run.TURN_SECONDS, pid=pid)

@@ -169,8 +169,7 @@ class PostgresDatabase:
             return await pg.fetchall(sql, args)
 
     async def write_rows(self, sql: str, args: Args = ()) -> list[Row]:
-        async with self._connection() as pg:
-            return await pg.fetchall(sql, args)
+        return await self.fetchall(sql, args)  # a statement on its own commits by itself
 
     async def script(self, sql: str) -> None:
         async with self._connection() as pg:
