@@ -82,6 +82,7 @@ def write_report(
     compiled: dict[str, Any] | None = None,
     build: str | None = None,
     steps: dict[str, Any] | None = None,
+    where: dict[str, Any] | None = None,
 ) -> None:
     largest = max(r["size"] for r in runs)
     big = [r for r in runs if r["size"] == largest]
@@ -279,6 +280,7 @@ def write_report(
                     else ""
                 ),
             ]
+    lines += where_section(where)
     lines += instructions_section(steps)
     if hostile is not None:
         lines += hostile_section(hostile)
@@ -455,6 +457,40 @@ LIBRARIES = {
     "orjson": "orjson: JSON in and out",
     "uvloop/": "uvloop: the event loop",
 }
+
+
+def where_section(where: dict[str, Any] | None) -> list[str]:
+    """The whole process over the wire, by object file (bench/wherecpu.py, perf)."""
+    if where is None:
+        return []
+    top, q20 = where["ceiling"], where["q20"]
+    ceiling_us = {kind: us for kind, _, us in top["objects"]}
+    lines = [
+        "",
+        "### The whole server over the wire, by object file",
+        "",
+        "`bench/wherecpu.py`: perf sampled each server's process while wrk loaded it (a run of"
+        " its own, on a 1k SQLite catalog): the ceiling's fixed app with a body the size of a"
+        f" q20 answer ({top['rps']:,} requests/s, {top['cpu_us']:.0f} µs of CPU a request), and"
+        f" `vmimages serve` as shipped on the signed q20 ({q20['rps']:,} requests/s,"
+        f" {q20['cpu_us']:.0f} µs). Each object file's share of the samples, as µs of CPU a"
+        " request:",
+        "",
+        "| object | ceiling µs | vmimages q20 µs | difference |",
+        "|---|---|---|---|",
+    ]
+    for kind, _, us in q20["objects"]:
+        base = ceiling_us.pop(kind, 0.0)
+        lines.append(f"| {kind} | {base:.1f} | {us:.1f} | {us - base:+.1f} |")
+    for kind, base in ceiling_us.items():  # in the ceiling's samples only
+        lines.append(f"| {kind} | {base:.1f} | 0.0 | {-base:+.1f} |")
+    lines += [
+        "",
+        f"Of CPython's share, the interpreter's own loop (Python that is not compiled: uvicorn's,"
+        f" asyncio's, `transport.py`) is {top['interpreted'][1]:.1f} µs in the ceiling and"
+        f" {q20['interpreted'][1]:.1f} µs in vmimages.",
+    ]
+    return lines
 
 
 def instructions_section(steps: dict[str, Any] | None) -> list[str]:
@@ -741,7 +777,7 @@ def render(results: Path, report: Path) -> None:
     write_report(report, f["machine"], f["ceiling"], f["ceiling_q20_body"], f["floor"],
                  f["moto"], f["runs"], f["hostile"], f["kit"], f.get("publishing"),
                  f["seconds"], f.get("feed"), f.get("regions"), f.get("compiled"),
-                 f.get("build"), f.get("steps"))  # fmt: skip
+                 f.get("build"), f.get("steps"), f.get("where"))  # fmt: skip
 
 
 if __name__ == "__main__":  # re-render the report from the last run's figures, measuring nothing

@@ -612,6 +612,12 @@ def main() -> None:
                               capture_output=True, text=True, check=False)  # fmt: skip
         steps = json.loads(made.stdout) if made.returncode == 0 else None
         print(f"instructions: {steps or made.stderr[-2000:]}", file=sys.stderr)
+    where = None
+    if shutil.which("perf") is not None:  # the whole process over the wire, by object file
+        made = subprocess.run([PY, str(HERE / "wherecpu.py")], capture_output=True, text=True,
+                              check=False)  # fmt: skip
+        where = json.loads(made.stdout) if made.returncode == 0 else None
+        print(f"where the CPU goes: {where or made.stderr[-2000:]}", file=sys.stderr)
     regions = None
     if "postgres" in STORES:  # a node far from its primary, with and without a local replica
         measured = subprocess.run([PY, str(HERE / "replica.py")], capture_output=True, text=True,
@@ -621,7 +627,7 @@ def main() -> None:
     figures = {"machine": machine(), "seconds": time.monotonic() - started, "ceiling": top,
                "ceiling_q20_body": sized, "floor": least, "moto": peer, "runs": runs,
                "hostile": hostile, "kit": kit, "publishing": publishing,
-               "feed": feed, "regions": regions, "compiled": compiled, "steps": steps,
+               "feed": feed, "regions": regions, "compiled": compiled, "steps": steps, "where": where,
                "build": vmimages.build()}  # fmt: skip
     (RESULTS / "results.json").write_text(json.dumps(figures, indent=1, default=vars))
     from report import render

@@ -417,3 +417,21 @@ def test_every_domain_error_has_its_answer() -> None:
     for error in samples:
         answer = to_api_error(error)
         assert answer.status != 500 and answer.message, error
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [(b"content-type", b"application/json"), (b"x-zc-action", b"DescribeRegions")],
+        [(b"Content-Type", b"application/json"), (b"X-ZC-Action", b"DescribeRegions")],
+        [(b"CONTENT-TYPE", b"a"), (b"x-Tc-action", b"DescribeRegions"), (b"x-zc-action", b"")],
+        [(b"x-1", b"digits"), (b"X-\xc9t\xe9", b"latin-1"), (b"X-TC-ACTION", b" DescribeZones ")],
+    ],
+)
+def test_header_names_in_any_case_read_as_lowercase(raw: list[tuple[bytes, bytes]]) -> None:
+    """An ASGI server may pass names in any case (uvicorn lowers them; another may not): what
+    the app reads is the same as from the names lowered first."""
+    lowered = [(name.lower(), value) for name, value in raw]
+    expected = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
+    assert protocol.headers_of(raw) == protocol.headers_of(lowered) == expected
+    assert protocol.action_of(raw) == protocol.action_of(lowered)
