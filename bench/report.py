@@ -448,17 +448,6 @@ def write_costs_section(big: list[dict[str, Any]]) -> list[str]:
 
 
 # The object files of a compiled request, as the report names them.
-LIBRARIES = {
-    "libpython": "CPython's runtime: objects, dicts, strings, calls, and the interpreter",
-    "__mypyc": "the compiled modules' own code",
-    "libcrypto": "OpenSSL: HMAC and SHA-256",
-    "libc": "the C library: memory, copies",
-    "libsqlite3": "SQLite",
-    "orjson": "orjson: JSON in and out",
-    "uvloop/": "uvloop: the event loop",
-}
-
-
 def where_section(where: dict[str, Any] | None) -> list[str]:
     """The whole process over the wire, by object file (bench/wherecpu.py, perf)."""
     if where is None:
@@ -493,6 +482,31 @@ def where_section(where: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+# Object files by what they are, for perf's profile (wherecpu.py) and callgrind's: the first key
+# found in a file's name names it; a file that matches none is "other". perf names a file by
+# its base name, callgrind by its path: uvloop's and httptools' are known by both.
+OBJECTS = (
+    ("[kernel", "the kernel: sockets, loopback, scheduling"),
+    ("libpython", "CPython's runtime: objects, dicts, strings, calls, and the interpreter"),
+    ("__mypyc", "the compiled modules' own code"),
+    ("uvloop", "uvloop: the event loop"),
+    ("loop.cpython", "uvloop: the event loop"),
+    ("httptools", "httptools: the HTTP parser"),
+    ("parser.cpython", "httptools: the HTTP parser"),
+    ("url_parser", "httptools: the HTTP parser"),
+    ("libcrypto", "OpenSSL: HMAC and SHA-256"),
+    ("_hashlib", "OpenSSL: HMAC and SHA-256"),
+    ("orjson", "orjson: JSON in and out"),
+    ("sqlite", "SQLite"),
+    ("libc.so", "the C library: memory, copies"),
+)
+OTHER = "other (asyncio's C parts, the vDSO, ...)"
+
+
+def what(object_file: str) -> str:
+    return next((name for key, name in OBJECTS if key in object_file), OTHER)
+
+
 def instructions_section(steps: dict[str, Any] | None) -> list[str]:
     """Where a compiled request's instructions go (bench/instructions.py --profile)."""
     if steps is None:
@@ -520,9 +534,11 @@ def instructions_section(steps: dict[str, Any] | None) -> list[str]:
         "| object | instructions | share |",
         "|---|---|---|",
     ]
+    kinds: dict[str, int] = {}  # files of one kind summed (OpenSSL's and hashlib's, say)
     for library, n in steps["libraries"]:
-        meaning = next((m for key, m in LIBRARIES.items() if key in library), library)
-        lines.append(f"| {meaning} | {n:,} | {n / total:.0%} |")
+        kinds[what(library)] = kinds.get(what(library), 0) + n
+    for kind, n in sorted(kinds.items(), key=lambda kv: -kv[1]):
+        lines.append(f"| {kind} | {n:,} | {n / total:.0%} |")
     interpreted = steps["interpreted"]
     lines += [
         "",

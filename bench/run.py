@@ -42,6 +42,7 @@ DURATION = int(os.environ.get("BENCH_DURATION", "10"))
 STORES = os.environ.get("BENCH_STORES", "sqlite,postgres").split(",")
 PG_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://127.0.0.1/test")
 CONNECTIONS = 32
+WARM_UP_SECONDS = 2  # wrk's run before each measured one
 Q20 = json.dumps({"osType": "linux", "pageSize": 20})
 Q1000 = json.dumps({"pageSize": 1000})
 
@@ -96,7 +97,7 @@ def wrk(
     path.write_text(script)
     url = f"http://127.0.0.1:{port}/"
     base = ["wrk", "-t2", f"-c{CONNECTIONS}", "--timeout", timeout, "-s", str(path)]
-    subprocess.run([*base, "-d2s", url], capture_output=True, check=True)  # warm-up
+    subprocess.run([*base, f"-d{WARM_UP_SECONDS}s", url], capture_output=True, check=True)
     cpu_before = cpu_seconds(pid) if pid else (0.0, 0.0)
     out = subprocess.run(
         [*base, f"-d{seconds}s", "--latency", url], capture_output=True, text=True, check=True

@@ -32,36 +32,15 @@ sys.path.insert(0, str(HERE))
 
 import run  # noqa: E402
 from instructions import small_catalog  # noqa: E402
+from report import what  # noqa: E402
 from wrk_script import signed_script  # noqa: E402
-
-# Object files by what they are, in the order the report lists them: the first key found in a
-# file's name names it; a file that matches none is "other".
-OBJECTS = (
-    ("[kernel", "the kernel: sockets, loopback, scheduling"),
-    ("libpython", "CPython's runtime: objects, dicts, strings, calls, and the interpreter"),
-    ("__mypyc", "the compiled modules' own code"),
-    ("uvloop", "uvloop: the event loop"),
-    ("loop.cpython", "uvloop: the event loop"),
-    ("parser.cpython", "httptools: the HTTP parser"),
-    ("url_parser", "httptools: the HTTP parser"),
-    ("libcrypto", "OpenSSL: HMAC and SHA-256"),
-    ("_hashlib", "OpenSSL: HMAC and SHA-256"),
-    ("orjson", "orjson: JSON in and out"),
-    ("sqlite", "SQLite"),
-    ("libc.so", "the C library: memory, copies"),
-)
-OTHER = "other (asyncio's C parts, the vDSO, ...)"
-
-
-def what(object_file: str) -> str:
-    return next((name for key, name in OBJECTS if key in object_file), OTHER)
 
 
 def sampled(pid: int, seconds: float, out: Path) -> threading.Thread:
     """perf sampling process `pid` for `seconds`, from a thread, after wrk's warm-up."""
 
     def record() -> None:
-        time.sleep(2.5)  # run.wrk warms up for 2 s first
+        time.sleep(run.WARM_UP_SECONDS + 0.5)  # after run.wrk's warm-up
         subprocess.run(
             ["perf", "record", "-F", "999", "-p", str(pid), "-o", str(out), "--", "sleep",
              str(seconds)],
