@@ -83,3 +83,54 @@ def test_the_rest_is_the_transports_own() -> None:
         assert out.is_closing() is False
 
     assert turns(ask) == []
+
+
+# The request head as an ASGI app sees it: BoundedHttpToolsProtocol reads header fields itself
+# (one call a field), and must read them as uvicorn's own protocol does.
+
+HEADS = [
+    b"POST /api/v2/vm HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+    b"X-ZC-Action: DescribeImages \t\r\nAUTHORIZATION:  Bearer t  \r\nContent-Length: 2\r\n\r\n{}",
+    b"POST / HTTP/1.1\r\nhost: a\r\nExpect: 100-Continue\r\nContent-Length: 2\r\n\r\n{}",
+    b"POST / HTTP/1.1\r\nHost: a\r\nEXPECT: 100-continue \r\nX-Empty:\r\n"
+    b"Content-Length: 2\r\n\r\n{}",
+    b"POST / HTTP/1.0\r\nX-Latin: caf\xe9\r\nContent-Length: 0\r\n\r\n",
+]
+
+
+def seen_by(protocol_class: Any, head: bytes) -> tuple[list[tuple[bytes, bytes]], bool]:
+    """The headers an app is given for `head`, and whether the protocol took it as waiting for
+    `100 Continue`."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    seen: list[tuple[list[tuple[bytes, bytes]], bool]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append((list(scope["headers"]), protocol.expect_100_continue))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def run() -> None:
+        nonlocal protocol
+        config = uvicorn.Config(app, http=protocol_class, log_level="warning")
+        config.load()
+        protocol = protocol_class(config, ServerState(), {}, asyncio.get_running_loop())
+        protocol.connection_made(Recorder())
+        protocol.data_received(head)
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    protocol: Any = None
+    asyncio.run(run())
+    assert len(seen) == 1, seen
+    return seen[0]
+
+
+def test_header_fields_are_read_as_uvicorns_protocol_reads_them() -> None:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from vmimages.transport import BoundedHttpToolsProtocol
+
+    for head in HEADS:
+        assert seen_by(BoundedHttpToolsProtocol, head) == seen_by(HttpToolsProtocol, head), head

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.sslproto
+import math
 import ssl
 from collections.abc import Callable
 from typing import Any, ClassVar, cast
@@ -140,24 +141,29 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     then. uvicorn, and this protocol before, made and cancelled a timer of the event loop's for
     each wait, two for each request (docs/decisions.md, "One timer per connection").
 
-    The parser's callbacks call uvicorn's by name (`HttpToolsProtocol.on_header(self, ...)`),
-    not through `super()`, which on Python 3.11 makes an object and searches the classes on
-    every call: they run for every header of every request."""
+    The parser's callbacks call uvicorn's by name (`HttpToolsProtocol.data_received(self,
+    ...)`), not through `super()`, which on Python 3.11 makes an object and searches the
+    classes on every call. The two that run for every header field, `on_url` and `on_header`,
+    do uvicorn's few lines themselves instead of calling them: a Python call less per field
+    (tests/test_transport.py checks that an app is given the same headers as uvicorn's)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_bytes = 0  # bytes received while the current request's head is incomplete
         self._head_parsed = 0  # bytes of its request line and header fields, as parsed
         self._fields = 0  # its header fields
+        self._hosts = 0  # its Host fields
         self._wire_bytes = 0  # bytes of the current request on the wire, framing included
         self._in_head = True  # between requests, or inside a head
         self._receiving = True  # a request (or the first one) is being received
         self._timer: asyncio.TimerHandle | None = None  # the connection's one timer
+        self._timer_at = math.inf  # when it fires (loop time); inf: no timer
         self._due = 0.0  # when the current wait ends
         self._then: Callable[[], None] | None = None  # what is done then; None: no wait
         # How far ahead the timer is set: no further than the shortest wait, so that a new
         # wait of either kind ends after it fires, and seldom has to move it.
-        self._horizon = min(Limits.receive_timeout, float(self.timeout_keep_alive))
+        self._receive_timeout = Limits.receive_timeout
+        self._horizon = min(self._receive_timeout, float(self.timeout_keep_alive))
         self._refusal: ApiError | None = None  # why a parser callback stopped the parser
         self._raw: asyncio.Transport | None = None  # the TCP connection, under TLS
         self._handshaking: asyncio.sslproto.SSLProtocol | None = None  # TLS, until it is up
@@ -256,7 +262,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_parsed += len(url)
         if self._head_parsed > Limits.max_header_bytes:
             self._stop_parsing(self._head_too_large())
-        HttpToolsProtocol.on_url(self, url)
+        self.url += url  # (uvicorn's on_url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._in_head:
@@ -265,12 +271,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._fields += 1
         if self._head_parsed > Limits.max_header_bytes or self._fields > MAX_HEADER_FIELDS:
             self._stop_parsing(self._head_too_large())
-        HttpToolsProtocol.on_header(self, name, value)
+        name = name.lower()  # uvicorn's on_header from here (see the class's docstring)
+        value = value.rstrip(b" \t")  # llhttp keeps a value's trailing whitespace (RFC 9110 5.5)
+        if name == b"host":
+            self._hosts += 1
+        elif name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         if self.parser.get_http_version() == "1.1":
-            hosts = sum(1 for name, _ in self.headers if name == b"host")
+            hosts = self._hosts
             if hosts != 1:
                 self._stop_parsing(
                     ApiError(
@@ -285,7 +297,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._stop_deadline()
         self._receiving = False
         self._in_head = True
-        self._head_bytes = self._head_parsed = self._fields = self._wire_bytes = 0
+        self._head_bytes = self._head_parsed = self._fields = self._hosts = self._wire_bytes = 0
         HttpToolsProtocol.on_message_complete(self)
 
     def _head_too_large(self) -> ApiError:
@@ -353,17 +365,19 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _wait(self, seconds: float, then: Callable[[], None]) -> None:
         """Call `then` in `seconds`, unless another wait, or the end of this one, comes first."""
         now = self.loop.time()
-        self._due, self._then = now + seconds, then
-        if self._timer is not None and self._timer.when() <= self._due:
+        self._due = due = now + seconds
+        self._then = then
+        if self._timer_at <= due:
             return  # it fires first, and is set again for the rest of the wait (_wake)
         self._drop_timer()
         self._set_timer(now)
 
     def _set_timer(self, now: float) -> None:
-        self._timer = self.loop.call_at(min(self._due, now + self._horizon), self._wake)
+        self._timer_at = when = min(self._due, now + self._horizon)
+        self._timer = self.loop.call_at(when, self._wake)
 
     def _wake(self) -> None:
-        self._timer = None
+        self._timer, self._timer_at = None, math.inf
         then = self._then
         if then is None:
             return  # the wait ended before its time
@@ -377,10 +391,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _drop_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-            self._timer = None
+            self._timer, self._timer_at = None, math.inf
 
     def _start_deadline(self) -> None:
-        self._wait(Limits.receive_timeout, self._too_slow)
+        self._wait(self._receive_timeout, self._too_slow)
 
     def _stop_deadline(self) -> None:
         self._then = None  # the timer is left to fire, and finds no wait
