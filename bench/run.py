@@ -607,12 +607,16 @@ def main() -> None:
     if compiled is None:
         print(f"compiled.py failed:\n{made.stderr[-2000:]}", file=sys.stderr)
     print(f"compiled: {compiled}", file=sys.stderr)
-    steps = None
+    steps = wire = None
     if shutil.which("valgrind") is not None:  # where a compiled request's instructions go
         made = subprocess.run([PY, str(HERE / "instructions.py"), "--profile"],
                               capture_output=True, text=True, check=False)  # fmt: skip
         steps = json.loads(made.stdout) if made.returncode == 0 else None
         print(f"instructions: {steps or made.stderr[-2000:]}", file=sys.stderr)
+        made = subprocess.run([PY, str(HERE / "wirecount.py")], capture_output=True, text=True,
+                              check=False)  # fmt: skip
+        wire = json.loads(made.stdout) if made.returncode == 0 else None
+        print(f"instructions over the wire: {wire or made.stderr[-2000:]}", file=sys.stderr)
     where = None
     if shutil.which("perf") is not None:  # the whole process over the wire, by object file
         made = subprocess.run([PY, str(HERE / "wherecpu.py")], capture_output=True, text=True,
@@ -629,7 +633,7 @@ def main() -> None:
                "ceiling_q20_body": sized, "floor": least, "moto": peer, "runs": runs,
                "hostile": hostile, "kit": kit, "publishing": publishing,
                "feed": feed, "regions": regions, "compiled": compiled, "steps": steps, "where": where,
-               "build": vmimages.build()}  # fmt: skip
+               "wire": wire, "build": vmimages.build()}  # fmt: skip
     (RESULTS / "results.json").write_text(json.dumps(figures, indent=1, default=vars))
     from report import render
 
