@@ -92,9 +92,7 @@ ONE_WRITE_PER_ANSWER = True
 
 class OneWrite:
     """A connection's transport as uvicorn sees it, but an answer's head is held until its
-    body is written, and both go out in one send(): uvicorn writes them apart (an answer with
-    no body, to HEAD, goes out when it is complete: BoundedHttpToolsProtocol.on_response_complete
-    flushes). A write is an
+    body is written, and both go out in one send(): uvicorn writes them apart. A write is an
     answer's head when it is the first since the protocol's current request began its answer
     (`protocol.cycle.response_started`); anything else (a `100 Continue`, a refusal, the answer
     of a request queued behind another) goes out as it comes. Ending the sending or closing
@@ -186,7 +184,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._http = False  # whether the connection speaks HTTP yet (after TLS, if any)
         self._deferred: ApiError | None = None  # a refusal sent once the answers before it are
         self._lingering = False  # refused: what arrives is dropped until the close
-        self._one_write: OneWrite | None = None  # the transport uvicorn writes to, once HTTP
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """A TCP connection is accepted: it counts against the connection cap and its receive
@@ -231,8 +228,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _connected(self, transport: asyncio.Transport) -> None:
         self._http = True
         if ONE_WRITE_PER_ANSWER:
-            self._one_write = OneWrite(transport, self)
-            transport = cast(asyncio.Transport, self._one_write)
+            transport = cast(asyncio.Transport, OneWrite(transport, self))
         super().connection_made(transport)
         if len(self.connections) > Limits.max_connections:
             self._refuse(
@@ -363,10 +359,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         """What uvicorn does once an answer is sent (count it, read again, start the next
-        request if one waits), with the wait for the next request on the connection's timer.
-        A head still held goes out: an answer to HEAD writes no body."""
-        if self._one_write is not None:
-            self._one_write.flush()
+        request if one waits), with the wait for the next request on the connection's timer."""
         self.server_state.total_requests += 1
         if self._deferred is not None and not self.pipeline:
             error, self._deferred = self._deferred, None
