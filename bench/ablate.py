@@ -6,7 +6,7 @@ what the choice is worth beside the service as shipped, in the same run.
 look-per-request: every request looks at the change log, instead of one look serving every
 request that the event loop runs in the same turn (store/memory.py, ONE_LOOK_PER_TURN).
 two-writes: an answer's head and body written apart, as uvicorn writes them, instead of in one
-write (transport.py, ONE_WRITE_PER_ANSWER).
+write per turn of the event loop (transport.py, ONE_WRITE_PER_TURN).
 change-log-statements: on PostgreSQL, a write's counter step, change log entry and history in
 a statement each, as on SQLite, instead of one statement (store/query.py, SqlFlavor.mark_changed).
 """
@@ -26,7 +26,7 @@ from vmimages.store.query import POSTGRES
 
 CHOICES: dict[str, tuple[object, str, object]] = {
     "look-per-request": (memory, "ONE_LOOK_PER_TURN", False),
-    "two-writes": (transport, "ONE_WRITE_PER_ANSWER", False),
+    "two-writes": (transport, "ONE_WRITE_PER_TURN", False),
     "change-log-statements": (
         postgres.PostgresDatabase,
         "flavor",

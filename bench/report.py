@@ -11,7 +11,7 @@ from typing import Any
 # writes (the kernel's loopback work is counted there).
 PROFILED = (
     ("RequestResponseCycle.run_asgi", "the ASGI request, all of it (the rest is uvicorn's parsing and the event loop)"),
-    ("RequestResponseCycle.send", "uvicorn writing the answer (its head held, and sent with its body in one write())"),
+    ("RequestResponseCycle.send", "uvicorn writing the answer (held, and sent in one write() at the end of the turn)"),
     ("App.dispatch", "vmimages' request path"),
     ("Authenticator.signed", "checking a signature (HMAC-SHA256 over the canonical request)"),
     ("Vault.open", "opening the sealed password (AES-GCM)"),

@@ -1,11 +1,9 @@
-"""One write per answer (transport.OneWrite): an answer's head waits for its body and both go
-out together; what is not an answer's head goes out as it comes; nothing is lost or sent after
-the connection ends. And the request head as an app sees it."""
+"""One write per turn of the event loop (transport.OneWrite): what uvicorn writes apart goes out
+together, in order, and nothing is lost or sent after the connection ends."""
 
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 from typing import Any
 
 from vmimages.transport import OneWrite
@@ -40,70 +38,51 @@ class Recorder:
         return ("127.0.0.1", 1) if name == "peername" else None
 
 
-class Connection:
-    """A protocol as OneWrite reads it: the request being answered (`cycle`), which starts its
-    answer as uvicorn's does (`response_started`, then the head's write)."""
+def turns(work: Any) -> list[tuple[str, bytes]]:
+    """Run `work(one_write)` in one turn, then let the loop turn again; what the transport got."""
 
-    def __init__(self) -> None:
-        self.raw = Recorder()
-        self.cycle: Any = None
-        self.out = OneWrite(self.raw, self)  # type: ignore[arg-type]
+    async def run() -> list[tuple[str, bytes]]:
+        raw = Recorder()
+        work(OneWrite(raw, asyncio.get_running_loop()))  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return raw.calls
 
-    def request(self) -> None:
-        self.cycle = SimpleNamespace(response_started=False)
-
-    def answer(self, head: bytes, body: bytes) -> None:
-        self.cycle.response_started = True
-        self.out.write(head)
-        self.out.write(body)
+    return asyncio.run(run())
 
 
-def test_an_answers_head_and_body_leave_in_one_write() -> None:
-    c = Connection()
-    for body in (b"{}", b"[]"):  # two requests, one after the other, on a kept connection
-        c.request()
-        c.answer(b"HTTP/1.1 200 OK\r\n\r\n", body)
-    assert c.raw.calls == [("write", b"HTTP/1.1 200 OK\r\n\r\n{}"),
-                           ("write", b"HTTP/1.1 200 OK\r\n\r\n[]")]  # fmt: skip
+def test_a_head_and_body_written_in_one_turn_leave_in_one_write() -> None:
+    def answer(out: OneWrite) -> None:
+        out.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        out.write(b"{}")
+        out.write(b"HTTP/1.1 200 OK\r\n\r\n[]")  # a pipelined request's answer, same turn
+
+    assert turns(answer) == [("write", b"HTTP/1.1 200 OK\r\n\r\n{}HTTP/1.1 200 OK\r\n\r\n[]")]
 
 
-def test_what_is_not_an_answers_head_goes_out_at_once() -> None:
-    c = Connection()
-    c.out.write(b"refused before any request")
-    c.request()
-    c.out.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # before the answer starts
-    assert c.raw.calls == [("write", b"refused before any request"),
-                           ("write", b"HTTP/1.1 100 Continue\r\n\r\n")]  # fmt: skip
-    c.answer(b"head ", b"body")
-    c.out.write(b"a refusal after the answer")
-    assert c.raw.calls[2:] == [("write", b"head body"), ("write", b"a refusal after the answer")]
+def test_what_is_held_goes_out_before_the_end_of_sending_or_the_close() -> None:
+    def refuse(out: OneWrite) -> None:
+        out.write(b"refusal")
+        out.write_eof()
+        out.close()
 
-
-def test_a_held_head_goes_out_before_the_end_of_sending_or_the_close() -> None:
-    for end in ("write_eof", "close"):
-        c = Connection()
-        c.request()
-        c.cycle.response_started = True
-        c.out.write(b"head")  # the app failed before its body
-        getattr(c.out, end)()
-        assert c.raw.calls[0] == ("write", b"head"), end
-        assert c.raw.calls[1][0] == ("eof" if end == "write_eof" else "close")
+    assert turns(refuse) == [("write", b"refusal"), ("eof", b""), ("close", b"")]
 
 
 def test_an_aborted_connection_is_sent_nothing_more() -> None:
-    c = Connection()
-    c.request()
-    c.cycle.response_started = True
-    c.out.write(b"half an answer")
-    c.out.abort()
-    assert c.raw.calls == [("abort", b"")]
+    def drop(out: OneWrite) -> None:
+        out.write(b"half an answer")
+        out.abort()
+
+    assert turns(drop) == [("abort", b"")]
 
 
 def test_the_rest_is_the_transports_own() -> None:
-    c = Connection()
-    assert c.out.get_extra_info("peername") == ("127.0.0.1", 1)
-    assert c.out.is_closing() is False
-    assert c.raw.calls == []
+    def ask(out: OneWrite) -> None:
+        assert out.get_extra_info("peername") == ("127.0.0.1", 1)
+        assert out.is_closing() is False
+
+    assert turns(ask) == []
 
 
 # The request head as an ASGI app sees it: BoundedHttpToolsProtocol reads header fields itself

@@ -9,8 +9,8 @@ full) nor the time a client may take to send a request. This protocol adds, per 
   past `receive_timeout` seconds, 408 and the connection closes;
 - the server's open connections: at most `max_connections`; one more is answered 503 and closed.
 
-It also sends an answer's head and body in one write (OneWrite): uvicorn writes them apart,
-two system calls and two TCP segments.
+It also sends what one turn of the event loop writes on a connection in one write (OneWrite):
+uvicorn writes an answer's head and its body apart, two system calls and two TCP segments.
 
 Each answer is the API's JSON error envelope, as is the answer to bytes that are not HTTP.
 """
@@ -87,40 +87,30 @@ def refusal(error: ApiError) -> bytes:
 
 # bench/ablate.py turns this off to measure what it saves (docs/decisions.md, "One write
 # per answer").
-ONE_WRITE_PER_ANSWER = True
+ONE_WRITE_PER_TURN = True
 
 
 class OneWrite:
-    """A connection's transport as uvicorn sees it, but an answer's head is held until its
-    body is written, and both go out in one send(): uvicorn writes them apart. A write is an
-    answer's head when it is the first since the protocol's current request began its answer
-    (`protocol.cycle.response_started`); anything else (a `100 Continue`, a refusal, the answer
-    of a request queued behind another) goes out as it comes. Ending the sending or closing
-    sends a held head first (an app that failed after starting its answer); aborting drops it.
-    The rest is the transport's own."""
+    """A connection's transport as uvicorn sees it, but what is written in one turn of the event
+    loop goes out together at the end of the turn: an answer's head and body in one send().
+    Ending the sending or closing sends what is held first; aborting drops it. The rest is the
+    transport's own."""
 
-    __slots__ = ("_head", "_headed", "_protocol", "_transport")
-
-    def __init__(self, transport: asyncio.Transport, protocol: HttpToolsProtocol) -> None:
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
-        self._protocol = protocol
-        self._head = b""  # an answer's head, held until its body
-        self._headed: object = None  # the request whose answer's head was held last
+        self._loop = loop
+        self._held: list[bytes] = []
 
     def write(self, data: bytes) -> None:
-        if self._head:
-            data, self._head = self._head + data, b""
-        else:
-            cycle = self._protocol.cycle  # None before the first request
-            if cycle is not self._headed and cycle is not None and cycle.response_started:
-                self._head, self._headed = data, cycle
-                return
-        self._transport.write(data)
+        if not self._held:
+            self._loop.call_soon(self.flush)
+        self._held.append(data)
 
     def flush(self) -> None:
-        if self._head:
-            data, self._head = self._head, b""
-            self._transport.write(data)
+        if self._held:
+            data, self._held = b"".join(self._held), []
+            if not self._transport.is_closing():
+                self._transport.write(data)
 
     def write_eof(self) -> None:
         self.flush()
@@ -129,10 +119,6 @@ class OneWrite:
     def close(self) -> None:
         self.flush()
         self._transport.close()
-
-    def abort(self) -> None:
-        self._head = b""
-        self._transport.abort()
 
     def is_closing(self) -> bool:  # asked twice a request: here, not through __getattr__
         return self._transport.is_closing()
@@ -227,8 +213,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _connected(self, transport: asyncio.Transport) -> None:
         self._http = True
-        if ONE_WRITE_PER_ANSWER:
-            transport = cast(asyncio.Transport, OneWrite(transport, self))
+        if ONE_WRITE_PER_TURN:
+            transport = cast(asyncio.Transport, OneWrite(transport, self.loop))
         super().connection_made(transport)
         if len(self.connections) > Limits.max_connections:
             self._refuse(
