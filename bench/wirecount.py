@@ -20,6 +20,12 @@ Three servers, each on the same small SQLite catalog and the same request bytes:
 request path's own. With --vs, the same for another checkout (a `git worktree` with its own
 `.venv`), and the ratios.
 
+One request at a time on one connection, each turn of the event loop carries one request: what
+a turn shares between its requests under load (the end-of-turn write, the look at the change
+log) is paid by each here, and a change that moves work between turns cannot be judged by this
+count. bench/versus.py judges it, over the wire with wrk (docs/decisions.md, "One write per
+answer": a change that counted fewer instructions here cost 1.42 times the CPU under load).
+
     python bench/wirecount.py [--servers serve,transport,ceiling] [--vs ../other] [--requests 300]
 
 Needs valgrind (`apt-get install valgrind`).
