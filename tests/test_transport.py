@@ -4,8 +4,12 @@ together, in order, and nothing is lost or sent after the connection ends."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
+import pytest
+
+from tests.conftest import Server
 from vmimages.transport import OneWrite
 
 
@@ -83,6 +87,31 @@ def test_the_rest_is_the_transports_own() -> None:
         assert out.is_closing() is False
 
     assert turns(ask) == []
+
+
+@pytest.mark.socket
+def test_an_answer_without_a_body_is_sent_when_it_is_complete(test_db: str) -> None:
+    """An answer to HEAD has a head and no body: it goes out all the same, and the next request
+    on the connection is answered too."""
+    server = Server(test_db)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            for method in ("HEAD", "HEAD", "GET"):
+                sock.sendall(f"{method} /console/ HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                received = b""
+                while b"\r\n\r\n" not in received:
+                    chunk = sock.recv(65536)
+                    assert chunk, f"closed without an answer to {method}: {received!r}"
+                    received += chunk
+                assert received.startswith(b"HTTP/1.1 200 "), received
+                if method == "GET":
+                    head, _, body = received.partition(b"\r\n\r\n")
+                    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                    while len(body) < length and (chunk := sock.recv(65536)):
+                        body += chunk
+                    assert body.startswith(b"<!doctype html>"), body[:40]
+    finally:
+        server.stop()
 
 
 # The request head as an ASGI app sees it: BoundedHttpToolsProtocol reads header fields itself
