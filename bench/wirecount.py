@@ -41,7 +41,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -49,8 +48,7 @@ sys.path.insert(0, str(HERE))
 
 import run  # noqa: E402
 from instructions import small_catalog  # noqa: E402
-
-from vmimages.auth import authorization_header  # noqa: E402
+from workload import headers_for  # noqa: E402
 
 WARM = 50  # requests before the count: imports, first reads, the answer kept
 
@@ -68,20 +66,12 @@ def command(checkout: Path, server: str, port: int, database: str) -> tuple[list
 
 
 def signed_q20(port: int, info: dict[str, str]) -> bytes:
-    host = f"127.0.0.1:{port}"
-    body = run.Q20.encode()
-    stamp = str(int(time.time()))
-    auth = authorization_header(
-        info["accessKeyId"], info["accessKeyPassword"], stamp,
-        {"content-type": "application/json", "host": host}, body,
-    )  # fmt: skip
-    head = (
-        f"POST /api/v2/vm HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"X-ZC-Action: DescribeImages\r\nX-ZC-Timestamp: {stamp}\r\n"
-        f"X-ZC-Signature-Method: ZC2-HMAC-SHA256\r\nAuthorization: {auth}\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
+    """The q20 request's bytes, signed as the SDKs sign it (workload.headers_for)."""
+    person = {"key": (info["accessKeyId"], info["accessKeyPassword"])}
+    body = run.Q20
+    headers = headers_for(person, f"127.0.0.1:{port}", "DescribeImages", body, "", bearer=False)
+    fields = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    return f"POST /api/v2/vm HTTP/1.1\r\n{fields}Content-Length: {len(body)}\r\n\r\n{body}".encode()
 
 
 def ask(connection: socket.socket, request: bytes) -> None:

@@ -246,7 +246,11 @@ def test_a_head_past_the_cap_is_431_even_in_one_write(default_server: tuple[Serv
         assert (status, doc["code"]) == (431, "REQUEST_HEADER_FIELDS_TOO_LARGE"), doc
 
 
-@pytest.mark.parametrize("hosts", [b"", b"Host: a\r\nHost: b\r\n"], ids=["none", "two"])
+@pytest.mark.parametrize(
+    "hosts",
+    [b"", b"Host: a\r\nHost: b\r\n", b"Host: a\r\nHOST: a\r\n"],
+    ids=["none", "two", "two-in-another-case"],
+)
 def test_an_http11_request_needs_exactly_one_host(
     default_server: tuple[Server, Any], hosts: bytes
 ) -> None:

@@ -1,5 +1,7 @@
-"""One write per turn of the event loop (transport.OneWrite): what uvicorn writes apart goes out
-together, in order, and nothing is lost or sent after the connection ends."""
+"""The HTTP protocol's own parts (transport.py): one write per turn of the event loop
+(OneWrite: what uvicorn writes apart goes out together, in order, and nothing is lost or sent
+after the connection ends), an answer without a body on a kept connection, and the request head
+read as uvicorn's own protocol reads it. The limits are tests/test_limits.py's."""
 
 from __future__ import annotations
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.sslproto
-import math
 import ssl
 from collections.abc import Callable
 from typing import Any, ClassVar, cast
@@ -157,13 +156,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True  # between requests, or inside a head
         self._receiving = True  # a request (or the first one) is being received
         self._timer: asyncio.TimerHandle | None = None  # the connection's one timer
-        self._timer_at = math.inf  # when it fires (loop time); inf: no timer
         self._due = 0.0  # when the current wait ends
         self._then: Callable[[], None] | None = None  # what is done then; None: no wait
         # How far ahead the timer is set: no further than the shortest wait, so that a new
         # wait of either kind ends after it fires, and seldom has to move it.
-        self._receive_timeout = Limits.receive_timeout
-        self._horizon = min(self._receive_timeout, float(self.timeout_keep_alive))
+        self._horizon = min(Limits.receive_timeout, float(self.timeout_keep_alive))
         self._refusal: ApiError | None = None  # why a parser callback stopped the parser
         self._raw: asyncio.Transport | None = None  # the TCP connection, under TLS
         self._handshaking: asyncio.sslproto.SSLProtocol | None = None  # TLS, until it is up
@@ -365,19 +362,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _wait(self, seconds: float, then: Callable[[], None]) -> None:
         """Call `then` in `seconds`, unless another wait, or the end of this one, comes first."""
         now = self.loop.time()
-        self._due = due = now + seconds
-        self._then = then
-        if self._timer_at <= due:
+        self._due, self._then = now + seconds, then
+        if self._timer is not None and self._timer.when() <= self._due:
             return  # it fires first, and is set again for the rest of the wait (_wake)
         self._drop_timer()
         self._set_timer(now)
 
     def _set_timer(self, now: float) -> None:
-        self._timer_at = when = min(self._due, now + self._horizon)
-        self._timer = self.loop.call_at(when, self._wake)
+        self._timer = self.loop.call_at(min(self._due, now + self._horizon), self._wake)
 
     def _wake(self) -> None:
-        self._timer, self._timer_at = None, math.inf
+        self._timer = None
         then = self._then
         if then is None:
             return  # the wait ended before its time
@@ -391,10 +386,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _drop_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-            self._timer, self._timer_at = None, math.inf
+            self._timer = None
 
     def _start_deadline(self) -> None:
-        self._wait(self._receive_timeout, self._too_slow)
+        self._wait(Limits.receive_timeout, self._too_slow)
 
     def _stop_deadline(self) -> None:
         self._then = None  # the timer is left to fire, and finds no wait
