@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -47,15 +47,16 @@ from vmimages.requestbody import BodyBudget, ClientGone, read_body
 from vmimages.requestlog import RequestLog, RequestRecord, dialect
 from vmimages.store import OperatorStore, RequestStore
 from vmimages.store.sql import SqlStore
+from vmimages.tally import TALLY
 from vmimages.transport import Limits
 from vmimages.validation import validate
 
 log = logging.getLogger("vmimages")
 
-PROBES = frozenset({"/healthz", "/readyz"})  # GET only; anything else is the API's
-METRICS = "/metrics"  # GET only, unless turned off (serve --no-metrics) or served apart
+PROBES: Final = frozenset({"/healthz", "/readyz"})  # GET only; anything else is the API's
+METRICS: Final = "/metrics"  # GET only, unless turned off (serve --no-metrics) or served apart
 
-COMPACT_EVERY = 3600.0  # seconds between compactions of the history
+COMPACT_EVERY: Final = 3600.0  # seconds between compactions of the history
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -362,7 +363,7 @@ class App:
         seconds = time.perf_counter() - record.started
         if self.settings.metrics:
             action = record.action if record.action in self.action_names else metrics.OTHER
-            metrics.TALLY.count_request(action, record.code, dialect(record.version), seconds)
+            TALLY.count_request(action, record.code, dialect(record.version), seconds)
         if self.request_log is not None:
             self.request_log(record, seconds)
 

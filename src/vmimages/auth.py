@@ -11,7 +11,7 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, Final
 
 from vmimages.accounts import token_hash, token_id
 from vmimages.errors import ApiError, Code, shown
@@ -21,9 +21,9 @@ from vmimages.vault import Vault, VaultError
 
 log = logging.getLogger("vmimages.auth")
 
-ALGORITHM = "ZC2-HMAC-SHA256"
-MAX_SKEW_SECONDS = 300
-OPENED_KEPT = 10_000  # opened access-key passwords a process keeps; past it, it starts again
+ALGORITHM: Final = "ZC2-HMAC-SHA256"
+MAX_SKEW_SECONDS: Final = 300
+OPENED_KEPT: Final = 10_000  # opened access-key passwords a process keeps; past it, it starts again
 
 
 def canonical_request(headers: dict[str, str], signed_headers: list[str], body: bytes) -> str:
@@ -42,9 +42,9 @@ def string_to_sign(
 
 # RFC 2104's pads: the key's bytes XORed with 0x36 (inner) and 0x5C (outer), as tables for
 # bytes.translate.
-_INNER_PAD = bytes(byte ^ 0x36 for byte in range(256))
-_OUTER_PAD = bytes(byte ^ 0x5C for byte in range(256))
-_BLOCK = 64  # SHA-256's block size, in bytes
+_INNER_PAD: Final = bytes(byte ^ 0x36 for byte in range(256))
+_OUTER_PAD: Final = bytes(byte ^ 0x5C for byte in range(256))
+_BLOCK: Final = 64  # SHA-256's block size, in bytes
 
 
 class SigningKey:

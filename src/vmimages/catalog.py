@@ -9,22 +9,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
-PUBLIC_IMAGE = "PUBLIC_IMAGE"
-CUSTOM_IMAGE = "CUSTOM_IMAGE"
-IMAGE_TYPES = (PUBLIC_IMAGE, CUSTOM_IMAGE)
+PUBLIC_IMAGE: Final = "PUBLIC_IMAGE"
+CUSTOM_IMAGE: Final = "CUSTOM_IMAGE"
+IMAGE_TYPES: Final = (PUBLIC_IMAGE, CUSTOM_IMAGE)
 
-CREATING = "CREATING"
-AVAILABLE = "AVAILABLE"
-UNAVAILABLE = "UNAVAILABLE"
-IMAGE_STATUSES = (CREATING, AVAILABLE, UNAVAILABLE)
+CREATING: Final = "CREATING"
+AVAILABLE: Final = "AVAILABLE"
+UNAVAILABLE: Final = "UNAVAILABLE"
+IMAGE_STATUSES: Final = (CREATING, AVAILABLE, UNAVAILABLE)
 
-OS_TYPES = ("windows", "linux")
-SEED_CATEGORIES = ("CentOS", "Windows", "Ubuntu", "Debian")
+OS_TYPES: Final = ("windows", "linux")
+SEED_CATEGORIES: Final = ("CentOS", "Windows", "Ubuntu", "Debian")
 
 # The account id that owns public images: the operator. Real accounts start at 1.
-PUBLIC_OWNER = 0
+PUBLIC_OWNER: Final = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +106,12 @@ class Quota:
     max_count: int
 
 
-DEFAULT_IMAGE_QUOTA = 5  # custom images per account and location
+DEFAULT_IMAGE_QUOTA: Final = 5  # custom images per account and location
 
 
 # ImageQuery's fields, in the order of its `key`.
-QUERY_FIELDS = ("viewer", "image_ids", "name_contains", "location", "category", "image_type",
-                "os_type", "status", "page_num", "page_size")  # fmt: skip
+QUERY_FIELDS: Final = ("viewer", "image_ids", "name_contains", "location", "category",
+                       "image_type", "os_type", "status", "page_num", "page_size")  # fmt: skip
 
 
 class ImageQuery:
@@ -196,7 +196,7 @@ def fold(text: str) -> str:
 # DescribeImages' rules, written once: the SQL query (store/query.py) and the catalog in memory
 # (store/memory.py) are both made from them.
 EQUALS, ONE_OF, CONTAINS = "equals", "one of", "contains"  # CONTAINS: case-folded, literal
-FILTERS = (  # (ImageQuery's field, Image's attribute, how it matches), every given one ANDed
+FILTERS: Final = (  # (ImageQuery's field, Image's attribute, how it matches), every given one ANDed
     ("image_ids", "image_id", ONE_OF),
     ("category", "category", EQUALS),
     ("os_type", "os_type", EQUALS),

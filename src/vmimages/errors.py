@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
-from typing import Any
+from typing import Any, Final
 
 from vmimages import accounts, catalog, history
 
@@ -80,7 +80,7 @@ class ApiError(Exception):
 # Helpers for messages that quote what a caller sent.
 
 
-SHOWN = 64  # characters of a caller's text that a message or a log line quotes
+SHOWN: Final = 64  # characters of a caller's text that a message or a log line quotes
 
 
 def shown(text: str, limit: int = SHOWN) -> str:

@@ -15,7 +15,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar, TextIO
+from typing import Any, ClassVar, Final, TextIO
 
 log = logging.getLogger("vmimages.logs")
 
@@ -130,4 +130,4 @@ def ready_to_write(stream: TextIO) -> tuple[select.poll | None, int]:
     return poller, LineWriter.PIPE_BUF if shared else LineWriter.BATCH
 
 
-WRITER = LineWriter()
+WRITER: Final = LineWriter()

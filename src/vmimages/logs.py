@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import time
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -27,7 +27,7 @@ log = logging.getLogger("vmimages.logs")
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOG_FORMATS = ("text", "json")
-REQUEST_LOGGER = "vmimages.request"
+REQUEST_LOGGER: Final = "vmimages.request"
 
 _hidden: tuple[str, ...] = ()
 

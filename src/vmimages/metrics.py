@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Final
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -28,14 +29,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from vmimages.catalog import IMAGE_STATUSES, IMAGE_TYPES
-from vmimages.tally import Tally
+from vmimages.tally import DURATION_BUCKETS, TALLY
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
 
-# From 100 µs (most answers come from memory in well under 1 ms) to 10 s (the request timeout).
-DURATION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                    0.1, 0.25, 0.5, 1, 2.5, 5, 10)  # fmt: skip
 REQUESTS = Counter(
     "vmimages_requests",
     "Requests answered, by action, answer code (OK for a success) and dialect.",
@@ -106,11 +104,9 @@ REPLICA_FALLBACKS = Counter(
     ["reason"],
 )
 
-OTHER = "other"  # the action label of a request naming no known action
+OTHER: Final = "other"  # the action label of a request naming no known action
 
 
-# What the request path counts (tally.py), handed to the figures above by `flush`.
-TALLY = Tally(DURATION_BUCKETS)
 FLUSH_EVERY = 1.0  # seconds: how far behind the figures of a worker not answering a scrape are
 
 

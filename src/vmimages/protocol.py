@@ -8,28 +8,28 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 from vmimages.errors import ApiError, Code, json_type, shown
 
-ENDPOINTS = frozenset({"/", "/api/v2/vm", "/api/v2/vm/"})
+ENDPOINTS: Final = frozenset({"/", "/api/v2/vm", "/api/v2/vm/"})
 
-SEED = ""  # no X-ZC-Version (or an empty one): the seed dialect
-PUBLISHED_VERSIONS = ("2023-03-13", "2026-04-01")
+SEED: Final = ""  # no X-ZC-Version (or an empty one): the seed dialect
+PUBLISHED_VERSIONS: Final = ("2023-03-13", "2026-04-01")
 
-JSON_HEADERS = [(b"content-type", b"application/json")]
+JSON_HEADERS: Final = [(b"content-type", b"application/json")]
 
 
 # A version-4 UUID's fixed bits (RFC 9562 section 5.4): its version, 4, and its variant, 10.
-_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
-_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
+_UUID4_CLEAR: Final = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID4_SET: Final = (0x4000 << 64) | (0x8000 << 48)
 
 
 # Request ids' own random generator, seeded from the operating system: a `random.seed()` elsewhere
 # in the process (a library's, a test's) does not repeat them; a forked child seeds it again.
-_IDS = random.Random()
+_IDS: Final = random.Random()
 os.register_at_fork(after_in_child=_IDS.seed)
 
 
@@ -45,7 +45,7 @@ def new_request_id() -> str:
 # The names the SDKs send, as text, by the lowercase bytes uvicorn gives them in: a name found
 # here costs a dict lookup, not a decoding and a lowering (any other name, or one in another
 # case, is decoded and lowered).
-_KNOWN_NAMES = {
+_KNOWN_NAMES: Final = {
     name.encode(): name
     for name in (
         "host", "content-type", "content-length", "authorization", "x-zc-action",

@@ -12,14 +12,15 @@ import math
 import random
 import time
 from collections.abc import Callable
+from typing import Final
 
 from vmimages.errors import ApiError, Code
 
-MAX_BUCKETS = 100_000  # past it, the buckets that are full again are forgotten
+MAX_BUCKETS: Final = 100_000  # past it, the buckets that are full again are forgotten
 # A refusal is held about this long (between half and one and a half times, at random) before
 # it is sent: a client that retries at once cannot keep the server busy refusing it, and the
 # refused requests of many connections come back spread out, not all at once (bench/attack.py).
-REFUSAL_DELAY_SECONDS = 0.25
+REFUSAL_DELAY_SECONDS: Final = 0.25
 
 
 class RateLimiter:

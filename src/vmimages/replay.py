@@ -19,12 +19,14 @@ Bearer tokens carry no signature: a captured token is a captured credential (use
 
 from __future__ import annotations
 
+from typing import Final
+
 from vmimages.actions import Action
 from vmimages.auth import Caller
 from vmimages.errors import ApiError, Code
 from vmimages.store import RequestStore
 
-ACTION_HEADERS = ("x-zc-action", "x-tc-action")
+ACTION_HEADERS: Final = ("x-zc-action", "x-tc-action")
 
 
 def _refused(message: str) -> ApiError:

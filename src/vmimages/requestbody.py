@@ -4,7 +4,7 @@ when the client leaves. The app's pipeline calls `read_body` and gets bytes or a
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Final
 
 from vmimages import protocol
 from vmimages.errors import ApiError, Code
@@ -14,7 +14,7 @@ Receive = Callable[[], Awaitable[Message]]
 
 # How much of an oversized body without a declared length (chunked) is read and dropped before
 # answering 413, as a multiple of the limit; beyond it the 413 is sent at once.
-DRAIN_FACTOR = 16
+DRAIN_FACTOR: Final = 16
 
 
 class ClientGone(Exception):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+from typing import Final
 
 import orjson
 
@@ -58,7 +59,7 @@ class RequestRecord:
         self.etag: bytes | None = None  # the answer's ETag (protocol.etag_of), if it has one
 
 
-DIALECTS = {None: "unknown", "": "seed"}  # any other version (a valid one) is published's
+DIALECTS: Final = {None: "unknown", "": "seed"}  # any other version (a valid one) is published's
 
 
 def dialect(version: str | None) -> str:

@@ -9,15 +9,15 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from vmimages.errors import ApiError, Code, json_type, shown
 
-STRING = "String"
-INTEGER = "Integer"
-STRING_ARRAY = "Array of String"
-BOOLEAN = "Boolean"
-NUMBER = (int, float)
+STRING: Final = "String"
+INTEGER: Final = "Integer"
+STRING_ARRAY: Final = "Array of String"
+BOOLEAN: Final = "Boolean"
+NUMBER: Final = (int, float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +127,7 @@ def _check_integer(param: Param, value: Any) -> int:
 
 # Control characters have no place in a parameter (PostgreSQL cannot even store NUL); tab and
 # line breaks may stand in a description.
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _check_string(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from vmimages.catalog import DEFAULT_IMAGE_QUOTA
 from vmimages.errors import ApiError, Code, shown
@@ -90,7 +90,7 @@ def _registry() -> dict[tuple[bool, str], Action]:
     return table
 
 
-ACTIONS = _registry()
+ACTIONS: Final = _registry()
 
 
 def find_action(version: str, name: str) -> Action:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -22,7 +22,7 @@ from vmimages.catalogfile import CATEGORY
 from vmimages.protocol import weak_etag
 from vmimages.validation import INTEGER, STRING, STRING_ARRAY, Param, Spec, spec
 
-MAX_PAGE_NUM = 2**31 - 1
+MAX_PAGE_NUM: Final = 2**31 - 1
 
 
 def describe_images_params(location: Param, category: Param) -> Spec:

@@ -19,7 +19,7 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Hashable, Sequence
 from operator import attrgetter
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from vmimages.catalog import (
     CONTAINS,
@@ -35,30 +35,36 @@ from vmimages.catalog import (
     fold,
     visible_owners,
 )
-from vmimages.metrics import CACHE_DROPS, TALLY
+from vmimages.metrics import CACHE_DROPS
 from vmimages.store.sql.base import CATALOG_SCOPE, CREDENTIALS_SCOPE
+from vmimages.tally import TALLY
 
 if TYPE_CHECKING:
     from vmimages.store.sql import SqlStore
 
-# Bounds on what is kept (BENCHMARKS.md gives the resident memory they come to).
-MAX_CUSTOM_IMAGES = 250_000  # custom images of the accounts seen lately (least recent go first)
-MAX_ANSWER_WEIGHT = 150_000  # DescribeImages answers: one per answer, plus one per image on it
-MAX_CREDENTIALS = 100_000  # access keys and token hashes looked up, found or not
+# Bounds on what is kept (BENCHMARKS.md gives the resident memory they come to): custom images
+# of the accounts seen lately (least recent go first); DescribeImages answers (one per answer,
+# plus one per image on it); access keys and token hashes looked up, found or not.
+MAX_CUSTOM_IMAGES: Final = 250_000
+MAX_ANSWER_WEIGHT: Final = 150_000
+MAX_CREDENTIALS: Final = 100_000
 # A look that begins and ends in one turn of the event loop holds for the rest of the turn
 # (refresh). bench/ablate.py turns this off to measure what it saves.
 ONE_LOOK_PER_TURN = True
 
 # The cache's lookups, counted for /metrics (metrics.py).
-ANSWER_HITS, ANSWER_MISSES = ("answer", "hit"), ("answer", "miss")
-ACCOUNT_HITS, ACCOUNT_MISSES = ("account", "hit"), ("account", "miss")
-CREDENTIAL_HITS, CREDENTIAL_MISSES = ("credential", "hit"), ("credential", "miss")
+ANSWER_HITS: Final = ("answer", "hit")
+ANSWER_MISSES: Final = ("answer", "miss")
+ACCOUNT_HITS: Final = ("account", "hit")
+ACCOUNT_MISSES: Final = ("account", "miss")
+CREDENTIAL_HITS: Final = ("credential", "hit")
+CREDENTIAL_MISSES: Final = ("credential", "miss")
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-_by_id = attrgetter("image_id")
-_by_time = attrgetter("create_time")
+_by_id: Final = attrgetter("image_id")
+_by_time: Final = attrgetter("create_time")
 
 
 def select(images: Sequence[Image], query: ImageQuery, region_id: str | None) -> list[Image]:
