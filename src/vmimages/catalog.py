@@ -147,8 +147,12 @@ class ImageQuery:
         self.status = status
         self.page_num = page_num
         self.page_size = page_size
-        self.key = (viewer, image_ids, name_contains, location, category, image_type, os_type,
-                    status, page_num, page_size)  # fmt: skip
+        # Typed as a tuple of any length: compiled, one of a fixed length is a C struct, made
+        # into a new tuple object each time it is hashed or compared.
+        self.key: tuple[object, ...] = (
+            viewer, image_ids, name_contains, location, category, image_type, os_type, status,
+            page_num, page_size,
+        )  # fmt: skip
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ImageQuery) and self.key == other.key

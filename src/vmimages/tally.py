@@ -11,8 +11,11 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Final
 
-RequestKey = tuple[str, str, str]  # action, answer code, dialect
-Lookup = tuple[str, str]  # what the read cache looked up, and hit or miss
+# (action, answer code, dialect) and (what the read cache looked up, hit or miss). Typed as
+# tuples of any length: compiled, a tuple of a fixed length is a C struct, made into a new
+# tuple object for each dict operation; these stay one object from the caller to the dict.
+RequestKey = tuple[str, ...]
+Lookup = tuple[str, ...]
 
 
 class Tally:
@@ -29,7 +32,7 @@ class Tally:
         self.lookups: dict[Lookup, int] = {}
 
     def count_request(self, action: str, code: str, dialect: str, seconds: float) -> None:
-        key = (action, code, dialect)
+        key: RequestKey = (action, code, dialect)
         self.requests[key] = self.requests.get(key, 0) + 1
         counts = self.durations.get(action)
         if counts is None:
