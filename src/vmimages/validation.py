@@ -17,7 +17,7 @@ STRING: Final = "String"
 INTEGER: Final = "Integer"
 STRING_ARRAY: Final = "Array of String"
 BOOLEAN: Final = "Boolean"
-NUMBER: Final = (int, float)
+NUMBER: Final[tuple[type, ...]] = (int, float)  # one tuple object, compiled (tally.py says why)
 
 
 @dataclass(frozen=True, slots=True)
