@@ -13,15 +13,15 @@ from typing import Any, Final
 
 PUBLIC_IMAGE: Final = "PUBLIC_IMAGE"
 CUSTOM_IMAGE: Final = "CUSTOM_IMAGE"
-IMAGE_TYPES: Final = (PUBLIC_IMAGE, CUSTOM_IMAGE)
+IMAGE_TYPES: Final[tuple[str, ...]] = (PUBLIC_IMAGE, CUSTOM_IMAGE)
 
 CREATING: Final = "CREATING"
 AVAILABLE: Final = "AVAILABLE"
 UNAVAILABLE: Final = "UNAVAILABLE"
-IMAGE_STATUSES: Final = (CREATING, AVAILABLE, UNAVAILABLE)
+IMAGE_STATUSES: Final[tuple[str, ...]] = (CREATING, AVAILABLE, UNAVAILABLE)
 
-OS_TYPES: Final = ("windows", "linux")
-SEED_CATEGORIES: Final = ("CentOS", "Windows", "Ubuntu", "Debian")
+OS_TYPES: Final[tuple[str, ...]] = ("windows", "linux")
+SEED_CATEGORIES: Final[tuple[str, ...]] = ("CentOS", "Windows", "Ubuntu", "Debian")
 
 # The account id that owns public images: the operator. Real accounts start at 1.
 PUBLIC_OWNER: Final = 0
@@ -110,8 +110,10 @@ DEFAULT_IMAGE_QUOTA: Final = 5  # custom images per account and location
 
 
 # ImageQuery's fields, in the order of its `key`.
-QUERY_FIELDS: Final = ("viewer", "image_ids", "name_contains", "location", "category",
-                       "image_type", "os_type", "status", "page_num", "page_size")  # fmt: skip
+QUERY_FIELDS: Final[tuple[str, ...]] = (
+    "viewer", "image_ids", "name_contains", "location", "category", "image_type", "os_type",
+    "status", "page_num", "page_size",
+)  # fmt: skip
 
 
 class ImageQuery:
@@ -147,8 +149,7 @@ class ImageQuery:
         self.status = status
         self.page_num = page_num
         self.page_size = page_size
-        # Typed as a tuple of any length: compiled, one of a fixed length is a C struct, made
-        # into a new tuple object each time it is hashed or compared.
+        # A tuple of any length, so that compiled it stays one object (tally.py says why).
         self.key: tuple[object, ...] = (
             viewer, image_ids, name_contains, location, category, image_type, os_type, status,
             page_num, page_size,
@@ -200,7 +201,8 @@ def fold(text: str) -> str:
 # DescribeImages' rules, written once: the SQL query (store/query.py) and the catalog in memory
 # (store/memory.py) are both made from them.
 EQUALS, ONE_OF, CONTAINS = "equals", "one of", "contains"  # CONTAINS: case-folded, literal
-FILTERS: Final = (  # (ImageQuery's field, Image's attribute, how it matches), every given one ANDed
+# (ImageQuery's field, Image's attribute, how it matches), every given one ANDed.
+FILTERS: Final[tuple[tuple[str, str, str], ...]] = (
     ("image_ids", "image_id", ONE_OF),
     ("category", "category", EQUALS),
     ("os_type", "os_type", EQUALS),

@@ -17,7 +17,7 @@ from vmimages.errors import ApiError, Code, json_type, shown
 ENDPOINTS: Final = frozenset({"/", "/api/v2/vm", "/api/v2/vm/"})
 
 SEED: Final = ""  # no X-ZC-Version (or an empty one): the seed dialect
-PUBLISHED_VERSIONS: Final = ("2023-03-13", "2026-04-01")
+PUBLISHED_VERSIONS: Final[tuple[str, ...]] = ("2023-03-13", "2026-04-01")
 
 JSON_HEADERS: Final = [(b"content-type", b"application/json")]
 

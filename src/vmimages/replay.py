@@ -26,7 +26,7 @@ from vmimages.auth import Caller
 from vmimages.errors import ApiError, Code
 from vmimages.store import RequestStore
 
-ACTION_HEADERS: Final = ("x-zc-action", "x-tc-action")
+ACTION_HEADERS: Final[tuple[str, ...]] = ("x-zc-action", "x-tc-action")
 
 
 def _refused(message: str) -> ApiError:

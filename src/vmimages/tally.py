@@ -12,8 +12,9 @@ from bisect import bisect_left
 from typing import Final
 
 # (action, answer code, dialect) and (what the read cache looked up, hit or miss). Typed as
-# tuples of any length: compiled, a tuple of a fixed length is a C struct, made into a new
-# tuple object for each dict operation; these stay one object from the caller to the dict.
+# tuples of any length, as every tuple kept in a module's name or an object is on the request
+# path: compiled, a tuple of a fixed length is a C struct, made into a new tuple object each
+# time it is a dict's key, hashed, iterated or passed on (docs/decisions.md).
 RequestKey = tuple[str, ...]
 Lookup = tuple[str, ...]
 
