@@ -644,7 +644,8 @@ def settings_targets(runs: list[dict[str, Any]]) -> list[str]:
                 f"- A `/metrics` scrape at {_size(r['size'])} images ({r['store']}) costs the"
                 f" event loop under 5 ms: {cost:.2f} ms median, {r['scrape']['scrape_ms_max']:.2f}"
                 f" ms at most over 50 (`bench/inprocess.py --scrape`; the images are counted"
-                f" apart, every 15 s, in {r['scrape']['count_s']:.2f} s) — {_verdict(cost < 5)}."
+                f" apart, by a scrape that finds the last count 15 s old, in"
+                f" {r['scrape']['count_s']:.2f} s) — {_verdict(cost < 5)}."
             )
     costs = next((r["settings_costs"] for r in runs if "settings_costs" in r), None)
     if costs is not None:

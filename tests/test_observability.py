@@ -198,8 +198,52 @@ def test_builds_in_progress_and_connections(test_db: str, creds: Credentials) ->
         assert value(built, name, result=result) - value(before, name, result=result) == count
     assert value(built, "vmimages_images", type="CUSTOM_IMAGE", status="AVAILABLE") == 1
     # Between requests no connection is kept (nor any transaction open): the background work
-    # (the image counts every 0.05 s here, the build worker) takes one only while it runs.
+    # (the image counts, made again by a scrape after 0.05 s here, the build worker) takes one
+    # only while it runs.
     assert 0 in taken, taken
+
+
+def test_images_are_counted_for_a_scrape_only(test_db: str, creds: Credentials) -> None:
+    """A count reads the whole images table: a process no one scrapes never counts, scrapes
+    closer together than metrics_count_seconds share one count, and a scrape shows counts
+    as fresh as that (the database's own, counted apart)."""
+    app = create_app(settings_for(test_db, metrics_count_seconds=0.4))
+    store_count = app.store.count_images
+    counts: list[float] = []
+
+    async def counted() -> list[tuple[str, str, int]]:
+        counts.append(time.monotonic())
+        return await store_count()
+
+    def public(status: str) -> int:
+        query = "SELECT count(*) FROM images WHERE owner = 0 AND status = ?"
+        return int(sql(test_db, query, (status,))[0][0])
+
+    def shown(samples: Samples, status: str) -> float:
+        return value(samples, "vmimages_images", type="PUBLIC_IMAGE", status=status)
+
+    app.store.count_images = counted  # type: ignore[method-assign]  # the store's, observed
+    client = AsgiClient(app, creds)
+    try:
+        client.call("DescribeRegions", {})
+        client.settle(0.6)
+        assert counts == []  # served, never scraped: never counted
+        first, second = scrape(client), scrape(client)
+        assert len(counts) == 1
+        available = public("AVAILABLE")
+        assert available > 0
+        assert shown(first, "AVAILABLE") == shown(second, "AVAILABLE") == available
+        one = "SELECT min(image_id) FROM images WHERE owner = 0 AND status = 'AVAILABLE'"
+        sql(test_db, f"UPDATE images SET status = 'UNAVAILABLE' WHERE image_id = ({one})")
+        stale = scrape(client)  # within 0.4 s of the count: its figures
+        assert len(counts) == 1 and shown(stale, "AVAILABLE") == available
+        client.settle(0.5)
+        later = scrape(client)
+        assert len(counts) == 2
+        assert shown(later, "AVAILABLE") == public("AVAILABLE") == available - 1
+        assert shown(later, "UNAVAILABLE") == public("UNAVAILABLE")
+    finally:
+        client.close()
 
 
 def test_no_metrics_turns_the_path_and_the_counting_off(test_db: str, creds: Credentials) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import threading
 import time
@@ -57,6 +58,7 @@ PROBES: Final = frozenset({"/healthz", "/readyz"})  # GET only; anything else is
 METRICS: Final = "/metrics"  # GET only, unless turned off (serve --no-metrics) or served apart
 
 COMPACT_EVERY: Final = 3600.0  # seconds between compactions of the history
+COUNT_WAIT: Final = 2.0  # seconds a scrape waits for a count it started, else it has the last
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -81,7 +83,8 @@ class App:
         self.feed = Feed(self.store, vault)
         self.in_flight = InFlight(settings.request_timeout)
         self.draining = False  # set on SIGTERM: /readyz answers 503
-        self.counting: asyncio.Task[None] | None = None  # count_images, while serving
+        self.counting: asyncio.Task[None] | None = None  # count_images, while it runs
+        self.counted_at = -math.inf  # when the last count ended (time.monotonic())
         self.flushing: asyncio.Task[None] | None = None  # flush_counts, while serving
         self.compacting: asyncio.Task[None] | None = None  # compact_history, while serving
         self.metrics_server: asyncio.Server | None = None  # serve_metrics_apart
@@ -147,7 +150,6 @@ class App:
                 self.compacting = asyncio.create_task(self.compact_history())
                 if self.settings.metrics:
                     metrics.BUILD_INFO.labels(__version__, build(), self.settings.store_kind).set(1)
-                    self.counting = asyncio.create_task(self.count_images())
                     self.flushing = asyncio.create_task(self.flush_counts())
                     if self.settings.metrics_port:
                         self.metrics_server = await asyncio.start_server(
@@ -213,8 +215,9 @@ class App:
         )
 
     async def serve_metrics(self, send: Send) -> None:
-        """GET /metrics: Prometheus text (metrics.py). It runs no query: the database's image
-        counts are the last ones `count_images` made."""
+        """GET /metrics: Prometheus text (metrics.py), the image counts brought up to date
+        first (`fresh_counts`)."""
+        await self.fresh_counts()
         body = metrics.exposition()
         headers = [
             (b"content-type", metrics.CONTENT_TYPE),
@@ -238,16 +241,28 @@ class App:
                 log.warning("history: cannot compact: %s", exc)
             await asyncio.sleep(COMPACT_EVERY)
 
+    async def fresh_counts(self) -> None:
+        """For a scrape: the images gauge counted again in the database when its last count
+        ended over `metrics_count_seconds` ago, one count at a time. The scrape waits for
+        it up to COUNT_WAIT seconds (the event loop serves meanwhile), then shows the last
+        counts, and the count goes on for the next scrape. A process no one scrapes never
+        counts: a count reads the whole images table (docs/deploy.md, Metrics)."""
+        since = time.monotonic() - self.counted_at
+        if self.counting is None and since >= self.settings.metrics_count_seconds:
+            self.counting = asyncio.create_task(self.count_images())
+        if self.counting is not None:
+            await asyncio.wait({self.counting}, timeout=COUNT_WAIT)
+
     async def count_images(self) -> None:
-        """The images gauge, counted in the database every `metrics_count_seconds` off the
-        request path (a SQLite count runs in a thread); when the database does not answer, the
-        last counts stay."""
-        while True:
-            try:
-                metrics.record_images(await self.store.count_images())
-            except DomainError as exc:
-                log.warning("/metrics: cannot count images: %s", exc)
-            await asyncio.sleep(self.settings.metrics_count_seconds)
+        """The images gauge, counted in the database (on SQLite in a thread); when the
+        database does not answer, the last counts stay."""
+        try:
+            metrics.record_images(await self.store.count_images())
+        except DomainError as exc:
+            log.warning("/metrics: cannot count images: %s", exc)
+        finally:
+            self.counted_at = time.monotonic()
+            self.counting = None
 
     async def flush_counts(self) -> None:
         """What requests counted (tally.py) into the figures every FLUSH_EVERY seconds: with
@@ -267,6 +282,7 @@ class App:
             writer.close()
             return
         if head.startswith(b"GET /metrics "):
+            await self.fresh_counts()
             status, content_type, body = 200, metrics.CONTENT_TYPE, metrics.exposition()
         else:
             error = ApiError(Code.OPERATION_FAILED_RESOURCE_NOT_FOUND, "Only GET /metrics here.")

@@ -45,7 +45,7 @@ class Settings:
     metrics: bool = True  # GET /metrics, and counting requests for it (metrics.py)
     metrics_port: int = 0  # serve /metrics on this port instead of the API's (0: the API's)
     metrics_host: str = "127.0.0.1"  # ... listening on this address
-    metrics_count_seconds: float = 15.0  # how often the database's images are counted
+    metrics_count_seconds: float = 15.0  # a scrape counts the images when the last count is older
     console: bool = True  # the web console at GET /console (console/)
     tls_cert: str | None = None  # serve https with this certificate chain (PEM) ...
     tls_key: str | None = None  # ... and its private key (PEM)
