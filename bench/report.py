@@ -385,7 +385,9 @@ def settings_paragraph(build: str | None) -> list[str]:
         f" request log on, in text, written to /dev/null; metrics on): {listed}. A row that"
         " changes one names it in its traffic column (`--workers 2` as 2 processes, the memory"
         " layer off), or is in the table of what each choice is worth; the realistic rows set"
-        " `--image-build-seconds 0`, so that builds end while the reads run.",
+        " `--image-build-seconds 0`, so that builds end while the reads run, and their servers"
+        " are scraped at `/metrics` every 15 s from the start, as Prometheus would (a scrape"
+        " counts the images when the last count is 15 s old).",
     ]
 
 

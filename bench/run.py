@@ -9,6 +9,7 @@ per run, default 10), BENCH_STORES (default "sqlite,postgres"), BENCH_POSTGRES_U
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -17,7 +18,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -402,12 +405,30 @@ def cpu_over(loads: list[Load], base: list[Load]) -> float:
 
 
 def serve_for_row(database: str, key_file: str, processes: int, choice: str = "") -> Any:
+    """A realistic row's server, scraped as Prometheus would (`scraped`)."""
     options = SETTINGS_VARIANTS.get(choice, [])
     proc, port, startup = serve(database, key_file, "--image-build-seconds", "0",
                                 "--workers", str(processes), *options,
                                 ablate="" if options else choice)  # fmt: skip
     wait_ready(port)
+    scraped(proc, port)
     return proc, port, startup
+
+
+SCRAPE_EVERY = 15.0  # seconds: a common Prometheus scrape interval
+
+
+def scraped(proc: subprocess.Popen[bytes], port: int) -> None:
+    """GET /metrics on `port` now and every SCRAPE_EVERY seconds until `proc` ends, from a
+    thread of this process (its CPU is not the server's)."""
+
+    def scrape() -> None:
+        while proc.poll() is None:
+            with contextlib.suppress(OSError):  # a server with metrics off answers 404
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+            time.sleep(SCRAPE_EVERY)
+
+    threading.Thread(target=scrape, daemon=True).start()
 
 
 def mixed_runs(store: str, database: str, key_file: str, workload: str) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -27,7 +29,9 @@ from tests.asgi import AsgiClient, Credentials
 from tests.conftest import REQUEST_ID, assert_error, key_file, settings_for, sql
 from tests.test_lifecycle import add_instances
 from vmimages import __version__, build, metrics
-from vmimages.app import create_app
+from vmimages.app import COUNT_WAIT, App, create_app
+from vmimages.catalog import StoreUnavailable
+from vmimages.config import Settings
 from vmimages.linewriter import LineWriter
 from vmimages.requestlog import LineValues, RequestLog, what_happened, word
 from vmimages.testing import free_port
@@ -203,45 +207,106 @@ def test_builds_in_progress_and_connections(test_db: str, creds: Credentials) ->
     assert 0 in taken, taken
 
 
+class ObservedCount:
+    """An app's store's own `count_images`, observed: when each count began; made slow
+    (`delay`, seconds) or failing (`fail`) on demand."""
+
+    def __init__(self, app: App) -> None:
+        self.store_count = app.store.count_images
+        self.began: list[float] = []
+        self.delay = 0.0
+        self.fail = False
+        app.store.count_images = self  # type: ignore[method-assign]
+
+    async def __call__(self) -> list[tuple[str, str, int]]:
+        self.began.append(time.monotonic())
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise StoreUnavailable("the database does not answer")
+        return await self.store_count()
+
+
+def public_images(database: str, status: str) -> int:
+    """The oracle: the database's own count of public images in `status`."""
+    query = "SELECT count(*) FROM images WHERE owner = 0 AND status = ?"
+    return int(sql(database, query, (status,))[0][0])
+
+
+def public_shown(samples: Samples, status: str) -> float:
+    return value(samples, "vmimages_images", type="PUBLIC_IMAGE", status=status)
+
+
+def make_one_unavailable(database: str) -> None:
+    one = "SELECT min(image_id) FROM images WHERE owner = 0 AND status = 'AVAILABLE'"
+    sql(database, f"UPDATE images SET status = 'UNAVAILABLE' WHERE image_id = ({one})")
+
+
 def test_images_are_counted_for_a_scrape_only(test_db: str, creds: Credentials) -> None:
-    """A count reads the whole images table: a process no one scrapes never counts, scrapes
-    closer together than metrics_count_seconds share one count, and a scrape shows counts
-    as fresh as that (the database's own, counted apart)."""
-    app = create_app(settings_for(test_db, metrics_count_seconds=0.4))
-    store_count = app.store.count_images
-    counts: list[float] = []
-
-    async def counted() -> list[tuple[str, str, int]]:
-        counts.append(time.monotonic())
-        return await store_count()
-
-    def public(status: str) -> int:
-        query = "SELECT count(*) FROM images WHERE owner = 0 AND status = ?"
-        return int(sql(test_db, query, (status,))[0][0])
-
-    def shown(samples: Samples, status: str) -> float:
-        return value(samples, "vmimages_images", type="PUBLIC_IMAGE", status=status)
-
-    app.store.count_images = counted  # type: ignore[method-assign]  # the store's, observed
+    """With the shipped settings: a count reads the whole images table, and /metrics answers
+    without credentials, so a process no one scrapes never counts, and scrapes however many
+    and however close (here 8 at once, while the count runs) share one count in
+    metrics_count_seconds (15 s), which shows the database's own counts."""
+    app = create_app(settings_for(test_db))
+    assert app.settings.metrics_count_seconds == Settings().metrics_count_seconds == 15.0
+    count = ObservedCount(app)
+    count.delay = 0.2  # the scrapes below arrive while it runs
     client = AsgiClient(app, creds)
     try:
-        client.call("DescribeRegions", {})
-        client.settle(0.6)
-        assert counts == []  # served, never scraped: never counted
-        first, second = scrape(client), scrape(client)
-        assert len(counts) == 1
-        available = public("AVAILABLE")
+        for _ in range(3):
+            assert client.call("DescribeRegions", {}).status == 200
+        client.settle(0.3)
+        assert count.began == []  # served, never scraped: never counted
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: scrape(client), range(8)))
+        answers.append(scrape(client))  # after the count: it counts nothing more
+        assert len(count.began) == 1
+        available = public_images(test_db, "AVAILABLE")
         assert available > 0
-        assert shown(first, "AVAILABLE") == shown(second, "AVAILABLE") == available
-        one = "SELECT min(image_id) FROM images WHERE owner = 0 AND status = 'AVAILABLE'"
-        sql(test_db, f"UPDATE images SET status = 'UNAVAILABLE' WHERE image_id = ({one})")
-        stale = scrape(client)  # within 0.4 s of the count: its figures
-        assert len(counts) == 1 and shown(stale, "AVAILABLE") == available
-        client.settle(0.5)
-        later = scrape(client)
-        assert len(counts) == 2
-        assert shown(later, "AVAILABLE") == public("AVAILABLE") == available - 1
-        assert shown(later, "UNAVAILABLE") == public("UNAVAILABLE")
+        assert {public_shown(samples, "AVAILABLE") for samples in answers} == {available}
+    finally:
+        client.close()
+
+
+def test_image_counts_are_made_again_once_stale(
+    test_db: str, creds: Credentials, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A scrape within metrics_count_seconds of the last count shows it; a later one counts
+    again. It waits COUNT_WAIT seconds at most: a longer count leaves it the last counts and
+    goes on for the next scrape; a count that fails leaves them too, and says so in the log."""
+    app = create_app(settings_for(test_db, metrics_count_seconds=1.0))
+    count = ObservedCount(app)
+    client = AsgiClient(app, creds)
+    try:
+        available = public_images(test_db, "AVAILABLE")
+        assert public_shown(scrape(client), "AVAILABLE") == available
+        make_one_unavailable(test_db)
+        assert public_shown(scrape(client), "AVAILABLE") == available  # within 1 s: the last
+        client.settle(1.1)
+        assert public_shown(scrape(client), "AVAILABLE") == available - 1  # counted again
+        assert len(count.began) == 2
+
+        make_one_unavailable(test_db)
+        client.settle(1.1)
+        count.delay = COUNT_WAIT + 0.5
+        slow = scrape(client)  # answered after COUNT_WAIT, before the count ends
+        assert public_shown(slow, "AVAILABLE") == available - 1  # the last counts
+        client.settle(0.7)  # the count, which went on, has ended
+        after = scrape(client)
+        assert len(count.began) == 3  # ended under 1 s ago: nothing counted again
+        assert public_shown(after, "AVAILABLE") == available - 2
+
+        count.delay, count.fail = 0.0, True
+        make_one_unavailable(test_db)
+        client.settle(1.1)
+        with caplog.at_level(logging.WARNING, logger="vmimages"):
+            failed = scrape(client)
+        assert len(count.began) == 4
+        assert public_shown(failed, "AVAILABLE") == available - 2  # the last counts stay
+        assert "/metrics: cannot count images: the database does not answer" in caplog.text
+        count.fail = False
+        client.settle(1.1)
+        assert public_shown(scrape(client), "AVAILABLE") == available - 3
+        assert public_images(test_db, "AVAILABLE") == available - 3
     finally:
         client.close()
 
