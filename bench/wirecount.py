@@ -14,10 +14,13 @@ Three servers, each on the same small SQLite catalog and the same request bytes:
 - `serve`: `vmimages serve` with the settings it has with no flags;
 - `transport`: the ceiling's fixed app (a body the size of a q20 answer) through vmimages' own
   HTTP protocol (transport.py; bench/transport_app.py);
-- `ceiling`: the same fixed app on uvicorn's own protocol, as run.py's ceiling.
+- `ceiling`: the same fixed app on uvicorn's own protocol, as run.py's ceiling;
+- `floor`: bench/floor_app.py on uvicorn's own protocol, the least Python a signed q20 needs,
+  checking the catalog's one key.
 
 `transport` less `ceiling` is what transport.py's limits cost; `serve` less `transport` is the
-request path's own. With --vs, the same for another checkout (a `git worktree` with its own
+request path's own; `floor` less `ceiling` is what any Python implementation of the signed q20
+adds to the stack. With --vs, the same for another checkout (a `git worktree` with its own
 `.venv`), and the ratios.
 
 One request at a time on one connection, each turn of the event loop carries one request: what
@@ -26,7 +29,8 @@ log) is paid by each here, and a change that moves work between turns cannot be 
 count. bench/versus.py judges it, over the wire with wrk (docs/decisions.md, "One write per
 answer": a change that counted fewer instructions here cost 1.42 times the CPU under load).
 
-    python bench/wirecount.py [--servers serve,transport,ceiling] [--vs ../other] [--requests 300]
+    python bench/wirecount.py [--servers serve,transport,ceiling,floor] [--vs ../other]
+        [--requests 300]
 
 Needs valgrind (`apt-get install valgrind`).
 """
@@ -62,7 +66,8 @@ def command(checkout: Path, server: str, port: int, database: str) -> tuple[list
         return [python, *serve], bench
     if server == "transport":
         return [python, "transport_app.py", str(port)], bench
-    return [python, "-m", "uvicorn", "fixed_app:app", "--port", str(port), *run.UVICORN], bench
+    module = "floor_app" if server == "floor" else "fixed_app"
+    return [python, "-m", "uvicorn", f"{module}:app", "--port", str(port), *run.UVICORN], bench
 
 
 def signed_q20(port: int, info: dict[str, str]) -> bytes:
@@ -100,6 +105,7 @@ def counted(checkout: Path, server: str, database: str, key_file: str, info: dic
         out = Path(folder) / "callgrind.out"
         line, cwd = command(checkout, server, port, database)
         env = {**os.environ, "VMIMAGES_KEY_FILE": key_file, "CEILING_IMAGES": "20",
+               "FLOOR_KEY_ID": info["accessKeyId"], "FLOOR_PASSWORD": info["accessKeyPassword"],
                "PYTHONHASHSEED": "0"}  # fmt: skip
         env.pop("PYTHONPATH", None)
         proc = subprocess.Popen(
