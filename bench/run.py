@@ -424,8 +424,11 @@ def scraped(proc: subprocess.Popen[bytes], port: int) -> None:
 
     def scrape() -> None:
         while proc.poll() is None:
-            with contextlib.suppress(OSError):  # a server with metrics off answers 404
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+            with (
+                contextlib.suppress(OSError),  # a server with metrics off answers 404
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer,
+            ):
+                answer.read()
             time.sleep(SCRAPE_EVERY)
 
     threading.Thread(target=scrape, daemon=True).start()

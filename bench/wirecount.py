@@ -9,7 +9,7 @@ exactly those requests, divided by their number. The kernel's work (the socket c
 in it: bench/wherecpu.py gives that share in time. Like instructions.py's, the count repeats
 within 0.2% whatever else the machine is doing, where times move by 20%.
 
-Three servers, each on the same small SQLite catalog and the same request bytes:
+Four servers, each on the same small SQLite catalog and the same request bytes:
 
 - `serve`: `vmimages serve` with the settings it has with no flags;
 - `transport`: the ceiling's fixed app (a body the size of a q20 answer) through vmimages' own
@@ -55,6 +55,7 @@ from instructions import small_catalog  # noqa: E402
 from workload import headers_for  # noqa: E402
 
 WARM = 50  # requests before the count: imports, first reads, the answer kept
+SERVERS = ("serve", "transport", "ceiling", "floor")
 
 
 def command(checkout: Path, server: str, port: int, database: str) -> tuple[list[str], Path]:
@@ -66,7 +67,7 @@ def command(checkout: Path, server: str, port: int, database: str) -> tuple[list
         return [python, *serve], bench
     if server == "transport":
         return [python, "transport_app.py", str(port)], bench
-    module = "floor_app" if server == "floor" else "fixed_app"
+    module = {"ceiling": "fixed_app", "floor": "floor_app"}[server]
     return [python, "-m", "uvicorn", f"{module}:app", "--port", str(port), *run.UVICORN], bench
 
 
@@ -138,6 +139,9 @@ def main() -> None:
     parser.add_argument("--vs", type=Path, help="another checkout, with its own .venv")
     parser.add_argument("--requests", type=int, default=300)
     args = parser.parse_args()
+    unknown = set(args.servers.split(",")) - set(SERVERS)
+    if unknown:
+        parser.error(f"--servers: {', '.join(sorted(unknown))} unknown; choose from {SERVERS}")
     checkouts = {"this": HERE.parent, **({"vs": args.vs.resolve()} if args.vs else {})}
     result: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder:
